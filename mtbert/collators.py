@@ -1,0 +1,73 @@
+"""Dynamic padding for one task's rows: one sequence, a joined pair, or a pair encoded separately.
+
+Rows carry only token ids (``input_ids``, ``input_ids_b`` for a separately encoded pair, ``token_type_ids`` for a
+pair joined with [SEP]); attention masks are built here, so nothing padded is ever stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], pad_value: int, length: int) -> torch.Tensor:
+    """A ``(len(sequences), length)`` LongTensor, right-padded with ``pad_value``."""
+    out = torch.full((len(sequences), length), pad_value, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out
+
+
+def _round_up(length: int, multiple: int | None) -> int:
+    if not multiple:
+        return length
+    return ((length + multiple - 1) // multiple) * multiple
+
+
+class TaskCollator:
+    """Pad a list of one task's rows into model inputs (+ ``labels`` when the rows have them)."""
+
+    def __init__(self, pad_token_id: int = 0, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("cannot collate an empty batch")
+        first = rows[0]
+        batch: dict[str, torch.Tensor] = {}
+        if "input_ids_b" in first:
+            length = _round_up(
+                max(max(len(r["input_ids"]), len(r["input_ids_b"])) for r in rows), self.pad_to_multiple_of
+            )
+            a = pad_sequences([r["input_ids"] for r in rows], self.pad_token_id, length)
+            b = pad_sequences([r["input_ids_b"] for r in rows], self.pad_token_id, length)
+            mask_a = pad_sequences([[1] * len(r["input_ids"]) for r in rows], 0, length)
+            mask_b = pad_sequences([[1] * len(r["input_ids_b"]) for r in rows], 0, length)
+            batch["input_ids"] = torch.stack([a, b], dim=1)
+            batch["attention_mask"] = torch.stack([mask_a, mask_b], dim=1)
+        else:
+            length = _round_up(max(len(r["input_ids"]) for r in rows), self.pad_to_multiple_of)
+            batch["input_ids"] = pad_sequences([r["input_ids"] for r in rows], self.pad_token_id, length)
+            batch["attention_mask"] = pad_sequences([[1] * len(r["input_ids"]) for r in rows], 0, length)
+            if "token_type_ids" in first:
+                batch["token_type_ids"] = pad_sequences([r["token_type_ids"] for r in rows], 0, length)
+        if "label" in first and first["label"] is not None:
+            labels = [r["label"] for r in rows]
+            dtype = torch.float32 if isinstance(labels[0], float) else torch.long
+            batch["labels"] = torch.tensor(labels, dtype=dtype)
+        return batch
+
+
+class MultitaskCollator:
+    """Collate ``(task, row)`` pairs into ``{task: padded batch}``: one entry per task present in the batch."""
+
+    def __init__(self, pad_token_id: int = 0, pad_to_multiple_of: int | None = None):
+        self.task_collator = TaskCollator(pad_token_id, pad_to_multiple_of)
+
+    def __call__(self, items: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, torch.Tensor]]:
+        by_task: dict[str, list] = {}
+        for task, row in items:
+            by_task.setdefault(task, []).append(row)
+        return {task: self.task_collator(rows) for task, rows in by_task.items()}

@@ -1,0 +1,182 @@
+"""Configuration of a multitask BERT: one backbone configuration plus one specification per task.
+
+This file is remote code: it is copied next to every saved checkpoint, so it imports nothing from mtbert
+(only ``transformers``) and the sibling remote-code files import it as ``from .configuration_mtbert import ...``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+TASK_KINDS = ("sentence_classification", "pair_classification", "pair_regression")
+POOLINGS = ("cls", "mean")
+PAIR_ENCODINGS = ("separate", "cosine", "concat_sep", "concat_nosep")
+CLASSIFIERS = ("linear", "mlp")
+
+# The paper's three tasks. Users can name their own tasks; these are only defaults.
+SST_LABELS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
+QQP_LABELS = ["not duplicate", "duplicate"]
+
+DEFAULT_TASKS: dict[str, dict[str, Any]] = {
+    "sst": {"kind": "sentence_classification", "num_labels": 5, "label_names": SST_LABELS},
+    "qqp": {"kind": "pair_classification", "label_names": QQP_LABELS},
+    "sts": {"kind": "pair_regression", "score_range": [0.0, 5.0]},
+}
+
+# Every key a task may carry, with its default. ``None`` means "derived from the kind".
+TASK_DEFAULTS: dict[str, Any] = {
+    "kind": None,
+    "num_labels": None,
+    "label_names": None,
+    "pooling": "cls",
+    "pair_encoding": None,
+    "use_token_type_ids": False,
+    "classifier": "linear",
+    "classifier_dropout": 0.1,
+    "cosine_threshold": 0.5,
+    "score_range": None,
+    "loss_weight": 1.0,
+}
+
+
+class MultitaskConfigError(ValueError):
+    """A configuration mistake, raised before any model weights are touched."""
+
+
+def _choice(value: Any, valid: tuple[str, ...], what: str) -> str:
+    if value in valid:
+        return value
+    hint = difflib.get_close_matches(str(value), valid, n=1)
+    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise MultitaskConfigError(f"{what}: {value!r} is not one of {', '.join(valid)}.{suggestion}")
+
+
+def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """Fill a task's defaults and check that its head fits its kind.
+
+    Known task names (``sst``, ``qqp``, ``sts``) inherit their kind and labels; any other task must state ``kind``.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise MultitaskConfigError(f"task name {name!r} must be a Python identifier (letters, digits, underscores)")
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(TASK_DEFAULTS))
+    if unknown:
+        hints = [difflib.get_close_matches(key, TASK_DEFAULTS, n=1) for key in unknown]
+        details = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in zip(unknown, hints))
+        raise MultitaskConfigError(
+            f"task {name!r}: unknown key(s) {details}; valid keys are {', '.join(TASK_DEFAULTS)}"
+        )
+    merged = {**TASK_DEFAULTS, **copy.deepcopy(DEFAULT_TASKS.get(name, {}))}
+    merged.update({k: v for k, v in spec.items() if v is not None})
+    where = f"task {name!r}"
+    if merged["kind"] is None:
+        raise MultitaskConfigError(f"{where}: set 'kind' to one of {', '.join(TASK_KINDS)}")
+    kind = _choice(merged["kind"], TASK_KINDS, f"{where} kind")
+    merged["pooling"] = _choice(merged["pooling"], POOLINGS, f"{where} pooling")
+    merged["classifier"] = _choice(merged["classifier"], CLASSIFIERS, f"{where} classifier")
+    if kind == "sentence_classification":
+        if merged["pair_encoding"] is not None:
+            raise MultitaskConfigError(
+                f"{where}: pair_encoding={merged['pair_encoding']!r} needs a sentence pair, but the task is "
+                "sentence_classification (one sentence). Remove pair_encoding or change the kind."
+            )
+        if merged["num_labels"] is None:
+            merged["num_labels"] = len(merged["label_names"]) if merged["label_names"] else 2
+    else:
+        merged["pair_encoding"] = _choice(merged["pair_encoding"] or "separate", PAIR_ENCODINGS, f"{where} pair_encoding")
+        merged["num_labels"] = 1
+    if kind == "sentence_classification" and int(merged["num_labels"]) < 2:
+        raise MultitaskConfigError(f"{where}: num_labels must be >= 2, got {merged['num_labels']}")
+    merged["num_labels"] = int(merged["num_labels"])
+    if merged["label_names"] is None:
+        if kind == "sentence_classification":
+            merged["label_names"] = [f"LABEL_{i}" for i in range(merged["num_labels"])]
+        elif kind == "pair_classification":
+            merged["label_names"] = list(QQP_LABELS)
+    if kind == "sentence_classification" and len(merged["label_names"]) != merged["num_labels"]:
+        raise MultitaskConfigError(
+            f"{where}: {len(merged['label_names'])} label_names for num_labels={merged['num_labels']}"
+        )
+    if kind == "pair_regression":
+        merged["score_range"] = [float(x) for x in (merged["score_range"] or [0.0, 5.0])]
+        low, high = merged["score_range"]
+        if not high > low:
+            raise MultitaskConfigError(f"{where}: score_range must be [low, high] with high > low, got {merged['score_range']}")
+        if merged["pair_encoding"] == "cosine" and low != 0.0:
+            raise MultitaskConfigError(f"{where}: the cosine head predicts ReLU(cos)*high, so score_range must start at 0")
+    else:
+        merged["score_range"] = None
+    dropout = float(merged["classifier_dropout"])
+    if not 0.0 <= dropout < 1.0:
+        raise MultitaskConfigError(f"{where}: classifier_dropout must be in [0, 1), got {dropout}")
+    merged["classifier_dropout"] = dropout
+    merged["cosine_threshold"] = float(merged["cosine_threshold"])
+    merged["loss_weight"] = float(merged["loss_weight"])
+    merged["use_token_type_ids"] = bool(merged["use_token_type_ids"])
+    return merged
+
+
+def task_input_format(spec: dict[str, Any]) -> str:
+    """How a task's text reaches the encoder: ``single``, ``pair_separate`` (two sequences) or a joined pair."""
+    if spec["kind"] == "sentence_classification":
+        return "single"
+    if spec["pair_encoding"] in ("separate", "cosine"):
+        return "pair_separate"
+    return spec["pair_encoding"]  # concat_sep | concat_nosep
+
+
+class MultitaskBertConfig(PretrainedConfig):
+    r"""Configuration of [`MultitaskBertModel`].
+
+    Args:
+        encoder (`dict`): the backbone's configuration (``AutoConfig(...).to_dict()``); any BERT-family encoder.
+        tasks (`dict[str, dict]`): one specification per task; keys and defaults are in ``TASK_DEFAULTS``.
+        shared_encoder (`bool`): ``False`` gives each task its own encoder (the paper's "ensembling").
+        encoder_name_or_path (`str`): where the backbone weights came from, recorded for the model card.
+    """
+
+    model_type = "mtbert"
+
+    def __init__(
+        self,
+        encoder: dict[str, Any] | None = None,
+        tasks: dict[str, dict[str, Any]] | None = None,
+        shared_encoder: bool = True,
+        encoder_name_or_path: str | None = None,
+        **kwargs,
+    ):
+        if isinstance(encoder, PretrainedConfig):
+            encoder = encoder.to_dict()
+        encoder = dict(encoder) if encoder is not None else {"model_type": "bert"}
+        for key in ("id2label", "label2id", "architectures", "_name_or_path", "transformers_version"):
+            encoder.pop(key, None)  # head-specific or bookkeeping fields of the backbone's own config
+        self.encoder = json.loads(json.dumps(encoder))  # plain JSON types, so a save/load round trip is exact
+        if tasks is None:
+            tasks = {name: {} for name in DEFAULT_TASKS}
+        if not isinstance(tasks, dict) or not tasks:
+            raise MultitaskConfigError("tasks must be a non-empty mapping of task name to task settings")
+        self.tasks = {name: normalize_task_spec(name, spec) for name, spec in tasks.items()}
+        self.shared_encoder = bool(shared_encoder)
+        self.encoder_name_or_path = encoder_name_or_path
+        kwargs.pop("hidden_size", None)
+        super().__init__(**kwargs)
+
+    @property
+    def encoder_config(self) -> PretrainedConfig:
+        """The backbone configuration as a transformers config object."""
+        encoder = dict(self.encoder)
+        model_type = encoder.pop("model_type", "bert")
+        return AutoConfig.for_model(model_type, **encoder)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.encoder.get("hidden_size", 768))
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)

@@ -1,0 +1,145 @@
+"""Offline evaluation metrics for mtbert tasks.
+
+``evaluate.load("accuracy")`` fetches its script from the Hugging Face Hub,
+which fails on air-gapped training nodes. mtbert therefore ships its four
+metrics (accuracy, f1, pearsonr, spearmanr) as local ``evaluate`` modules in
+this package, and this facade maps a task *kind* to the metrics reported for
+it. Nothing here imports the rest of ``mtbert``, so it stays importable while
+other modules change.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import evaluate
+import numpy as np
+
+__all__ = [
+    "METRIC_NAMES",
+    "TASK_KINDS",
+    "PRIMARY_METRIC",
+    "metric_path",
+    "load_metric",
+    "compute_task_metrics",
+    "average_score",
+]
+
+_METRICS_DIR = Path(__file__).resolve().parent
+
+#: Metric modules shipped in this package (one folder each, script of the same name).
+METRIC_NAMES: tuple[str, ...] = ("accuracy", "f1", "pearsonr", "spearmanr")
+
+#: For each task kind: (key reported by ``compute_task_metrics``, packaged metric, key the metric returns).
+_KIND_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "sentence_classification": (("accuracy", "accuracy", "accuracy"),),
+    "pair_classification": (("accuracy", "accuracy", "accuracy"), ("f1", "f1", "f1")),
+    "pair_regression": (("pearson", "pearsonr", "pearsonr"), ("spearman", "spearmanr", "spearmanr")),
+}
+
+TASK_KINDS: tuple[str, ...] = tuple(_KIND_METRICS)
+
+#: The metric each task kind contributes to the overall average (the paper's
+#: "average" is the mean of SST accuracy, QQP accuracy and STS-B Pearson).
+PRIMARY_METRIC: dict[str, str] = {
+    "sentence_classification": "accuracy",
+    "pair_classification": "accuracy",
+    "pair_regression": "pearson",
+}
+
+# One id per process: evaluate names its lock/cache files after experiment_id,
+# so concurrent DDP ranks (or several jobs on a shared cache) never collide.
+_EXPERIMENT_ID = f"mtbert-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def metric_path(name: str) -> Path:
+    """Folder of the packaged metric ``name`` (loadable with ``evaluate.load(str(path))``)."""
+    if name not in METRIC_NAMES:
+        raise ValueError(f"Unknown metric {name!r}; packaged metrics are {', '.join(METRIC_NAMES)}.")
+    return _METRICS_DIR / name
+
+
+@functools.lru_cache(maxsize=None)
+def load_metric(name: str) -> evaluate.EvaluationModule:
+    """Load a packaged metric from its local folder, without touching the Hub.
+
+    Cached per process. ``keep_in_memory=True`` keeps each ``compute`` call's
+    inputs in an in-memory Arrow buffer instead of cache files on disk, and
+    every metric is computed independently on each rank.
+    """
+    return evaluate.load(
+        str(metric_path(name)),
+        experiment_id=_EXPERIMENT_ID,
+        keep_in_memory=True,
+    )
+
+
+def _as_1d(values, what: str) -> np.ndarray:
+    if hasattr(values, "detach"):  # torch.Tensor without importing torch
+        values = values.detach().cpu()
+        if values.is_floating_point():  # numpy has no bfloat16
+            values = values.double()
+        values = values.numpy()
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:  # (N, 1) regression head output
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {array.shape}.")
+    return array
+
+
+def compute_task_metrics(kind: str, predictions, references) -> dict[str, float]:
+    """Metrics for one task of the given kind.
+
+    ``sentence_classification`` -> ``{"accuracy"}``;
+    ``pair_classification`` -> ``{"accuracy", "f1"}`` (binary F1, positive label 1);
+    ``pair_regression`` -> ``{"pearson", "spearman"}``.
+
+    ``predictions`` are class ids for classification (take the argmax of the
+    logits first) and scores for regression; a trailing singleton dimension is
+    accepted. Raises ``ValueError`` for an unknown kind, empty input or
+    predictions and references of different lengths.
+    """
+    if kind not in _KIND_METRICS:
+        raise ValueError(f"Unknown task kind {kind!r}; expected one of {', '.join(TASK_KINDS)}.")
+    predictions = _as_1d(predictions, "predictions")
+    references = _as_1d(references, "references")
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"predictions and references differ in length ({len(predictions)} vs {len(references)})."
+        )
+    if len(predictions) == 0:
+        raise ValueError("Cannot compute metrics on empty predictions and references.")
+
+    results: dict[str, float] = {}
+    for key, metric_name, metric_key in _KIND_METRICS[kind]:
+        output = load_metric(metric_name).compute(predictions=predictions, references=references)
+        results[key] = float(output[metric_key])
+    return results
+
+
+def average_score(task_metrics: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str]) -> float:
+    """Mean over tasks of each task's primary metric (see ``PRIMARY_METRIC``).
+
+    ``task_metrics`` maps task name -> the dict from ``compute_task_metrics``;
+    ``kinds`` maps task name -> task kind. Every task in ``task_metrics`` must
+    have a kind and its primary metric.
+    """
+    if not task_metrics:
+        raise ValueError("average_score needs metrics for at least one task.")
+    scores = []
+    for task, metrics in task_metrics.items():
+        if task not in kinds:
+            raise ValueError(f"No task kind given for task {task!r}.")
+        kind = kinds[task]
+        if kind not in PRIMARY_METRIC:
+            raise ValueError(f"Unknown task kind {kind!r} for task {task!r}; expected one of {', '.join(TASK_KINDS)}.")
+        primary = PRIMARY_METRIC[kind]
+        if primary not in metrics:
+            raise ValueError(f"Task {task!r} ({kind}) has no {primary!r} metric; got {sorted(metrics)}.")
+        scores.append(float(metrics[primary]))
+    return float(np.mean(scores))

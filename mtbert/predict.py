@@ -1,0 +1,145 @@
+"""Batch prediction for one task's split, and the minBERT leaderboard file writers.
+
+Prediction sorts rows by length so each batch pads little, then restores the original order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .collators import TaskCollator
+
+# minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
+LEADERBOARD_FILES = {
+    "sst": ("sst", "Predicted_Sentiment"),
+    "qqp": ("para", "Predicted_Is_Paraphrase"),
+    "sts": ("sts", "Predicted_Similiary"),
+}
+
+
+def _model_columns(dataset) -> list[str]:
+    return [c for c in ("input_ids", "input_ids_b", "token_type_ids") if c in dataset.column_names]
+
+
+@torch.no_grad()
+def predict_task(
+    model,
+    task: str,
+    dataset,
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+    device: torch.device | str | None = None,
+    indices: Sequence[int] | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Predict a tokenized split (or the rows ``indices`` of it).
+
+    Returns ``{"index", "predictions", "scores"}`` arrays, in the order of ``indices`` (or of the dataset).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    columns = _model_columns(dataset)
+    rows = dataset.select_columns(columns)[indices.tolist()] if len(indices) else {c: [] for c in columns}
+    lengths = np.array([len(x) for x in rows["input_ids"]], dtype=np.int64)
+    if "input_ids_b" in rows:
+        lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
+    order = np.argsort(-lengths, kind="stable")
+    collate = TaskCollator(pad_token_id)
+    was_training = model.training
+    model.eval()
+    predictions, scores = [], []
+    autocast = autocast or contextlib.nullcontext
+    for start in tqdm(
+        range(0, len(order), batch_size), desc=f"Predicting {task}", disable=not progress, leave=False
+    ):
+        chunk = order[start : start + batch_size]
+        batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast():
+            logits = model(task=task, **batch).logits
+        preds, score = model.postprocess(task, logits)
+        predictions.append(preds.cpu())
+        scores.append(score.float().cpu())
+    model.train(was_training)
+    out_pred = np.empty(len(order), dtype=np.float64)
+    out_score = np.empty(len(order), dtype=np.float64)
+    if len(order):
+        out_pred[order] = torch.cat(predictions).double().numpy()
+        out_score[order] = torch.cat(scores).double().numpy()
+    return {"index": indices, "predictions": out_pred, "scores": out_score}
+
+
+def format_prediction(kind: str, value: float) -> str:
+    """Classes as integers, similarity scores as floats."""
+    return f"{value:.6g}" if kind == "pair_regression" else str(int(value))
+
+
+def leaderboard_name(task: str, split: str) -> tuple[str, str]:
+    """``(file name, header column)`` of a task's leaderboard file; tasks of your own get ``<task>-<split>-output.csv``."""
+    prefix, column = LEADERBOARD_FILES.get(task, (task, "Predicted_Label"))
+    return f"{prefix}-{split}-output.csv", column
+
+
+def write_leaderboard_file(path: str, ids: Sequence[str], predictions: Sequence[float], kind: str, column: str) -> None:
+    """One file in minBERT's format: a header ``id \\t <column>`` and rows ``<id> , <prediction>``.
+
+    Written to a temporary name and renamed, so an interrupted run never leaves half a file.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(f"id \t {column} \n")
+        for row_id, value in zip(ids, predictions):
+            handle.write(f"{row_id} , {format_prediction(kind, value)} \n")
+    os.replace(tmp, path)
+
+
+def read_leaderboard_file(path: str) -> dict[str, str]:
+    """Read a leaderboard file back as ``{id: prediction}`` (for tests and scoring)."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    out = {}
+    for line in lines[1:]:
+        row_id, value = (part.strip() for part in line.split(",", 1))
+        out[row_id] = value
+    return out
+
+
+def write_predictions(
+    model,
+    task_splits: dict[str, dict[str, Any]],
+    output_dir: str,
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+    predict_fn: Callable[..., dict[str, np.ndarray]] | None = None,
+    write: bool = True,
+) -> list[str]:
+    """Predict every ``{task: {split: tokenized dataset}}`` and write the leaderboard files into ``output_dir``."""
+    predict_fn = predict_fn or predict_task
+    written = []
+    for task, splits in task_splits.items():
+        kind = model.config.tasks[task]["kind"]
+        for split, dataset in splits.items():
+            result = predict_fn(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
+            if not write:
+                continue
+            name, column = leaderboard_name(task, split)
+            path = os.path.join(output_dir, name)
+            write_leaderboard_file(path, dataset["id"], result["predictions"], kind, column)
+            written.append(path)
+    return written
+
+
+def read_ids(path: str) -> list[str]:
+    """The ``id`` column of a minBERT file, read without quoting rules (used by tests)."""
+    with open(path, encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [row["id"] for row in reader]

@@ -1,0 +1,158 @@
+"""Which task each training batch comes from, as a deterministic, resumable plan per epoch.
+
+An **epoch** is defined per strategy:
+- one task per step (``round_robin`` strategy): every task's training rows are seen once (a task capped by
+  ``max_train_samples`` contributes a fresh random subset of that size each epoch), so an epoch has
+  Σ_t ceil(n_t / global_batch) steps. ``task_sampling`` orders those batches: ``round_robin`` interleaves the tasks
+  one batch each (tasks that run out drop out), ``proportional`` shuffles all batches together (a task is drawn in
+  proportion to its size), ``temperature`` draws each step's task with probability ∝ n_t^(1/T) (T=1: proportional,
+  T→∞: uniform) for the same number of steps, cycling through a task's rows as often as needed.
+- all tasks per step (``sum`` and ``pcgrad`` strategies): each step holds one batch of every task; an epoch lasts
+  as many steps as the largest task has batches, smaller tasks cycling through fresh shuffles.
+
+The plan depends only on ``(seed, epoch)``, so the Trainer's "skip the first k batches" resume continues exactly.
+Under data parallelism, every rank takes the same step's task and its own contiguous slice of the global batch,
+so a global batch equals the single-process batch of the same size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+from torch.utils.data import Dataset, Sampler
+
+TASK_SAMPLINGS = ("round_robin", "proportional", "temperature")
+
+
+class MultitaskDataset(Dataset):
+    """All tasks' tokenized training rows behind one index space: global index → ``(task, row)``."""
+
+    def __init__(self, task_rows: dict[str, list[dict]]):
+        self.tasks = list(task_rows)
+        self.task_rows = task_rows
+        self.offsets = {}
+        offset = 0
+        for task in self.tasks:
+            self.offsets[task] = offset
+            offset += len(task_rows[task])
+        self.total = offset
+
+    @classmethod
+    def from_datasets(cls, task_datasets: dict, columns=("input_ids", "input_ids_b", "token_type_ids", "label")):
+        """Materialise the model-facing columns of tokenized ``datasets.Dataset`` objects as Python rows (fast access)."""
+        task_rows = {}
+        for task, ds in task_datasets.items():
+            keep = [c for c in columns if c in ds.column_names]
+            data = ds.select_columns(keep).to_dict()
+            task_rows[task] = [dict(zip(keep, values)) for values in zip(*(data[c] for c in keep))]
+        return cls(task_rows)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: int) -> tuple[str, dict]:
+        for task in reversed(self.tasks):
+            if index >= self.offsets[task]:
+                return task, self.task_rows[task][index - self.offsets[task]]
+        raise IndexError(index)
+
+    def sizes(self) -> dict[str, int]:
+        return {task: len(rows) for task, rows in self.task_rows.items()}
+
+
+class MultitaskBatchSampler(Sampler[list[int]]):
+    """Yields this rank's list of global indices for each step of the epoch plan (see module docstring)."""
+
+    def __init__(
+        self,
+        task_sizes: dict[str, int],
+        batch_size: int,
+        all_tasks_per_step: bool = False,
+        task_sampling: str = "round_robin",
+        temperature: float = 1.0,
+        max_samples: dict[str, int] | None = None,
+        seed: int = 42,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if task_sampling not in TASK_SAMPLINGS:
+            raise ValueError(f"task_sampling must be one of {', '.join(TASK_SAMPLINGS)}, got {task_sampling!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if temperature <= 0:
+            raise ValueError(f"sampling temperature must be > 0, got {temperature}")
+        empty = [t for t, n in task_sizes.items() if n == 0]
+        if empty:
+            raise ValueError(f"task(s) {', '.join(empty)} have no training rows")
+        self.tasks = list(task_sizes)
+        self.sizes = dict(task_sizes)
+        self.offsets = {}
+        offset = 0
+        for task in self.tasks:
+            self.offsets[task] = offset
+            offset += self.sizes[task]
+        self.batch_size = batch_size
+        self.all_tasks_per_step = all_tasks_per_step
+        self.task_sampling = task_sampling
+        self.temperature = temperature
+        self.max_samples = {t: n for t, n in (max_samples or {}).items() if n}
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    # -- the plan --------------------------------------------------------------------------------------------
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.num_replicas
+
+    def rows_per_epoch(self, task: str) -> int:
+        return min(self.sizes[task], self.max_samples.get(task, self.sizes[task]))
+
+    def batches_per_epoch(self, task: str) -> int:
+        return math.ceil(self.rows_per_epoch(task) / self.global_batch_size)
+
+    def __len__(self) -> int:
+        counts = [self.batches_per_epoch(t) for t in self.tasks]
+        return max(counts) if self.all_tasks_per_step else sum(counts)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _task_stream(self, task: str, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Endless global batches of one task: a fresh shuffle (capped at max_samples) per pass."""
+        size, rows, g = self.sizes[task], self.rows_per_epoch(task), self.global_batch_size
+        while True:
+            order = rng.permutation(size)[:rows]
+            for start in range(0, rows, g):
+                chunk = order[start : start + g]
+                if len(chunk) < g and self.num_replicas > 1:  # every rank gets a full local batch
+                    chunk = np.concatenate([chunk, order[: g - len(chunk)]])
+                yield chunk
+
+    def plan(self, epoch: int | None = None) -> list[list[tuple[str, np.ndarray]]]:
+        """The epoch's steps; each step is a list of ``(task, global batch row numbers)``."""
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch])
+        streams = {t: self._task_stream(t, np.random.default_rng([self.seed, epoch, i])) for i, t in enumerate(self.tasks)}
+        counts = {t: self.batches_per_epoch(t) for t in self.tasks}
+        if self.all_tasks_per_step:
+            return [[(t, next(streams[t])) for t in self.tasks] for _ in range(len(self))]
+        if self.task_sampling == "round_robin":
+            order = [t for k in range(max(counts.values())) for t in self.tasks if k < counts[t]]
+        elif self.task_sampling == "proportional":
+            order = [t for t in self.tasks for _ in range(counts[t])]
+            rng.shuffle(order)
+        else:
+            weights = np.array([self.rows_per_epoch(t) ** (1.0 / self.temperature) for t in self.tasks], dtype=float)
+            picks = rng.choice(len(self.tasks), size=len(self), p=weights / weights.sum())
+            order = [self.tasks[i] for i in picks]
+        return [[(t, next(streams[t]))] for t in order]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
+        for step in self.plan():
+            yield [self.offsets[t] + int(i) for t, rows in step for i in rows[lo:hi]]
