@@ -2,13 +2,21 @@
 
 from .configuration_mtbert import MultitaskBertConfig, MultitaskConfigError
 from .modeling_mtbert import MultitaskBertModel, MultitaskOutput
+from .pipeline_mtbert import PIPELINE_TASK, MultitaskTextPipeline
 
 __version__ = "0.1.0"
+
+# AutoConfig / AutoModel / pipeline registry know mtbert once it is imported (no trust_remote_code needed locally).
+from .hub import register_auto_classes  # noqa: E402
+
+register_auto_classes()
 
 __all__ = [
     "MultitaskBertConfig",
     "MultitaskBertModel",
     "MultitaskOutput",
+    "MultitaskTextPipeline",
+    "PIPELINE_TASK",
     "MultitaskConfigError",
     "MultitaskTrainer",
     "MultitaskTrainingArguments",

@@ -44,6 +44,13 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
+# The text pipeline saved with every checkpoint (``pipeline_mtbert.py``): ``config.json`` names it so that
+# ``pipeline(model=<folder or Hub repo>, trust_remote_code=True)`` finds and loads it.
+CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
+    "multitask-text-bert": {"impl": "pipeline_mtbert.MultitaskTextPipeline", "pt": ["AutoModel"], "type": "text"}
+}
+
+
 class MultitaskConfigError(ValueError):
     """A configuration mistake, raised before any model weights are touched."""
 
@@ -164,6 +171,7 @@ class MultitaskBertConfig(PretrainedConfig):
         self.shared_encoder = bool(shared_encoder)
         self.encoder_name_or_path = encoder_name_or_path
         kwargs.pop("hidden_size", None)
+        kwargs.setdefault("custom_pipelines", copy.deepcopy(CUSTOM_PIPELINES))
         super().__init__(**kwargs)
 
     @property
@@ -180,3 +188,7 @@ class MultitaskBertConfig(PretrainedConfig):
     @property
     def task_names(self) -> list[str]:
         return list(self.tasks)
+
+
+# Saving a config copies this file next to it and records ``auto_map`` (AutoConfig → this class).
+MultitaskBertConfig.register_for_auto_class("AutoConfig")

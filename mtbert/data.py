@@ -210,9 +210,14 @@ def _read_lines(path: str, report: LoadReport) -> Iterable[str]:
     with open(path, "rb") as handle:
         for raw in handle:
             try:
-                yield raw.decode("utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 report.skipped["bytes that are not UTF-8"] += 1
+                continue
+            body = line.rstrip("\r\n")
+            if "\r" in body:  # a stray carriage return inside a field: csv refuses the line; it is whitespace
+                line = body.replace("\r", " ") + "\n"
+            yield line
 
 
 def read_minbert_file(
@@ -244,7 +249,14 @@ def read_minbert_file(
     positions = {c: header.index(c) for c in required}
 
     def records():
-        for fields in reader:
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:  # e.g. a field over csv's size limit: skip the line, keep reading
+                report.skipped[f"unreadable line ({error})"] += 1
+                continue
             if not fields or all(not f.strip() for f in fields):
                 continue
             record = {c: fields[i] if i < len(fields) else None for c, i in positions.items()}

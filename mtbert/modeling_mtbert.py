@@ -268,4 +268,11 @@ class MultitaskBertModel(PreTrainedModel):
         return logits, logits
 
 
+# Saving a model copies this file and its relative imports next to the weights and records ``auto_map``
+# (AutoModel → this class), so ``AutoModel.from_pretrained(folder_or_repo, trust_remote_code=True)`` works without
+# mtbert. The pipeline is imported here so that it is copied too (``custom_pipelines`` in config.json names it).
+from .pipeline_mtbert import MultitaskTextPipeline  # noqa: E402,F401
+
+MultitaskBertModel.register_for_auto_class("AutoModel")
+
 __all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "pool"]

@@ -114,7 +114,9 @@ def train(
     if training_args.do_train or not training_args.do_eval:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         metrics.update(result.metrics)
-        trainer.save_model(training_args.output_dir)
+        # _internal_call: with push_to_hub, the stock save_model would push output_dir now (before evaluation,
+        # with training_args.bin); the push below uploads the final model, code and card once training is scored.
+        trainer.save_model(training_args.output_dir, _internal_call=True)
     metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
         os.makedirs(training_args.output_dir, exist_ok=True)
@@ -132,6 +134,23 @@ def train(
     trainer.accelerator.wait_for_everyone()
     summary = {k: round(v, 4) for k, v in metrics.items() if k.startswith("eval_") and not k.endswith("runtime")}
     logger.info("dev metrics: %s", json.dumps(summary))
+    if training_args.push_to_hub and trainer.is_world_process_zero():
+        from .hub import push_to_hub
+
+        trainer._finish_current_push()  # a checkpoint upload (hub_strategy) still running
+        commit = push_to_hub(
+            trainer.accelerator.unwrap_model(trainer.model),
+            tokenizer,
+            trainer.hub_model_id or training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir)),
+            metrics=metrics,
+            training_args=training_args,
+            data_args=data_args,
+            token=training_args.hub_token,
+            private=training_args.hub_private_repo,
+            revision=training_args.hub_revision,
+            commit_message="End of training",
+        )
+        logger.info("pushed model, tokenizer, code and model card: %s", commit.commit_url)
     return metrics
 
 

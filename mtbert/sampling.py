@@ -130,7 +130,7 @@ class MultitaskBatchSampler(Sampler[list[int]]):
             for start in range(0, rows, g):
                 chunk = order[start : start + g]
                 if len(chunk) < g and self.num_replicas > 1:  # every rank gets a full local batch
-                    chunk = np.concatenate([chunk, order[: g - len(chunk)]])
+                    chunk = np.concatenate([chunk, np.resize(order, g - len(chunk))])  # np.resize repeats a tiny task
                 yield chunk
 
     def plan(self, epoch: int | None = None) -> list[list[tuple[str, np.ndarray]]]:

