@@ -128,10 +128,26 @@ def resolve_model_path(name: str) -> str:
     return expanded
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """Parse a YAML or JSON config as data (``yaml.safe_load``: no tags, no code)."""
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Override wins; ``tasks`` and other mappings merge one level down (a row config changes one head)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **{k: ({**merged[key].get(k, {}), **v} if isinstance(v, dict) and isinstance(merged[key].get(k), dict) else v) for k, v in value.items()}}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config_file(path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Parse a YAML or JSON config as data (``yaml.safe_load``: no tags, no code).
+
+    ``extends: other.yaml`` (relative to the file) loads that config first and overrides it.
+    """
     if not os.path.isfile(path):
         raise MultitaskConfigError(f"config file {path!r} not found")
+    if os.path.abspath(path) in _seen:
+        raise MultitaskConfigError(f"config file {path!r} extends itself (through {' -> '.join(_seen)})")
     with open(path, encoding="utf-8") as handle:
         try:
             data = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
@@ -141,6 +157,10 @@ def load_config_file(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise MultitaskConfigError(f"config file {path!r} must hold a mapping of settings, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent:
+        base = load_config_file(os.path.join(os.path.dirname(path), parent), (*_seen, os.path.abspath(path)))
+        data = _merge(base, data)
     return data
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .configuration_mtbert import MultitaskConfigError, task_input_format
+from .configuration_mtbert import task_input_format
 
 PIPELINE_TASK = "multitask-text-bert"
 
@@ -235,9 +235,8 @@ class MultitaskTextPipeline(Pipeline):
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
         text, text_pair = normalize_input(inputs, task, spec)
-        encoded = encode_texts(
-            self.tokenizer, spec, [text], None if text_pair is None else [text_pair], max_length or self.default_max_length()
-        )
+        pairs = None if text_pair is None else [text_pair]
+        encoded = encode_texts(self.tokenizer, spec, [text], pairs, max_length or self.default_max_length())
         # One row of plain token-id lists: the default collate hands a batch of them to ``_forward`` as a list,
         # which pads them the way mtbert's collator does.
         return {"row": {key: values[0] for key, values in encoded.items()}}

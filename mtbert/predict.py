@@ -119,18 +119,20 @@ def write_predictions(
     output_dir: str,
     batch_size: int = 128,
     pad_token_id: int = 0,
-    predict_fn: Callable[..., dict[str, np.ndarray]] | None = None,
-    write: bool = True,
+    known: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
 ) -> list[str]:
-    """Predict every ``{task: {split: tokenized dataset}}`` and write the leaderboard files into ``output_dir``."""
-    predict_fn = predict_fn or predict_task
+    """Predict every ``{task: {split: tokenized dataset}}`` and write the leaderboard files into ``output_dir``.
+
+    ``known`` holds predictions already made (e.g. the dev sets scored by the last evaluation), keyed by
+    ``(task, split)``, so they are not computed twice.
+    """
     written = []
     for task, splits in task_splits.items():
         kind = model.config.tasks[task]["kind"]
         for split, dataset in splits.items():
-            result = predict_fn(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
-            if not write:
-                continue
+            result = (known or {}).get((task, split))
+            if result is None or len(result["predictions"]) != len(dataset):
+                result = predict_task(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
             name, column = leaderboard_name(task, split)
             path = os.path.join(output_dir, name)
             write_leaderboard_file(path, dataset["id"], result["predictions"], kind, column)

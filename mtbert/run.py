@@ -129,6 +129,7 @@ def train(
                 os.path.join(training_args.output_dir, "predictions"),
                 batch_size=training_args.per_device_eval_batch_size,
                 pad_token_id=tokenizer.pad_token_id or 0,
+                known={(task, "dev"): result for task, result in trainer.last_eval_predictions.items()},
             )
             logger.info("wrote %d prediction files to %s", len(written), os.path.dirname(written[0]))
     trainer.accelerator.wait_for_everyone()
@@ -138,10 +139,11 @@ def train(
         from .hub import push_to_hub
 
         trainer._finish_current_push()  # a checkpoint upload (hub_strategy) still running
+        repo_id = trainer.hub_model_id or training_args.hub_model_id
         commit = push_to_hub(
             trainer.accelerator.unwrap_model(trainer.model),
             tokenizer,
-            trainer.hub_model_id or training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir)),
+            repo_id or os.path.basename(os.path.abspath(training_args.output_dir)),
             metrics=metrics,
             training_args=training_args,
             data_args=data_args,

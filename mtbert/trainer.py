@@ -86,6 +86,7 @@ class MultitaskTrainer(Trainer):
         self._telemetry_logs: dict[str, torch.Tensor] = {}
         self._last_task_batches: dict[str, dict[str, torch.Tensor]] = {}
         self._pcgrad_tasks = None
+        self.last_eval_predictions: dict[str, dict[str, np.ndarray]] = {}  # dev predictions of the last evaluate()
 
     # -- data ------------------------------------------------------------------------------------------------
 
@@ -364,6 +365,7 @@ class MultitaskTrainer(Trainer):
         for task, dataset in datasets_by_task.items():
             kind = model.config.tasks[task]["kind"]
             result = self._predict_sharded(task, dataset)
+            self.last_eval_predictions[task] = result
             per_task[task] = compute_task_metrics(kind, result["predictions"], np.asarray(dataset["label"]))
             kinds[task] = kind
             for name, value in per_task[task].items():

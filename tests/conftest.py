@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -13,6 +14,12 @@ from transformers import BertConfig
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_VOCAB_SIZE = 100
+
+# Tiny models run several times faster on one intra-op thread: on a small, busy CPU the extra OpenMP threads only
+# spin and wait. MTBERT_TEST_THREADS=<n> picks another count (0 keeps torch's default); OMP_NUM_THREADS is respected.
+_threads = os.environ.get("MTBERT_TEST_THREADS", "0" if "OMP_NUM_THREADS" in os.environ else "1")
+if int(_threads) > 0:
+    torch.set_num_threads(int(_threads))
 
 
 def tiny_bert_config(vocab_size: int = TINY_VOCAB_SIZE, **overrides) -> BertConfig:

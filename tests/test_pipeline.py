@@ -7,7 +7,6 @@ import json
 import os
 
 import datasets
-import numpy as np
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, pipeline
@@ -278,7 +277,8 @@ def test_registered_pipeline_task(model, tokenizer):
     assert PIPELINE_TASK in PIPELINE_REGISTRY.get_supported_tasks()
     p = pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer, device=-1)
     assert isinstance(p, MultitaskTextPipeline)
-    assert p("fine", task="sst") == pytest.approx(MultitaskTextPipeline(model=model, tokenizer=tokenizer)("fine", task="sst"))
+    reference = MultitaskTextPipeline(model=model, tokenizer=tokenizer)
+    assert p("fine", task="sst") == pytest.approx(reference("fine", task="sst"))
 
 
 def test_local_loading_without_trust_remote_code(model, tokenizer, tmp_path):

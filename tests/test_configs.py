@@ -1,0 +1,68 @@
+"""Every shipped config parses, and the paper's rows select the heads and strategies the paper describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtbert.arguments import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "examples" / "configs").rglob("*.yaml"))
+DATA_DIR = ROOT.parent / "shared" / "data"
+
+pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is not beside the checkout")
+
+
+def parse(path: Path, tmp_path: Path, *extra: str):
+    return parse_args([str(path), "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path), *extra])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "examples" / "configs")))
+def test_every_config_parses(path, tmp_path):
+    model_args, data_args, training_args = parse(path, tmp_path)
+    assert set(model_args.tasks) == {"sst", "qqp", "sts"}
+    assert training_args.strategy in ("round_robin", "sum", "pcgrad")
+
+
+# (config, task, expected subset of its spec, expected training settings)
+PAPER_ROWS = [
+    ("t1_baseline", "sts", {"pair_encoding": "separate", "pooling": "cls", "classifier": "linear"}, {}),
+    ("t1_baseline", "qqp", {"pair_encoding": "separate", "pooling": "cls", "classifier_dropout": 0.3}, {}),
+    ("t1_sts_cosine_cls", "sts", {"pair_encoding": "cosine", "pooling": "cls"}, {}),
+    ("t1_sts_cosine_mean", "sts", {"pair_encoding": "cosine", "pooling": "mean"}, {}),
+    ("t2_qqp_cosine_cls_0.5", "qqp", {"pair_encoding": "cosine", "pooling": "cls", "cosine_threshold": 0.5}, {}),
+    ("t2_qqp_cosine_mean_0.75", "qqp", {"pair_encoding": "cosine", "pooling": "mean", "cosine_threshold": 0.75}, {}),
+    ("t2_qqp_cosine_mean_0.75", "sts", {"pair_encoding": "cosine", "pooling": "mean"}, {}),
+    ("t2_qqp_concat_sep_cls_1layer", "qqp", {"pair_encoding": "concat_sep", "pooling": "cls", "classifier": "linear",
+                                             "use_token_type_ids": False}, {}),
+    ("t2_qqp_concat_sep_mean_2layer", "qqp", {"pair_encoding": "concat_sep", "pooling": "mean", "classifier": "mlp"}, {}),
+    ("t3_round_robin", "qqp", {"pair_encoding": "concat_sep", "pooling": "cls"}, {"strategy": "round_robin"}),
+    ("t3_pcgrad", "qqp", {"pair_encoding": "concat_sep"}, {"strategy": "pcgrad", "pcgrad_reduction": "mean"}),
+    ("t3_ensembling", "sts", {"pair_encoding": "cosine", "pooling": "mean"}, {"strategy": "round_robin"}),
+    ("t5_qqp_concat_nosep_cls_1layer", "qqp", {"pair_encoding": "concat_nosep", "pooling": "cls"}, {}),
+]
+
+
+@pytest.mark.parametrize("name,task,spec,training", PAPER_ROWS, ids=lambda v: v if isinstance(v, str) else "")
+def test_paper_rows(name, task, spec, training, tmp_path):
+    model_args, data_args, training_args = parse(ROOT / "examples" / "configs" / "paper" / f"{name}.yaml", tmp_path)
+    got = model_args.tasks[task]
+    assert {k: got[k] for k in spec} == spec
+    for key, value in training.items():
+        assert getattr(training_args, key) == value
+    # the paper's hyperparameters (section 5.3)
+    assert training_args.learning_rate == 2e-5
+    assert training_args.per_device_train_batch_size == 8
+    assert training_args.num_train_epochs == 10
+    assert data_args.train_caps(model_args.tasks) == {"qqp": 8000}
+    assert model_args.shared_encoder == (name != "t3_ensembling")
+
+
+def test_paper_final_trains_on_all_of_qqp(tmp_path):
+    model_args, data_args, _ = parse(ROOT / "examples" / "configs" / "paper_final.yaml", tmp_path)
+    assert not any(data_args.train_caps(model_args.tasks).values())
+    assert model_args.tasks["qqp"]["pair_encoding"] == "concat_sep"
+    assert model_args.tasks["sts"]["pair_encoding"] == "cosine"
+    assert model_args.tasks["sst"]["pooling"] == "cls"
