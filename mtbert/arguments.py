@@ -222,7 +222,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         config["tasks"] = tasks
     if "output_dir" not in config and config_path:
         config["output_dir"] = os.path.join("outputs", os.path.splitext(os.path.basename(config_path))[0])
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = HfArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False)  # a typo must not pick a flag by prefix
     parser.set_defaults(**config)
     model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True

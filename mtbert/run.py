@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, set_seed
 
 from .arguments import DataArguments, ModelArguments
 from .configuration_mtbert import MultitaskBertConfig, MultitaskConfigError
+from .checkpoints import CheckpointError, resolve_resume
 from .data import DataFileError, load_task_splits, tokenize_task
 from .modeling_mtbert import MultitaskBertModel
 from .predict import write_predictions
@@ -26,7 +27,7 @@ from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger("mtbert")
 
-USER_ERRORS = (MultitaskConfigError, DataFileError)
+USER_ERRORS = (MultitaskConfigError, DataFileError, CheckpointError)
 
 
 def setup_logging(training_args: MultitaskTrainingArguments) -> None:
@@ -39,6 +40,24 @@ def setup_logging(training_args: MultitaskTrainingArguments) -> None:
     logging.getLogger("mtbert.data").setLevel(level)
     transformers.utils.logging.set_verbosity(level)
     datasets.utils.logging.set_verbosity(logging.WARNING)
+
+
+def use_all_cores_when_alone(training_args: MultitaskTrainingArguments) -> None:
+    """``accelerate launch`` without a config pins every process to one CPU thread (OMP_NUM_THREADS=1), which
+    makes a single CPU process several times slower than ``python``; a lone CPU process takes all cores back."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    launched_by_accelerate = any(k.startswith("ACCELERATE_") for k in os.environ)
+    if (
+        launched_by_accelerate
+        and training_args.world_size == 1
+        and training_args.device.type == "cpu"
+        and torch.get_num_threads() == 1
+        and cores > 1
+    ):
+        torch.set_num_threads(cores)
+        logger.info("single CPU process under accelerate launch: using %d threads instead of 1", cores)
 
 
 def is_mtbert_checkpoint(path: str) -> bool:
@@ -54,7 +73,7 @@ def build_model(model_args: ModelArguments) -> MultitaskBertModel:
     path = model_args.model_name_or_path
     if is_mtbert_checkpoint(path):
         logger.info("continuing from the mtbert checkpoint %s (its task heads are kept)", path)
-        return MultitaskBertModel.from_pretrained(path, dtype="float32")
+        return MultitaskBertModel.from_pretrained(path, dtype="float32", use_safetensors=True)
     return MultitaskBertModel.from_encoder_pretrained(
         path,
         tasks=model_args.tasks,
@@ -96,12 +115,21 @@ def train(
         "world size %d (this is rank %d), device %s, strategy %s",
         training_args.world_size, training_args.process_index, training_args.device, training_args.strategy,
     )
+    use_all_cores_when_alone(training_args)
     set_seed(training_args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    model = build_model(model_args)
-    tasks = model.config.tasks
-    logger.info(count_parameters(model))
+    # cheap checks first: a bad checkpoint, backbone or data file fails before any weights are loaded
+    resume = None
+    if training_args.do_train or not training_args.do_eval:
+        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, logger.warning)
+    path = model_args.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        tasks = MultitaskBertConfig.from_pretrained(path).tasks if is_mtbert_checkpoint(path) else model_args.tasks
+    except OSError as error:
+        raise MultitaskConfigError(f"could not load the backbone {path!r}: {error}") from None
     data = load_tokenized(tasks, data_args, tokenizer)
+    model = build_model(model_args)
+    logger.info(count_parameters(model))
     trainer = MultitaskTrainer(
         model=model,
         args=training_args,
@@ -112,7 +140,9 @@ def train(
     )
     metrics: dict[str, float] = {}
     if training_args.do_train or not training_args.do_eval:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if resume:
+            logger.info("resuming from %s", resume)
+        result = trainer.train(resume_from_checkpoint=resume)
         metrics.update(result.metrics)
         # _internal_call: with push_to_hub, the stock save_model would push output_dir now (before evaluation,
         # with training_args.bin); the push below uploads the final model, code and card once training is scored.
@@ -158,8 +188,13 @@ def train(
 
 def predict(model_path: str, data_args: DataArguments, output_dir: str, batch_size: int = 128, device=None) -> list[str]:
     """Write the leaderboard files of a saved model for any data folder (dev and test splits)."""
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = MultitaskBertModel.from_pretrained(model_path, dtype="float32")
+    if model_path.startswith((".", "/", "~")) and not is_mtbert_checkpoint(os.path.expanduser(model_path)):
+        raise MultitaskConfigError(f"--model {model_path!r}: not a saved mtbert model folder (no mtbert config.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = MultitaskBertModel.from_pretrained(model_path, dtype="float32", use_safetensors=True)
+    except OSError as error:
+        raise MultitaskConfigError(f"could not load the model {model_path!r}: {error}") from None
     if device is not None:
         model.to(device)
     data = load_tokenized(model.config.tasks, data_args, tokenizer, splits=("dev", "test"))

@@ -13,12 +13,16 @@ An **epoch** is defined per strategy:
 The plan depends only on ``(seed, epoch)``, so the Trainer's "skip the first k batches" resume continues exactly.
 Under data parallelism, every rank takes the same step's task and its own contiguous slice of the global batch,
 so a global batch equals the single-process batch of the same size.
+
+With ``group_by_length`` (length bucketing), each task's rows are regrouped by token length within windows of 50
+batches and the batches shuffled, which cuts padding (and time) substantially on sentence tasks; batch contents
+then depend on the batch size, so gradient accumulation no longer reproduces a larger batch exactly.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
@@ -58,6 +62,13 @@ class MultitaskDataset(Dataset):
                 return task, self.task_rows[task][index - self.offsets[task]]
         raise IndexError(index)
 
+    def lengths(self) -> dict[str, list[int]]:
+        """Token length of each row (the longer sentence of a separately encoded pair), for length bucketing."""
+        return {
+            task: [max(len(r["input_ids"]), len(r.get("input_ids_b", ()))) for r in rows]
+            for task, rows in self.task_rows.items()
+        }
+
     def sizes(self) -> dict[str, int]:
         return {task: len(rows) for task, rows in self.task_rows.items()}
 
@@ -76,6 +87,8 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         seed: int = 42,
         num_replicas: int = 1,
         rank: int = 0,
+        lengths: dict[str, Sequence[int]] | None = None,
+        bucket_batches: int = 50,
     ):
         if task_sampling not in TASK_SAMPLINGS:
             raise ValueError(f"task_sampling must be one of {', '.join(TASK_SAMPLINGS)}, got {task_sampling!r}")
@@ -102,6 +115,9 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        # length bucketing: rows of similar length share a batch (less padding), batches still in random order
+        self.lengths = {t: np.asarray(v) for t, v in lengths.items()} if lengths else None
+        self.bucket_batches = bucket_batches
 
     # -- the plan --------------------------------------------------------------------------------------------
 
@@ -127,11 +143,27 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         size, rows, g = self.sizes[task], self.rows_per_epoch(task), self.global_batch_size
         while True:
             order = rng.permutation(size)[:rows]
+            chunks = []
             for start in range(0, rows, g):
                 chunk = order[start : start + g]
                 if len(chunk) < g and self.num_replicas > 1:  # every rank gets a full local batch
                     chunk = np.concatenate([chunk, np.resize(order, g - len(chunk))])  # np.resize repeats a tiny task
-                yield chunk
+                chunks.append(chunk)
+            if self.lengths is not None and len(chunks) > 1:
+                chunks = self._bucket(chunks, self.lengths[task], rng)
+            yield from chunks
+
+    def _bucket(self, chunks: list[np.ndarray], lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        """Within windows of ``bucket_batches`` batches, regroup rows by length; then shuffle the batches."""
+        out = []
+        for start in range(0, len(chunks), self.bucket_batches):
+            window = chunks[start : start + self.bucket_batches]
+            sizes = [len(c) for c in window]
+            rows = np.concatenate(window)
+            rows = rows[np.argsort(lengths[rows], kind="stable")]
+            out += np.split(rows, np.cumsum(sizes)[:-1])
+        rng.shuffle(out)
+        return out
 
     def plan(self, epoch: int | None = None) -> list[list[tuple[str, np.ndarray]]]:
         """The epoch's steps; each step is a list of ``(task, global batch row numbers)``."""

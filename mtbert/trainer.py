@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -23,8 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
+from transformers.trainer_utils import rotate_checkpoints
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
+from .checkpoints import write_marker
 from .collators import MultitaskCollator
 from .metrics import average_score, compute_task_metrics
 from .predict import predict_task
@@ -32,6 +35,10 @@ from .sampling import MultitaskBatchSampler, MultitaskDataset
 from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive NaN/inf losses: training stops instead of silently ruining the weights."""
 
 
 class MultitaskDataLoader(DataLoader):
@@ -86,6 +93,8 @@ class MultitaskTrainer(Trainer):
         self._telemetry_logs: dict[str, torch.Tensor] = {}
         self._last_task_batches: dict[str, dict[str, torch.Tensor]] = {}
         self._pcgrad_tasks = None
+        self._nonfinite_in_a_row = 0
+        self.nonfinite_skipped = 0
         self.last_eval_predictions: dict[str, dict[str, np.ndarray]] = {}  # dev predictions of the last evaluate()
 
     # -- data ------------------------------------------------------------------------------------------------
@@ -105,6 +114,7 @@ class MultitaskTrainer(Trainer):
             seed=args.data_seed if args.data_seed is not None else args.seed,
             num_replicas=args.world_size,
             rank=args.process_index,
+            lengths=self.train_dataset.lengths() if args.group_by_length else None,
         )
         return MultitaskDataLoader(
             self.train_dataset,
@@ -129,6 +139,26 @@ class MultitaskTrainer(Trainer):
 
     # -- training --------------------------------------------------------------------------------------------
 
+    def create_optimizer(self, model=None):
+        """The stock optimizer, with the task heads in their own parameter groups when ``head_learning_rate`` is set."""
+        if self.optimizer is not None or self.args.head_learning_rate is None:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups = []
+        for is_head, lr in ((False, self.args.learning_rate), (True, self.args.head_learning_rate)):
+            for decayed in (True, False):
+                params = [
+                    p for n, p in opt_model.named_parameters()
+                    if p.requires_grad and n.startswith("heads.") == is_head and (n in decay) == decayed
+                ]
+                if params:
+                    groups.append({"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0})
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        optimizer_kwargs = {k: v for k, v in optimizer_kwargs.items() if k != "lr"}
+        self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        return self.optimizer
+
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         losses = {}
         with self.compute_loss_context_manager():
@@ -147,10 +177,13 @@ class MultitaskTrainer(Trainer):
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
         inputs = self._prepare_inputs(inputs)
-        if self.args.strategy == "pcgrad":
+        if self.args.strategy == "pcgrad" and self._shared_and_task_parameters()[0]:
             return self._aggregated_step(model, inputs)
+        # round_robin, sum, and pcgrad with nothing shared (one encoder per task): no gradient to combine
         losses = self._task_losses(model, inputs)
         loss = torch.stack(list(losses.values())).sum()
+        if not self._loss_is_finite(loss, losses):
+            return torch.zeros((), device=loss.device)
         self._record_task_losses(losses)
         loss = loss / self.current_gradient_accumulation_steps
         self.accelerator.backward(loss)
@@ -193,7 +226,11 @@ class MultitaskTrainer(Trainer):
         losses = {}
         for task, batch in inputs.items():
             with no_sync(), self.compute_loss_context_manager():
-                loss = model(task=task, **batch).loss
+                losses[task] = model(task=task, **batch).loss
+        if not self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
+            return None, None
+        for task, batch in inputs.items():
+            loss = losses[task]
             with no_sync():
                 self.accelerator.backward(loss / self.current_gradient_accumulation_steps)
             losses[task] = loss.detach()
@@ -222,6 +259,12 @@ class MultitaskTrainer(Trainer):
         shared, others = self._shared_and_task_parameters()
         tasks = list(inputs)
         losses, grads = self._per_task_backward(model, inputs, shared)
+        if losses is None:  # a non-finite loss: this micro-batch adds nothing
+            if self.accelerator.gradient_state.sync_gradients and getattr(self, "_pcgrad_buffer", None) is not None:
+                grads = torch.zeros_like(self._pcgrad_buffer)
+                losses = {t: torch.zeros((), device=grads.device) for t in inputs}
+            else:
+                return torch.zeros((), device=self.args.device)
         self._record_task_losses(losses)
         key = tuple(tasks)
         if getattr(self, "_pcgrad_tasks", None) != key:
@@ -299,6 +342,31 @@ class MultitaskTrainer(Trainer):
         self._pcgrad_tasks = None
         self._store_telemetry(stack_gram(buffer))
 
+    def _loss_is_finite(self, loss: torch.Tensor, losses: dict[str, torch.Tensor]) -> bool:
+        """Skip a micro-batch whose loss is NaN/inf (no backward), with a warning and a counter; stop with a clear
+        error after ``max_nonfinite_steps`` in a row, since by then the run is diverging, not unlucky.
+        Under DDP the decision is global (one rank's NaN skips the batch on every rank), so no rank waits alone."""
+        finite = torch.isfinite(loss.detach()).float()
+        if self.args.world_size > 1:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if bool(finite):
+            self._nonfinite_in_a_row = 0
+            return True
+        self._nonfinite_in_a_row += 1
+        self.nonfinite_skipped += 1
+        bad = ", ".join(f"{t}={float(v):.4g}" for t, v in losses.items())
+        logger.warning(
+            "non-finite loss at step %d (%s): batch skipped (%d in a row, %d in total)",
+            self.state.global_step, bad, self._nonfinite_in_a_row, self.nonfinite_skipped,
+        )
+        if self._nonfinite_in_a_row >= self.args.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"{self._nonfinite_in_a_row} training batches in a row had a NaN or infinite loss (last: {bad}) at "
+                f"step {self.state.global_step}. Lower the learning rate, check the labels, or use bf16 instead of "
+                "fp16; the last checkpoint before this point is still usable."
+            )
+        return False
+
     def _record_task_losses(self, losses: dict[str, torch.Tensor]) -> None:
         for task, loss in losses.items():
             value = loss.detach().float()
@@ -322,10 +390,31 @@ class MultitaskTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.model is not None:
             logs = {**logs, **self._pop_task_losses()}
+            if self.nonfinite_skipped:
+                logs["nonfinite_batches_skipped"] = self.nonfinite_skipped
             if self._telemetry_logs:
                 logs.update({k: round(float(v), 6) for k, v in self._telemetry_logs.items()})
                 self._telemetry_logs = {}
         super().log(logs, start_time)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The stock checkpoint, then a completeness marker; older checkpoints are rotated away only after it."""
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # rotate below, once the new checkpoint is known to be whole
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.args.should_save:
+            run_dir = self._get_output_dir(trial=trial)
+            write_marker(os.path.join(run_dir, f"checkpoint-{self.state.global_step}"), self.state.global_step)
+            if limit:
+                rotate_checkpoints(
+                    output_dir=run_dir, save_total_limit=limit,
+                    best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True,
+                )
 
     # -- evaluation ------------------------------------------------------------------------------------------
 

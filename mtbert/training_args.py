@@ -45,6 +45,13 @@ class MultitaskTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Gradient aggregator for strategy pcgrad (default: pcgrad or pcgrad_mean by reduction)."},
     )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the task heads (default: learning_rate). Fresh heads on a pretrained encoder "
+            "often want a larger one than the encoder."
+        },
+    )
     gradient_telemetry: bool = field(
         default=False,
         metadata={

@@ -25,7 +25,7 @@ def test_short_minilm_run_learns_every_task(tmp_path):
     cmd = [
         sys.executable, str(ROOT / "examples" / "train.py"), str(ROOT / "examples" / "configs" / "quickstart.yaml"),
         "--data_dir", str(DATA_DIR), "--output_dir", str(out),
-        "--max_train_samples", '{"sst": 960, "qqp": 640, "sts": 320}', "--max_eval_samples", "300",
+        "--max_train_samples", '{"sst": 1280, "qqp": 640, "sts": 320}', "--max_eval_samples", "300",
         "--logging_steps", "20", "--disable_tqdm", "true", "--write_predictions", "false",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

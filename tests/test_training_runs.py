@@ -142,3 +142,34 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_backbone, small_data, tmp
         run_train(base_args(tiny_backbone, small_data, resumed, "round_robin", batch=8, **extra,
                             resume_from_checkpoint=str(resumed / checkpoint)))
         assert_same_weights(full, resumed, atol=1e-6)
+
+
+def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, small_data, tmp_path):
+    """A real SIGKILL of a real training process, then ``--resume_from_checkpoint last``: same final weights as a
+    run never interrupted (the multitask sampling position included)."""
+    import signal
+    import time
+
+    extra = {"num_train_epochs": 3, "save_strategy": "steps", "save_steps": 4, "task_sampling": "temperature",
+             "sampling_temperature": 2.0}
+    full = tmp_path / "full"
+    run_train(base_args(tiny_backbone, small_data, full, "round_robin", batch=8, **extra))
+
+    killed = tmp_path / "killed"
+    args = base_args(tiny_backbone, small_data, killed, "round_robin", batch=8, **extra)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint-16" / "mtbert_checkpoint.json").exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint-16 within 300 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # mid-epoch 1 (12 steps per epoch), possibly while saving checkpoint-20
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "model.safetensors").exists()
+
+    result = run_train(args + ["--resume_from_checkpoint", "last"])
+    assert "resuming from" in result.stdout + result.stderr
+    assert_same_weights(full, killed, atol=1e-6)

