@@ -11,6 +11,10 @@ the model has are analysed (--tasks picks some of them).
 
 import argparse
 import os
+import sys
+
+import datasets
+import transformers
 
 from mtbert.analysis import analyze, summary
 from mtbert.run import main_guard
@@ -31,9 +35,11 @@ def main(argv=None):
     if not os.path.isdir(args.model):
         parser.error(f"{args.model!r} is not a folder")
     output_dir = args.output_dir or os.path.join(args.model, "analysis")
+    datasets.disable_progress_bars()  # keep the tokenizing and weight-loading bars out of the summary
+    transformers.utils.logging.disable_progress_bar()
     report = main_guard(
         analyze, args.model, args.data_dir, output_dir, tasks=args.tasks, top_n=args.top_n,
-        batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device, progress=True,
+        batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device, progress=sys.stderr.isatty(),
     )
     print(summary(report))
 

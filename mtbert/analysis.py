@@ -13,6 +13,7 @@ missing is skipped with a note.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -334,8 +335,17 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").strip()
 
 
+def model_label(path: str) -> str:
+    """A short name for a model folder: its name, or ``<config>/seed<S>`` for a run_experiments.py run folder."""
+    path = os.path.normpath(path)
+    name = os.path.basename(path) or path
+    if re.fullmatch(r"seed-?\d+", name) and os.path.basename(os.path.dirname(path)):
+        return f"{os.path.basename(os.path.dirname(path))}/{name}"
+    return name
+
+
 def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> str:
-    name = os.path.basename(os.path.normpath(report.model)) or report.model
+    name = model_label(report.model)
     lines = [f"# Error analysis: `{name}`", "", f"Model: `{report.model}`. Dev sets.", ""]
 
     def rel(path: str) -> str:

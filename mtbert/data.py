@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import datasets
 
 from .configuration_mtbert import task_input_format
+from .pipeline_mtbert import encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -371,35 +372,13 @@ def load_task_splits(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _join_without_separator(tokenizer, first: list[int], second: list[int], max_length: int) -> list[int]:
-    """[CLS] a b [SEP]: the pair with no separator between the sentences, truncated longest-first."""
-    budget = max_length - 2
-    first, second = list(first), list(second)
-    while len(first) + len(second) > budget:
-        (first if len(first) >= len(second) else second).pop()
-    return [tokenizer.cls_token_id, *first, *second, tokenizer.sep_token_id]
-
-
 def tokenize_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any], max_length: int) -> dict[str, list]:
-    """Token ids in the layout the task's head reads; attention masks are made by the collator."""
-    fmt = task_input_format(spec)
-    if fmt == "single":
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        out = {"input_ids": enc["input_ids"]}
-    elif fmt == "pair_separate":
-        first = tokenizer(batch["text"], truncation=True, max_length=max_length)["input_ids"]
-        second = tokenizer(batch["text_pair"], truncation=True, max_length=max_length)["input_ids"]
-        out = {"input_ids": first, "input_ids_b": second}
-    elif fmt == "concat_sep":
-        enc = tokenizer(
-            batch["text"], batch["text_pair"], truncation="longest_first", max_length=max_length,
-            return_token_type_ids=True,
-        )
-        out = {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
-    else:  # concat_nosep
-        first = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        second = tokenizer(batch["text_pair"], add_special_tokens=False)["input_ids"]
-        out = {"input_ids": [_join_without_separator(tokenizer, a, b, max_length) for a, b in zip(first, second)]}
+    """Token ids in the layout the task's head reads, plus each row's ``length``; masks are made by the collator.
+
+    The encoding itself is the pipeline's (``pipeline_mtbert.encode_texts``), so training and inference on the Hub
+    tokenize alike by construction.
+    """
+    out = encode_texts(tokenizer, spec, batch["text"], batch.get("text_pair"), max_length)
     out["length"] = [max(len(a), len(b)) for a, b in zip(out["input_ids"], out.get("input_ids_b", out["input_ids"]))]
     return out
 

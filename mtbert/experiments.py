@@ -291,12 +291,10 @@ def train_arguments(
     """The arguments of ``examples/train.py`` for one run (what ``mtbert.arguments.parse_args`` reads).
 
     Later flags win: the profile's overrides, then the backbone, the data folder and the user's ``--override``s.
-    ``--do_train true`` is explicit because a config with ``eval_strategy: epoch`` turns ``do_eval`` on.
     """
     if profile not in PROFILES:
         raise ExperimentError(f"unknown profile {profile!r}; choose {', '.join(PROFILES)}")
-    args = [str(config), "--seed", str(seed), "--output_dir", str(output_dir), "--do_train", "true",
-            "--disable_tqdm", "true"]
+    args = [str(config), "--seed", str(seed), "--output_dir", str(output_dir), "--disable_tqdm", "true"]
     args += profile_flags(profile)
     model = model_name_or_path or PROFILES[profile].model_name_or_path
     if model:
@@ -385,6 +383,20 @@ class ExecutionReport:
         return not self.failed
 
 
+def _settings_differ(recorded: list[str] | None, wanted: list[str]) -> bool:
+    """Whether two train.py argument lists differ in anything but the spelling of --output_dir."""
+    if recorded is None:
+        return False
+
+    def settings(args: list[str]) -> list[str]:
+        args = list(args)
+        if "--output_dir" in args:
+            del args[args.index("--output_dir"): args.index("--output_dir") + 2]
+        return args
+
+    return settings(recorded) != settings(wanted)
+
+
 def execute_runs(
     runs: Sequence[Run],
     arguments: Callable[[Run], list[str]],
@@ -414,8 +426,7 @@ def execute_runs(
         (report.skipped if run.finished else pending).append(run)
     if report.skipped:
         print(f"skipping {len(report.skipped)} finished runs (delete a run's folder to rerun it)", file=out)
-        changed = [r.name for r in report.skipped
-                   if _recorded_arguments(r.output_dir) not in (None, arguments(r))]
+        changed = [r.name for r in report.skipped if _settings_differ(_recorded_arguments(r.output_dir), arguments(r))]
         if changed:
             print(f"warning: {len(changed)} finished run(s) were trained with other settings than asked now "
                   f"(see run.json in each): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}", file=out)
@@ -423,14 +434,15 @@ def execute_runs(
     for run in bar:
         bar.set_postfix_str(run.name, refresh=True)
         run.output_dir.mkdir(parents=True, exist_ok=True)
-        command = [python, script, *arguments(run)]
+        run_arguments = arguments(run)
+        command = [python, script, *run_arguments]
         checkpoint = last_good_checkpoint(str(run.output_dir)) if resume else None
         if checkpoint and "--resume_from_checkpoint" not in command:
             command += ["--resume_from_checkpoint", checkpoint]  # an interrupted run with checkpoints continues
         log_path = run.output_dir / LOG_FILE
         with open(run.output_dir / RUN_RECORD, "w", encoding="utf-8") as handle:
-            json.dump({"config": run.config, "seed": run.seed, "arguments": command[2:], "command": command}, handle,
-                      indent=2)
+            json.dump({"config": run.config, "seed": run.seed, "arguments": run_arguments, "command": command},
+                      handle, indent=2)
         try:
             code = runner(command, str(log_path))
         except OSError as error:

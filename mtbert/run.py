@@ -119,7 +119,7 @@ def train(
     set_seed(training_args.seed)
     # cheap checks first: a bad checkpoint, backbone or data file fails before any weights are loaded
     resume = None
-    if training_args.do_train or not training_args.do_eval:
+    if not training_args.eval_only:
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, logger.warning)
     path = model_args.model_name_or_path
     try:
@@ -139,7 +139,7 @@ def train(
         processing_class=tokenizer,
     )
     metrics: dict[str, float] = {}
-    if training_args.do_train or not training_args.do_eval:
+    if not training_args.eval_only:
         if resume:
             logger.info("resuming from %s", resume)
         result = trainer.train(resume_from_checkpoint=resume)
@@ -147,6 +147,7 @@ def train(
         # _internal_call: with push_to_hub, the stock save_model would push output_dir now (before evaluation,
         # with training_args.bin); the push below uploads the final model, code and card once training is scored.
         trainer.save_model(training_args.output_dir, _internal_call=True)
+        trainer.save_state()  # trainer_state.json with the whole log history (per-task losses included)
     metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
         os.makedirs(training_args.output_dir, exist_ok=True)

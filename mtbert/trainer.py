@@ -93,6 +93,7 @@ class MultitaskTrainer(Trainer):
         self._telemetry_logs: dict[str, torch.Tensor] = {}
         self._last_task_batches: dict[str, dict[str, torch.Tensor]] = {}
         self._pcgrad_tasks = None
+        self._pcgrad_buffer: torch.Tensor | None = None
         self._nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
         self.last_eval_predictions: dict[str, dict[str, np.ndarray]] = {}  # dev predictions of the last evaluate()
@@ -217,29 +218,44 @@ class MultitaskTrainer(Trainer):
         name = self.args.aggregator or ("pcgrad_mean" if self.args.pcgrad_reduction == "mean" else "pcgrad")
         return get_aggregator(name)
 
-    def _per_task_backward(self, model, inputs, shared) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Backward each task separately (no DDP reduction); return the losses and the T × P shared gradients."""
+    def _task_gradient_buffer(self, shared, tasks) -> torch.Tensor:
+        """The T × P buffer of per-task shared gradients, kept across steps (zeroed after each combination)."""
+        key = tuple(tasks)
+        if self._pcgrad_tasks != key or self._pcgrad_buffer is None:
+            total = sum(p.numel() for p in shared)
+            self._pcgrad_buffer = torch.zeros(len(key), total, device=shared[0].device, dtype=shared[0].dtype)
+            self._pcgrad_tasks = key
+        return self._pcgrad_buffer
+
+    @staticmethod
+    def _point_grads(shared, flat: torch.Tensor) -> None:
+        """Make every shared ``p.grad`` a view into ``flat``: autograd then accumulates straight into it."""
+        offset = 0
+        for p in shared:
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+
+    def _per_task_backward(self, model, inputs, shared) -> dict[str, torch.Tensor] | None:
+        """Backward each task separately (no DDP reduction), straight into its row of the task-gradient buffer
+        (no copies; micro-batches of an accumulation add up in place). Returns the losses, or None if skipped."""
         from contextlib import nullcontext
 
         no_sync = model.no_sync if hasattr(model, "no_sync") else nullcontext
-        rows = []
         losses = {}
         for task, batch in inputs.items():
             with no_sync(), self.compute_loss_context_manager():
                 losses[task] = model(task=task, **batch).loss
         if not self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
-            return None, None
-        for task, batch in inputs.items():
-            loss = losses[task]
+            return None
+        buffer = self._task_gradient_buffer(shared, inputs)
+        for row, (task, loss) in enumerate(losses.items()):
+            self._point_grads(shared, buffer[row])
             with no_sync():
                 self.accelerator.backward(loss / self.current_gradient_accumulation_steps)
             losses[task] = loss.detach()
-            grads = []
-            for p in shared:
-                grads.append(p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device))
-                p.grad = None
-            rows.append(torch.cat(grads).float())
-        return losses, torch.stack(rows)
+        for p in shared:
+            p.grad = None
+        return losses
 
     def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.args.world_size > 1:
@@ -257,25 +273,17 @@ class MultitaskTrainer(Trainer):
         """
         self._check_aggregation_supported()
         shared, others = self._shared_and_task_parameters()
-        tasks = list(inputs)
-        losses, grads = self._per_task_backward(model, inputs, shared)
+        losses = self._per_task_backward(model, inputs, shared)
         if losses is None:  # a non-finite loss: this micro-batch adds nothing
-            if self.accelerator.gradient_state.sync_gradients and getattr(self, "_pcgrad_buffer", None) is not None:
-                grads = torch.zeros_like(self._pcgrad_buffer)
-                losses = {t: torch.zeros((), device=grads.device) for t in inputs}
-            else:
+            losses = {t: torch.zeros((), device=self.args.device) for t in inputs}
+            if self._pcgrad_buffer is None or self._pcgrad_tasks != tuple(inputs):
                 return torch.zeros((), device=self.args.device)
         self._record_task_losses(losses)
-        key = tuple(tasks)
-        if getattr(self, "_pcgrad_tasks", None) != key:
-            self._pcgrad_buffer, self._pcgrad_tasks = torch.zeros_like(grads), key
-        self._pcgrad_buffer += grads
         if self.accelerator.gradient_state.sync_gradients:
             buffer = self._all_reduce_mean(self._pcgrad_buffer)
             others = [p for p in others if p.grad is not None]  # the same set on every rank: same tasks each step
             if self.args.world_size > 1 and others:
-                flat = torch.cat([p.grad.reshape(-1) for p in others])
-                flat = self._all_reduce_mean(flat)
+                flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in others]))
                 offset = 0
                 for p in others:
                     p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
@@ -283,16 +291,10 @@ class MultitaskTrainer(Trainer):
             gram = stack_gram(buffer)
             generator = torch.Generator(device="cpu").manual_seed(int(self.args.seed) * 1_000_003 + self.state.global_step)
             result = self._aggregator()(gram, generator=generator)
-            combined = result.weights.to(buffer.device, buffer.dtype) @ buffer
-            offset = 0
-            for p in shared:
-                p.grad = combined[offset : offset + p.numel()].view_as(p).to(p.dtype)
-                offset += p.numel()
-            self._store_telemetry(gram, result.num_projections)
-            self._pcgrad_buffer = None
-            self._pcgrad_tasks = None
-        total = torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
-        return total
+            self._point_grads(shared, result.weights.to(buffer.device, buffer.dtype) @ buffer)
+            self._store_telemetry(gram, list(self._pcgrad_tasks), result.num_projections)
+            buffer.zero_()
+        return torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
 
     # -- gradient-conflict telemetry --------------------------------------------------------------------------
 
@@ -304,10 +306,9 @@ class MultitaskTrainer(Trainer):
         steps = max(1, int(steps * self.state.max_steps)) if isinstance(steps, float) and steps < 1 else int(steps)
         return (self.state.global_step + 1) % steps == 0
 
-    def _store_telemetry(self, gram: torch.Tensor, num_projections=None) -> None:
+    def _store_telemetry(self, gram: torch.Tensor, tasks: list[str], num_projections=None) -> None:
         if not self._telemetry_due():
             return
-        tasks = list(self._pcgrad_tasks or self._last_task_batches)
         stats = conflict_statistics(gram)
         logs = {
             "grad_conflict_fraction": stats["conflict_fraction"],
@@ -339,8 +340,7 @@ class MultitaskTrainer(Trainer):
         for p, g in zip(shared, saved):
             p.grad = g
         buffer = self._all_reduce_mean(torch.stack(rows))
-        self._pcgrad_tasks = None
-        self._store_telemetry(stack_gram(buffer))
+        self._store_telemetry(stack_gram(buffer), list(self._last_task_batches))
 
     def _loss_is_finite(self, loss: torch.Tensor, losses: dict[str, torch.Tensor]) -> bool:
         """Skip a micro-batch whose loss is NaN/inf (no backward), with a warning and a counter; stop with a clear

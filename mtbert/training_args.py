@@ -45,6 +45,17 @@ class MultitaskTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Gradient aggregator for strategy pcgrad (default: pcgrad or pcgrad_mean by reduction)."},
     )
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Length-bucketed batches: rows of similar length share a batch (less padding, faster); the "
+            "batches are still shuffled. Gradient accumulation then no longer reproduces a larger batch exactly."
+        },
+    )
+    eval_only: bool = field(
+        default=False,
+        metadata={"help": "Score the dev sets (and write predictions) of model_name_or_path without training."},
+    )
     head_learning_rate: float | None = field(
         default=None,
         metadata={

@@ -228,7 +228,15 @@ def test_finished_runs_are_skipped_and_failures_reported(tmp_path, monkeypatch, 
     runner.fail.clear()
     report = execute_runs(runs, arguments, progress=False)
     assert len(runner.calls) == 1 and len(report.skipped) == 5 and report.ok
-    assert "skipping 5 finished runs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipping 5 finished runs" in err and "other settings" not in err
+
+    def other(run):
+        return train_arguments(run.config, run.seed, run.output_dir, "fast", data_dir=str(DATA_DIR),
+                               overrides=["learning_rate=1e-3"])
+
+    execute_runs(runs, other, progress=False)  # nothing to run, but the user is told the settings differ
+    assert "warning: 5 finished run(s) were trained with other settings" in capsys.readouterr().err
 
 
 def test_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
@@ -296,7 +304,7 @@ def test_fast_profile_arguments_parse(tmp_path):
                                overrides=["tasks.sts.classifier_dropout=0.2"])
         model_args, data_args, training_args = parse_args(args)
         assert training_args.seed == 2 and training_args.output_dir == str(tmp_path / "out")
-        assert training_args.do_train
+        assert not training_args.eval_only
         assert training_args.num_train_epochs == 1
         assert training_args.per_device_train_batch_size == 16
         assert training_args.learning_rate == 1e-4
@@ -317,6 +325,6 @@ def test_paper_profile_keeps_the_configs(tmp_path):
     args = train_arguments(PAPER_DIR / "t3_pcgrad.yaml", 1, tmp_path, "paper", data_dir=str(DATA_DIR))
     assert "--num_train_epochs" not in args and "--model_name_or_path" not in args
     model_args, data_args, training_args = parse_args(args)
-    assert training_args.do_train and training_args.num_train_epochs == 10 and training_args.learning_rate == 2e-5
+    assert not training_args.eval_only and training_args.num_train_epochs == 10 and training_args.learning_rate == 2e-5
     assert training_args.strategy == "pcgrad" and data_args.train_caps(model_args.tasks) == {"qqp": 8000}
     assert model_args.model_name_or_path == "bert-base-uncased"
