@@ -64,7 +64,7 @@ def run_stock(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
         targs = TrainingArguments(
             output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
             learning_rate=1e-4, report_to="none", save_strategy="no", use_cpu=use_cpu, disable_tqdm=True,
-            logging_strategy="no",
+            logging_strategy="no", bf16=args.stock_bf16,
         )
         trainer = Trainer(model=model, args=targs, train_dataset=tokenized,
                           data_collator=DataCollatorWithPadding(tokenizer))

@@ -217,6 +217,7 @@ FAST_PROFILE = Profile(
         "lr_scheduler_type": "linear",
         "max_train_samples": {"sst": 1600, "qqp": 1600, "sts": 1600},
         "max_seq_length": 64,
+        "group_by_length": True,
         "eval_strategy": "no",
         "save_strategy": "no",
         "write_predictions": False,
@@ -234,6 +235,8 @@ FAST_PROFILE = Profile(
         "8,000 QQP rows per epoch",
         "max_seq_length": "64 instead of 128 tokens: these sentences are short, and attention costs ~4x less "
         "(joined QQP pairs are truncated more often)",
+        "group_by_length": "length-bucketed batches (less padding, about 1.4x faster on CPU); the paper's batches were "
+        "random",
         "eval_strategy": "no per-epoch evaluation: with one epoch it would repeat the final evaluation, which "
         "still runs and writes metrics.json",
         "save_strategy": "no checkpoints (the final model is still saved); saves time and disk",

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import datasets
+import torch
 import transformers
 from transformers import AutoTokenizer, set_seed
 
@@ -45,8 +46,6 @@ def setup_logging(training_args: MultitaskTrainingArguments) -> None:
 def use_all_cores_when_alone(training_args: MultitaskTrainingArguments) -> None:
     """``accelerate launch`` without a config pins every process to one CPU thread (OMP_NUM_THREADS=1), which
     makes a single CPU process several times slower than ``python``; a lone CPU process takes all cores back."""
-    import torch
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     launched_by_accelerate = any(k.startswith("ACCELERATE_") for k in os.environ)
     if (
@@ -144,6 +143,8 @@ def train(
             logger.info("resuming from %s", resume)
         result = trainer.train(resume_from_checkpoint=resume)
         metrics.update(result.metrics)
+        if torch.cuda.is_available():
+            metrics["train_peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         # _internal_call: with push_to_hub, the stock save_model would push output_dir now (before evaluation,
         # with training_args.bin); the push below uploads the final model, code and card once training is scored.
         trainer.save_model(training_args.output_dir, _internal_call=True)

@@ -116,3 +116,35 @@ def test_save_total_limit_still_rotates_after_the_marker(tok, tmp_path):
     trainer = make_trainer(tok, tmp_path, save_strategy="steps", save_steps=2, max_steps=6, save_total_limit=1)
     trainer.train()
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-6"]
+
+
+def test_same_seed_and_config_give_identical_metrics(tok, tmp_path):
+    """Determinism on CPU: two runs with the same seed and config end with identical dev metrics and weights."""
+    results = []
+    for run in ("a", "b"):
+        model = tiny(tok)
+        trainer = make_trainer(tok, tmp_path / run, model=model, seed=11, task_sampling="temperature")
+        trainer.eval_dataset = data(tok, model, n=24)
+        trainer.train()
+        metrics = {k: v for k, v in trainer.evaluate().items() if not k.endswith("runtime")}
+        results.append((metrics, {k: v.clone() for k, v in model.state_dict().items()}))
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(results[0][1][k], results[1][1][k]) for k in results[0][1])
+
+
+def test_no_unsafe_deserialisation_in_the_package():
+    """Weights only through safetensors; no pickle, no eval, no yaml.load, no torch.load without weights_only."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "mtbert"
+    offenders = []
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for pattern in (r"\bpickle\.loads?\(", r"(?<![\w.])eval\(", r"yaml\.load\(", r"yaml\.unsafe_load"):
+            if re.search(pattern, text):
+                offenders.append(f"{path.name}: {pattern}")
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            if "weights_only=True" not in call:
+                offenders.append(f"{path.name}: {call}")
+    assert not offenders, offenders
