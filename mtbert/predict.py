@@ -6,7 +6,6 @@ Prediction sorts rows by length so each batch pads little, then restores the ori
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 from typing import Any, Callable, Sequence
 
@@ -102,16 +101,6 @@ def write_leaderboard_file(path: str, ids: Sequence[str], predictions: Sequence[
     os.replace(tmp, path)
 
 
-def read_leaderboard_file(path: str) -> dict[str, str]:
-    """Read a leaderboard file back as ``{id: prediction}`` (for tests and scoring)."""
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    out = {}
-    for line in lines[1:]:
-        row_id, value = (part.strip() for part in line.split(",", 1))
-        out[row_id] = value
-    return out
-
 
 def write_predictions(
     model,
@@ -139,9 +128,3 @@ def write_predictions(
             written.append(path)
     return written
 
-
-def read_ids(path: str) -> list[str]:
-    """The ``id`` column of a minBERT file, read without quoting rules (used by tests)."""
-    with open(path, encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [row["id"] for row in reader]
