@@ -2,9 +2,17 @@
 """Write minBERT leaderboard files (dev and test, every task) for a saved mtbert model and any data folder.
 
     python examples/predict.py --model outputs/quickstart --data_dir ../shared/data --output_dir preds/
+
+Several --model folders (e.g. one recipe trained with several seeds) predict as an ensemble: class probabilities,
+paraphrase probabilities (or cosines) and similarity scores are averaged over the models. The ensemble's dev
+metrics are printed as JSON and written to <output_dir>/ensemble_metrics.json.
+
+    python examples/predict.py --model outputs/seed1 outputs/seed2 outputs/seed3 --data_dir ../shared/data \\
+        --output_dir preds/ensemble
 """
 
 import argparse
+import json
 
 from mtbert.arguments import DataArguments
 from mtbert.run import main_guard, predict
@@ -12,7 +20,10 @@ from mtbert.run import main_guard, predict
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="folder of a saved mtbert model (or a Hub id)")
+    parser.add_argument(
+        "--model", required=True, nargs="+",
+        help="folder of a saved mtbert model (or a Hub id); several: predict with their ensemble",
+    )
     parser.add_argument("--data_dir", help="minBERT data folder (data_source minbert)")
     parser.add_argument("--data_source", default="minbert", choices=["minbert", "hub"])
     parser.add_argument("--output_dir", required=True, help="where the *-output.csv files go")
@@ -23,9 +34,19 @@ def main(argv=None):
     data_args = main_guard(
         DataArguments, data_source=args.data_source, data_dir=args.data_dir, max_seq_length=args.max_seq_length
     )
-    written = main_guard(predict, args.model, data_args, args.output_dir, args.batch_size, args.device)
+    if len(args.model) == 1:
+        written = main_guard(predict, args.model[0], data_args, args.output_dir, args.batch_size, args.device)
+        metrics = None
+    else:
+        from mtbert.ensemble import predict_ensemble
+
+        written, metrics = main_guard(
+            predict_ensemble, args.model, data_args, args.output_dir, args.batch_size, args.device
+        )
     for path in written:
         print(path)
+    if metrics is not None:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

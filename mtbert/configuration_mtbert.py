@@ -17,6 +17,8 @@ TASK_KINDS = ("sentence_classification", "pair_classification", "pair_regression
 POOLINGS = ("cls", "mean")
 PAIR_ENCODINGS = ("separate", "cosine", "concat_sep", "concat_nosep")
 CLASSIFIERS = ("linear", "mlp")
+PAIR_FEATURES = ("concat", "full")
+REGRESSION_LOSSES = ("mse", "cosent", "angle")
 
 # The paper's three tasks. Users can name their own tasks; these are only defaults.
 SST_LABELS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
@@ -41,6 +43,11 @@ TASK_DEFAULTS: dict[str, Any] = {
     "cosine_threshold": 0.5,
     "score_range": None,
     "loss_weight": 1.0,
+    "pair_features": "concat",
+    "regression_loss": "mse",
+    "cosent_scale": 20.0,
+    "label_smoothing": 0.0,
+    "rdrop_alpha": 0.0,
 }
 
 
@@ -122,6 +129,37 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     if not 0.0 <= dropout < 1.0:
         raise MultitaskConfigError(f"{where}: classifier_dropout must be in [0, 1), got {dropout}")
     merged["classifier_dropout"] = dropout
+    merged["pair_features"] = _choice(merged["pair_features"], PAIR_FEATURES, f"{where} pair_features")
+    if merged["pair_features"] != "concat" and merged["pair_encoding"] != "separate":
+        raise MultitaskConfigError(
+            f"{where}: pair_features={merged['pair_features']!r} combines two separate embeddings, so it needs "
+            f"pair_encoding 'separate' (got {merged['pair_encoding']!r})"
+        )
+    merged["regression_loss"] = _choice(merged["regression_loss"], REGRESSION_LOSSES, f"{where} regression_loss")
+    if merged["regression_loss"] != "mse" and kind != "pair_regression":
+        raise MultitaskConfigError(
+            f"{where}: regression_loss={merged['regression_loss']!r} ranks similarity scores, so it needs kind "
+            f"'pair_regression' (this task is {kind})"
+        )
+    if merged["regression_loss"] == "angle" and merged["pair_encoding"] not in ("separate", "cosine"):
+        raise MultitaskConfigError(
+            f"{where}: regression_loss 'angle' compares two sentence embeddings, so it needs pair_encoding "
+            f"'cosine' or 'separate' (got {merged['pair_encoding']!r}); 'cosent' works with every head"
+        )
+    merged["cosent_scale"] = float(merged["cosent_scale"])
+    if merged["cosent_scale"] <= 0:
+        raise MultitaskConfigError(f"{where}: cosent_scale must be > 0, got {merged['cosent_scale']}")
+    smoothing = float(merged["label_smoothing"])
+    if not 0.0 <= smoothing < 1.0:
+        raise MultitaskConfigError(f"{where}: label_smoothing must be in [0, 1), got {smoothing}")
+    if smoothing and kind != "sentence_classification":
+        raise MultitaskConfigError(
+            f"{where}: label_smoothing applies to the cross-entropy of sentence_classification tasks (this task is {kind})"
+        )
+    merged["label_smoothing"] = smoothing
+    merged["rdrop_alpha"] = float(merged["rdrop_alpha"])
+    if merged["rdrop_alpha"] < 0:
+        raise MultitaskConfigError(f"{where}: rdrop_alpha must be >= 0, got {merged['rdrop_alpha']}")
     merged["cosine_threshold"] = float(merged["cosine_threshold"])
     merged["loss_weight"] = float(merged["loss_weight"])
     merged["use_token_type_ids"] = bool(merged["use_token_type_ids"])

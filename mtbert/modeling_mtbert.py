@@ -48,6 +48,31 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+def cosent_loss(scores: torch.Tensor, labels: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """CoSENT (Su, 2022): for every pair of rows whose gold scores are ordered ``y_i > y_j``, penalise ``s_j >= s_i``:
+    ``log(1 + Σ exp(scale · (s_j − s_i)))``. It trains the ranking that Pearson/Spearman measure, not the scale."""
+    scores = scores.float() * scale
+    labels = labels.float()
+    difference = scores[None, :] - scores[:, None]  # [i, j] = s_j − s_i
+    ordered = labels[:, None] > labels[None, :]  # [i, j] = y_i > y_j
+    difference = difference.masked_fill(~ordered, float("-inf"))
+    zero = torch.zeros(1, dtype=difference.dtype, device=difference.device)
+    return torch.logsumexp(torch.cat([zero, difference.flatten()]), dim=0)
+
+
+def angle_similarity(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """AnglE's (Li & Li, 2023) angle term: each embedding is read as a complex vector (first half real, second half
+    imaginary); the normalised complex quotient u / v summarises how far apart their angles are, and unlike the
+    cosine its gradient does not vanish where the cosine saturates. Returned as a similarity to rank with CoSENT."""
+    a, b = u.float().chunk(2, dim=-1)
+    c, d = v.float().chunk(2, dim=-1)
+    norm_v = (c**2 + d**2).sum(-1, keepdim=True)
+    real = (a * c + b * d) / norm_v
+    imag = (b * c - a * d) / norm_v
+    ratio = (a**2 + b**2).sum(-1, keepdim=True).sqrt() / norm_v.sqrt()
+    return (torch.cat([real, imag], dim=-1) / ratio).sum(-1).abs()
+
+
 class ClassifierHead(nn.Module):
     """``linear``: dropout → linear (the paper's 1-layer). ``mlp``: dropout → d×d → GELU → linear (2-layer)."""
 
@@ -102,7 +127,9 @@ class MultitaskBertModel(PreTrainedModel):
         for task, spec in config.tasks.items():
             if spec["kind"] != "sentence_classification" and spec["pair_encoding"] == "cosine":
                 continue  # the cosine head has no parameters
-            in_features = 2 * hidden if spec.get("pair_encoding") == "separate" else hidden
+            in_features = hidden
+            if spec.get("pair_encoding") == "separate":
+                in_features = (4 if spec["pair_features"] == "full" else 2) * hidden
             heads[task] = ClassifierHead(
                 in_features, hidden, spec["num_labels"], spec["classifier"], spec["classifier_dropout"]
             )
@@ -210,40 +237,91 @@ class MultitaskBertModel(PreTrainedModel):
                 f"task {task!r} ({spec['kind']}, pair_encoding={spec['pair_encoding']}) takes input_ids of shape "
                 f"{layout}, got {tuple(input_ids.shape)}"
             )
-        if separate:
-            batch, _, length = input_ids.shape
-            flat = lambda t: None if t is None else t.reshape(batch * 2, length)  # noqa: E731
-            pooled = self._encode(task, flat(input_ids), flat(attention_mask), flat(token_type_ids))
-            embeddings = pooled.view(batch, 2, -1)
-            u, v = embeddings[:, 0], embeddings[:, 1]
-            if spec["pair_encoding"] == "cosine":
-                cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
-                logits = F.relu(cosine) * spec["score_range"][1] if spec["kind"] == "pair_regression" else cosine
-            else:
-                logits = self.heads[task](torch.cat([u, v], dim=-1)).squeeze(-1)
-        else:
-            embeddings = self._encode(task, input_ids, attention_mask, token_type_ids)
-            logits = self.heads[task](embeddings)
-            if spec["kind"] != "sentence_classification":
-                logits = logits.squeeze(-1)
+        rdrop = self.training and labels is not None and spec["rdrop_alpha"] > 0
+        if rdrop:  # R-Drop: the batch twice in one call, so the two halves see different dropout masks
+            twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
+            input_ids, attention_mask, token_type_ids = map(twice, (input_ids, attention_mask, token_type_ids))
+        logits, embeddings, pair = self._task_logits(task, spec, input_ids, attention_mask, token_type_ids)
 
         loss = None
         if labels is not None:
-            loss = self.task_loss(task, logits, labels) * spec["loss_weight"]
+            if rdrop:
+                half = labels.shape[0]
+                first, second = logits[:half], logits[half:]
+                pair_first = pair_second = ()
+                if pair is not None:
+                    pair_first, pair_second = (pair[0][:half], pair[1][:half]), (pair[0][half:], pair[1][half:])
+                loss = 0.5 * (
+                    self.task_loss(task, first, labels, *pair_first) + self.task_loss(task, second, labels, *pair_second)
+                ) + spec["rdrop_alpha"] * self.consistency_loss(task, first, second)
+                logits, embeddings = first, embeddings[:half]
+            else:
+                loss = self.task_loss(task, logits, labels, *(pair or ()))
+            loss = loss * spec["loss_weight"]
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(x for x in (loss, logits, embeddings) if x is not None)
         return MultitaskOutput(loss=loss, logits=logits, embeddings=embeddings)
 
-    def task_loss(self, task: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy (sentence classification), BCE-with-logits (paraphrase), MSE (cosine heads, similarity)."""
+    def _task_logits(self, task, spec, input_ids, attention_mask, token_type_ids):
+        """``(logits, embeddings, (u, v) or None)`` of one task's batch."""
+        if task_input_format(spec) != "pair_separate":
+            embeddings = self._encode(task, input_ids, attention_mask, token_type_ids)
+            logits = self.heads[task](embeddings)
+            if spec["kind"] != "sentence_classification":
+                logits = logits.squeeze(-1)
+            return logits, embeddings, None
+        batch, _, length = input_ids.shape
+        flat = lambda t: None if t is None else t.reshape(batch * 2, length)  # noqa: E731
+        pooled = self._encode(task, flat(input_ids), flat(attention_mask), flat(token_type_ids))
+        embeddings = pooled.view(batch, 2, -1)
+        u, v = embeddings[:, 0], embeddings[:, 1]
+        if spec["pair_encoding"] == "cosine":
+            cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
+            logits = F.relu(cosine) * spec["score_range"][1] if spec["kind"] == "pair_regression" else cosine
+        else:
+            features = [u, v] + ([(u - v).abs(), u * v] if spec["pair_features"] == "full" else [])
+            logits = self.heads[task](torch.cat(features, dim=-1)).squeeze(-1)
+        return logits, embeddings, (u, v)
+
+    def task_loss(
+        self,
+        task: str,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        u: torch.Tensor | None = None,
+        v: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Cross-entropy (sentence classification, optionally label-smoothed), BCE-with-logits (paraphrase), and for
+        similarity MSE or a ranking loss (``regression_loss``: CoSENT, or AnglE = CoSENT on cosine and on angle)."""
         spec = self.config.tasks[task]
         logits = logits.float()
         if spec["kind"] == "sentence_classification":
-            return F.cross_entropy(logits, labels.long())
+            return F.cross_entropy(logits, labels.long(), label_smoothing=spec["label_smoothing"])
         if spec["kind"] == "pair_classification" and spec["pair_encoding"] != "cosine":
             return F.binary_cross_entropy_with_logits(logits, labels.float())
+        if spec["kind"] == "pair_regression" and spec["regression_loss"] != "mse":
+            if spec["pair_encoding"] == "cosine":
+                scores = F.cosine_similarity(u.float(), v.float(), dim=-1)  # rank the cosine itself, before ReLU
+            else:
+                scores = logits / spec["score_range"][1]  # a head's score, on the cosine's scale
+            loss = cosent_loss(scores, labels, spec["cosent_scale"])
+            if spec["regression_loss"] == "angle":
+                loss = loss + cosent_loss(angle_similarity(u, v), labels, 1.0)
+            return loss
         return F.mse_loss(logits, labels.float())
+
+    def consistency_loss(self, task: str, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """R-Drop's term: how much two dropout passes disagree (symmetric KL for classes, squared error for scores)."""
+        spec = self.config.tasks[task]
+        first, second = first.float(), second.float()
+        if spec["kind"] == "sentence_classification":
+            p, q = first.log_softmax(-1), second.log_softmax(-1)
+            return 0.5 * (F.kl_div(p, q, log_target=True, reduction="batchmean") + F.kl_div(q, p, log_target=True, reduction="batchmean"))
+        if spec["kind"] == "pair_classification" and spec["pair_encoding"] != "cosine":
+            p, q = torch.sigmoid(first), torch.sigmoid(second)
+            return 0.5 * ((p - q) * (first - second)).mean()  # KL(p‖q) + KL(q‖p) = (p − q)·(logit p − logit q)
+        return F.mse_loss(first, second)
 
     # -- predictions -----------------------------------------------------------------------------------------
 
@@ -275,4 +353,4 @@ from .pipeline_mtbert import MultitaskTextPipeline  # noqa: E402,F401
 
 MultitaskBertModel.register_for_auto_class("AutoModel")
 
-__all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "pool"]
+__all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "pool", "cosent_loss", "angle_similarity"]

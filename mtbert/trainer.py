@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from transformers import Trainer
+from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
 from .checkpoints import write_marker
 from .collators import MultitaskCollator
 from .metrics import average_score, compute_task_metrics
+from .optimization import parameter_learning_rates
 from .predict import predict_task
 from .sampling import MultitaskBatchSampler, MultitaskDataset
 from .training_args import MultitaskTrainingArguments
@@ -97,6 +98,10 @@ class MultitaskTrainer(Trainer):
         self._nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
         self.last_eval_predictions: dict[str, dict[str, np.ndarray]] = {}  # dev predictions of the last evaluate()
+        if args.early_stopping_patience is not None and not any(
+            isinstance(cb, EarlyStoppingCallback) for cb in self.callback_handler.callbacks
+        ):
+            self.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
 
     # -- data ------------------------------------------------------------------------------------------------
 
@@ -141,20 +146,23 @@ class MultitaskTrainer(Trainer):
     # -- training --------------------------------------------------------------------------------------------
 
     def create_optimizer(self, model=None):
-        """The stock optimizer, with the task heads in their own parameter groups when ``head_learning_rate`` is set."""
-        if self.optimizer is not None or self.args.head_learning_rate is None:
+        """The stock optimizer, with parameter groups when the heads (``head_learning_rate``) or the encoder layers
+        (``layerwise_lr_decay``) train at their own learning rates."""
+        if self.optimizer is not None or (self.args.head_learning_rate is None and self.args.layerwise_lr_decay == 1.0):
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
-        groups = []
-        for is_head, lr in ((False, self.args.learning_rate), (True, self.args.head_learning_rate)):
-            for decayed in (True, False):
-                params = [
-                    p for n, p in opt_model.named_parameters()
-                    if p.requires_grad and n.startswith("heads.") == is_head and (n in decay) == decayed
-                ]
-                if params:
-                    groups.append({"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0})
+        rates = parameter_learning_rates(
+            opt_model, self.args.learning_rate, self.args.head_learning_rate, self.args.layerwise_lr_decay
+        )
+        grouped: dict[tuple[float, bool], list] = {}
+        for name, param in opt_model.named_parameters():
+            if param.requires_grad:
+                grouped.setdefault((rates[name], name in decay), []).append(param)
+        groups = [
+            {"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0}
+            for (lr, decayed), params in sorted(grouped.items(), key=lambda item: (-item[0][0], not item[0][1]))
+        ]
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         optimizer_kwargs = {k: v for k, v in optimizer_kwargs.items() if k != "lr"}
         self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)

@@ -63,6 +63,28 @@ class MultitaskTrainingArguments(TrainingArguments):
             "often want a larger one than the encoder."
         },
     )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay: the top encoder layer trains at learning_rate, each layer below "
+            "at this factor times the one above, the embeddings lowest (1.0: off). Keeps the general lower layers "
+            "close to the pretrained ones."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop when metric_for_best_model has not improved for this many evaluations (needs "
+            "load_best_model_at_end, so the best checkpoint is the one kept)."
+        },
+    )
+    average_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "After training, replace the model by the average of the weights of the last N saved "
+            "checkpoints (checkpoint averaging; 0: off). Needs save_strategy and save_total_limit >= N."
+        },
+    )
     gradient_telemetry: bool = field(
         default=False,
         metadata={
@@ -83,4 +105,24 @@ class MultitaskTrainingArguments(TrainingArguments):
             raise MultitaskConfigError(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
         if self.max_nonfinite_steps < 1:
             raise MultitaskConfigError(f"max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
+        if not 0.0 < self.layerwise_lr_decay <= 1.0:
+            raise MultitaskConfigError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
+        if self.average_checkpoints < 0 or self.average_checkpoints == 1:
+            raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
         super().__post_init__()
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise MultitaskConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
+            if not self.load_best_model_at_end:
+                raise MultitaskConfigError(
+                    "early_stopping_patience needs load_best_model_at_end: true (and metric_for_best_model), so that "
+                    "the run ends on its best checkpoint rather than on the last, worse one"
+                )
+        if self.average_checkpoints:
+            if self.save_strategy == "no":
+                raise MultitaskConfigError("average_checkpoints needs saved checkpoints: set save_strategy (e.g. epoch)")
+            if self.save_total_limit is not None and self.save_total_limit < self.average_checkpoints:
+                raise MultitaskConfigError(
+                    f"average_checkpoints={self.average_checkpoints} needs save_total_limit >= "
+                    f"{self.average_checkpoints} (got {self.save_total_limit}): older checkpoints would be deleted"
+                )

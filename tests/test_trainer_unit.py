@@ -13,6 +13,7 @@ from scipy import stats
 from mtbert.collators import TaskCollator
 from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
+from mtbert.optimization import parameter_learning_rates
 from mtbert.trainer import MultitaskTrainer
 from mtbert.training_args import MultitaskTrainingArguments
 
@@ -77,9 +78,8 @@ def setup(make_model, tokenizer, tokenized_data, tmp_path):
             per_device_train_batch_size=batch_size,
             per_device_eval_batch_size=4,
             disable_tqdm=True,
-            save_strategy="no",
             seed=0,
-            **kwargs,
+            **{"save_strategy": "no", **kwargs},
         )
         trainer = MultitaskTrainer(
             model=model, args=args, train_datasets=data, eval_datasets=data, processing_class=tokenizer
@@ -268,3 +268,33 @@ def test_short_training_logs_per_task_losses(setup, strategy):
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert any(n.startswith("encoder.") for n in changed)
     assert {n.split(".")[1] for n in changed if n.startswith("heads.")} == {"sst", "qqp", "sts"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Learning rates per parameter group, early stopping
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_the_optimizer_gets_one_group_per_rate(setup):
+    trainer, model, _ = setup(layerwise_lr_decay=0.5, head_learning_rate=1e-3, learning_rate=1e-4)
+    optimizer = trainer.create_optimizer()
+    rates = parameter_learning_rates(model, 1e-4, 1e-3, 0.5)
+    by_param = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    for name, param in model.named_parameters():
+        assert by_param[id(param)] == pytest.approx(rates[name]), name
+    assert {round(g["lr"], 12) for g in optimizer.param_groups} == {1e-3, 1e-4, 5e-5, 2.5e-5}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    no_decay = [g for g in optimizer.param_groups if g["weight_decay"] == 0.0]
+    assert no_decay, "biases and LayerNorm weights keep weight decay 0"
+
+
+def test_early_stopping_ends_training_when_the_dev_average_stalls(setup):
+    """With a learning rate of 0 the dev average never improves: patience 1 stops after the second evaluation."""
+    trainer, _, _ = setup(
+        learning_rate=0.0, num_train_epochs=6, eval_strategy="epoch", save_strategy="epoch",
+        load_best_model_at_end=True, metric_for_best_model="average", early_stopping_patience=1,
+    )
+    trainer.train()
+    evaluations = [log for log in trainer.state.log_history if "eval_average" in log]
+    assert len(evaluations) == 2
+    assert trainer.state.epoch == pytest.approx(2.0)

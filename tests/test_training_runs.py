@@ -173,3 +173,18 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, s
     result = run_train(args + ["--resume_from_checkpoint", "last"])
     assert "resuming from" in result.stdout + result.stderr
     assert_same_weights(full, killed, atol=1e-6)
+
+
+def test_checkpoint_averaging_saves_the_mean_of_the_last_checkpoints(tiny_backbone, small_data, tmp_path):
+    """average_checkpoints 2: the final model is the mean of the last two epoch checkpoints' weights."""
+    out = tmp_path / "avg"
+    run_train(base_args(tiny_backbone, small_data, out, "round_robin", 8, num_train_epochs=3, save_strategy="epoch",
+                        save_total_limit=3, average_checkpoints=2))
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
+    assert len(checkpoints) == 3
+    last_two = [load_file(str(c / "model.safetensors")) for c in checkpoints[-2:]]
+    final = weights(out)
+    for name in ("encoder.encoder.layer.0.attention.self.query.weight", "heads.sst.out_proj.weight"):
+        torch.testing.assert_close(final[name], (last_two[0][name] + last_two[1][name]) / 2)
+        assert not torch.equal(final[name], last_two[1][name])
+    assert json.loads((out / "metrics.json").read_text())["averaged_checkpoints"] == 2

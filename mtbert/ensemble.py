@@ -1,0 +1,344 @@
+"""Prediction-time ensembles of trained multitask models (e.g. the same recipe trained with several seeds).
+
+Members are combined by averaging what each predicts, on the scale the prediction is made on:
+- sentence classification: the mean of the softmax probabilities, then the argmax (score: its mean probability);
+- paraphrase with a classifier head: the mean sigmoid probability, positive above 0.5;
+- paraphrase with a cosine head: the mean cosine, positive above the first member's ``cosine_threshold``;
+- similarity (pair regression): the mean predicted score.
+
+Every member must have the same tasks, with the same kinds (and label counts, score ranges, cosine-or-not paraphrase
+heads); they may differ in everything else, input layout included: each member reads its task's rows tokenized for
+its own head. An ensemble costs one forward pass per member; ``mtbert.averaging`` gives one model instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .collators import TaskCollator
+from .configuration_mtbert import MultitaskConfigError, task_input_format
+from .metrics import average_score, compute_task_metrics
+from .predict import _model_columns, leaderboard_name, write_leaderboard_file
+
+logger = logging.getLogger("mtbert")
+
+METRICS_FILE = "ensemble_metrics.json"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _is_cosine_paraphrase(spec: dict[str, Any]) -> bool:
+    return spec["kind"] == "pair_classification" and spec["pair_encoding"] == "cosine"
+
+
+def check_compatible(configs: Sequence[Any], names: Sequence[str] | None = None) -> None:
+    """Raise ``MultitaskConfigError`` unless the members' predictions can be averaged task by task.
+
+    ``configs`` are the members' ``MultitaskBertConfig`` (or anything with ``.tasks``); ``names`` label them in the
+    message (default ``model 0``, ``model 1``...).
+    """
+    if not configs:
+        raise MultitaskConfigError("an ensemble needs at least one model")
+    names = list(names) if names is not None else [f"model {i}" for i in range(len(configs))]
+    first, first_name = configs[0].tasks, names[0]
+    for config, name in zip(configs[1:], names[1:]):
+        tasks = config.tasks
+        if set(tasks) != set(first):
+            raise MultitaskConfigError(
+                f"ensemble members must have the same tasks: {first_name} has {', '.join(first)} but {name} has "
+                f"{', '.join(tasks)}"
+            )
+        for task, spec in first.items():
+            other = tasks[task]
+            if other["kind"] != spec["kind"]:
+                raise MultitaskConfigError(
+                    f"ensemble members must have the same task kinds: task {task!r} is {spec['kind']} in "
+                    f"{first_name} but {other['kind']} in {name}"
+                )
+            if spec["kind"] == "sentence_classification" and other["num_labels"] != spec["num_labels"]:
+                raise MultitaskConfigError(
+                    f"task {task!r} has {spec['num_labels']} labels in {first_name} but {other['num_labels']} in {name}"
+                )
+            if spec["kind"] == "pair_regression" and list(other["score_range"]) != list(spec["score_range"]):
+                raise MultitaskConfigError(
+                    f"task {task!r} scores on {spec['score_range']} in {first_name} but {other['score_range']} in {name}"
+                )
+            if _is_cosine_paraphrase(spec) != _is_cosine_paraphrase(other):
+                which = lambda s: "a cosine head" if _is_cosine_paraphrase(s) else "a classifier head"  # noqa: E731
+                raise MultitaskConfigError(
+                    f"task {task!r} has {which(spec)} in {first_name} but {which(other)} in {name}: a cosine "
+                    "similarity and a probability cannot be averaged"
+                )
+            if _is_cosine_paraphrase(spec) and other["cosine_threshold"] != spec["cosine_threshold"]:
+                logger.warning(
+                    "task %r: cosine_threshold %s in %s but %s in %s; the ensemble uses the first model's (%s)",
+                    task, spec["cosine_threshold"], first_name, other["cosine_threshold"], name,
+                    spec["cosine_threshold"],
+                )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Logits of one member, then the combination
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def task_logits(
+    model,
+    task: str,
+    dataset,
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """A model's raw float32 logits for every row of a tokenized split, in dataset order (on the CPU).
+
+    Batched exactly as ``mtbert.predict.predict_task`` batches (rows sorted by length, ``TaskCollator``), so
+    ``model.postprocess(task, task_logits(...))`` gives ``predict_task``'s predictions and scores.
+    Shape ``(rows, num_labels)`` for sentence classification, ``(rows,)`` for pair tasks.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    columns = _model_columns(dataset)
+    rows = dataset.select_columns(columns)[:] if len(dataset) else {c: [] for c in columns}
+    lengths = np.array([len(x) for x in rows["input_ids"]], dtype=np.int64)
+    if "input_ids_b" in rows:
+        lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
+    order = np.argsort(-lengths, kind="stable")
+    collate = TaskCollator(pad_token_id)
+    was_training = model.training
+    model.eval()
+    pieces = []
+    try:
+        for start in tqdm(
+            range(0, len(order), batch_size), desc=f"Predicting {task}", disable=not progress, leave=False
+        ):
+            chunk = order[start : start + batch_size]
+            batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            pieces.append(model(task=task, **batch).logits.float().cpu())
+    finally:
+        model.train(was_training)
+    spec = model.config.tasks[task]
+    if not pieces:
+        shape = (0, spec["num_labels"]) if spec["kind"] == "sentence_classification" else (0,)
+        return torch.empty(shape, dtype=torch.float32)
+    sorted_logits = torch.cat(pieces)
+    logits = torch.empty_like(sorted_logits)
+    logits[torch.as_tensor(order)] = sorted_logits
+    return logits
+
+
+def combine_logits(spec: dict[str, Any], member_logits: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """``(predictions, scores)`` of the ensemble from each member's logits for one task (``spec``: the first
+    member's task specification, whose ``cosine_threshold`` is used)."""
+    if not member_logits:
+        raise MultitaskConfigError("an ensemble needs at least one model")
+    stacked = torch.stack([logits.float() for logits in member_logits])
+    if spec["kind"] == "sentence_classification":
+        scores, predictions = stacked.softmax(dim=-1).mean(dim=0).max(dim=-1)
+    elif _is_cosine_paraphrase(spec):
+        scores = stacked.mean(dim=0)
+        predictions = (scores > spec["cosine_threshold"]).long()
+    elif spec["kind"] == "pair_classification":
+        scores = torch.sigmoid(stacked).mean(dim=0)
+        predictions = (scores > 0.5).long()
+    else:  # pair_regression: the mean score
+        scores = stacked.mean(dim=0)
+        predictions = scores
+    return predictions.double().numpy(), scores.double().numpy()
+
+
+def _datasets_per_member(models: Sequence[Any], task: str, dataset) -> list:
+    if isinstance(dataset, (list, tuple)):
+        if len(dataset) != len(models):
+            raise MultitaskConfigError(f"{len(dataset)} datasets for {len(models)} models: pass one per model")
+        if len({len(d) for d in dataset}) > 1:
+            raise MultitaskConfigError(f"the members' {task!r} datasets have different numbers of rows")
+        return list(dataset)
+    formats = {task_input_format(m.config.tasks[task]) for m in models}
+    if len(formats) > 1:
+        raise MultitaskConfigError(
+            f"the members read task {task!r} in different layouts ({', '.join(sorted(formats))}): pass one dataset "
+            "per model, each tokenized for that model's head"
+        )
+    return [dataset] * len(models)
+
+
+def ensemble_predict_task(
+    models: Sequence[Any],
+    task: str,
+    dataset,
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Predict a tokenized split with an ensemble: ``{"index", "predictions", "scores"}`` like ``predict_task``.
+
+    ``dataset`` is one tokenized split, or a list of them (one per model, the same rows) when the members read the
+    task in different layouts (e.g. a joined pair and a pair encoded separately). ``device``: where every member
+    runs (default: each member's own device). An ensemble of one model gives that model's ``predict_task`` result.
+    """
+    models = list(models)
+    check_compatible([m.config for m in models])
+    if task not in models[0].config.tasks:
+        raise MultitaskConfigError(f"unknown task {task!r}; the ensemble has {', '.join(models[0].config.tasks)}")
+    member_data = _datasets_per_member(models, task, dataset)
+    member_logits = [
+        task_logits(m, task, d, batch_size=batch_size, pad_token_id=pad_token_id, device=device, progress=progress)
+        for m, d in zip(models, member_data)
+    ]
+    predictions, scores = combine_logits(models[0].config.tasks[task], member_logits)
+    return {"index": np.arange(len(member_data[0])), "predictions": predictions, "scores": scores}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saved models → leaderboard files and dev metrics
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _load_config(path: str):
+    from .configuration_mtbert import MultitaskBertConfig
+    from .run import is_mtbert_checkpoint
+
+    if path.startswith((".", "/", "~")) and not is_mtbert_checkpoint(os.path.expanduser(path)):
+        raise MultitaskConfigError(f"--model {path!r}: not a saved mtbert model folder (no mtbert config.json)")
+    try:
+        return MultitaskBertConfig.from_pretrained(path)
+    except OSError as error:
+        raise MultitaskConfigError(f"could not load the model {path!r}: {error}") from None
+
+
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except OSError as error:
+        raise MultitaskConfigError(f"could not load the tokenizer of {path!r}: {error}") from None
+
+
+_PROBE = "Hello, WORLD! Naïve café [UNK] 12345 don't re-tokenize"
+
+
+def _check_same_tokenizer(first, other, first_path: str, path: str) -> None:
+    same = (
+        first.get_vocab() == other.get_vocab()
+        and first(_PROBE)["input_ids"] == other(_PROBE)["input_ids"]
+        and first.pad_token_id == other.pad_token_id
+    )
+    if not same:
+        raise MultitaskConfigError(
+            f"{path!r} uses another tokenizer than {first_path!r}: an ensemble reads every row through one tokenizer"
+        )
+
+
+def _compute_metrics(kinds: dict[str, str], predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
+    per_task, metrics = {}, {}
+    for task, kind in kinds.items():
+        per_task[task] = compute_task_metrics(kind, predictions[task], labels[task])
+        for name, value in per_task[task].items():
+            metrics[f"eval_{task}_{name}"] = float(value)
+    metrics["eval_average"] = average_score(per_task, kinds)
+    return metrics
+
+
+def predict_ensemble(
+    model_paths: Sequence[str],
+    data_args,
+    output_dir: str,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> tuple[list[str], dict[str, float]]:
+    """Write the ensemble's leaderboard files (dev and test of every task) into ``output_dir`` and score its dev sets.
+
+    Members are loaded one at a time (only one model is in memory); each is checked (same tasks and kinds, same
+    tokenizer) before any weights are loaded. Returns the written paths and the dev metrics
+    ``{"eval_<task>_<metric>": ..., "eval_average": ...}``, also written to ``<output_dir>/ensemble_metrics.json``.
+    """
+    from .modeling_mtbert import MultitaskBertModel
+    from .run import load_tokenized
+
+    model_paths = [str(p) for p in model_paths]
+    if not model_paths:
+        raise MultitaskConfigError("predict_ensemble needs at least one model")
+    configs = [_load_config(path) for path in model_paths]
+    check_compatible(configs, [repr(p) for p in model_paths])
+    tokenizer = _load_tokenizer(model_paths[0])
+    for path in model_paths[1:]:
+        _check_same_tokenizer(tokenizer, _load_tokenizer(path), model_paths[0], path)
+    pad_token_id = tokenizer.pad_token_id or 0
+    tasks = configs[0].tasks
+    kinds = {task: spec["kind"] for task, spec in tasks.items()}
+
+    # one tokenization per (task, input layout) the members read
+    data: dict[tuple[str, str], dict[str, Any]] = {}
+    for config in configs:
+        for task, spec in config.tasks.items():
+            key = (task, task_input_format(spec))
+            if key not in data:
+                data[key] = load_tokenized({task: spec}, data_args, tokenizer, splits=("dev", "test"))[task]
+    splits = ("dev", "test")
+    for task in tasks:
+        variants = [d for (t, _), d in data.items() if t == task]
+        for split in splits:
+            ids = variants[0][split]["id"]
+            if any(v[split]["id"] != ids for v in variants[1:]):
+                raise MultitaskConfigError(f"task {task!r} {split}: the rows differ between input layouts")
+
+    logits: dict[tuple[str, str], list[torch.Tensor]] = {(t, s): [] for t in tasks for s in splits}
+    member_dev_metrics = []
+    for path, config in zip(model_paths, configs):
+        try:
+            model = MultitaskBertModel.from_pretrained(path, dtype="float32", use_safetensors=True)
+        except OSError as error:
+            raise MultitaskConfigError(f"could not load the model {path!r}: {error}") from None
+        if device is not None:
+            model.to(device)
+        member_dev = {}
+        for task, spec in config.tasks.items():
+            for split in splits:
+                dataset = data[(task, task_input_format(spec))][split]
+                out = task_logits(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
+                logits[(task, split)].append(out)
+            member_dev[task] = model.postprocess(task, logits[(task, "dev")][-1])[0].double().numpy()
+        member_dev_metrics.append(member_dev)
+        del model
+
+    written: list[str] = []
+    dev_predictions, dev_labels = {}, {}
+    for task, spec in tasks.items():
+        reference = data[(task, task_input_format(spec))]
+        for split in splits:
+            predictions, _ = combine_logits(spec, logits[(task, split)])
+            name, column = leaderboard_name(task, split)
+            path = os.path.join(output_dir, name)
+            write_leaderboard_file(path, reference[split]["id"], predictions, spec["kind"], column)
+            written.append(path)
+            if split == "dev":
+                dev_predictions[task] = predictions
+                dev_labels[task] = np.asarray(reference["dev"]["label"])
+
+    metrics = _compute_metrics(kinds, dev_predictions, dev_labels)
+    for path, member_dev in zip(model_paths, member_dev_metrics):
+        member = _compute_metrics(kinds, member_dev, dev_labels)
+        logger.info("dev average of %s alone: %.4f", path, member["eval_average"])
+    logger.info("dev average of the ensemble of %d models: %.4f", len(model_paths), metrics["eval_average"])
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, METRICS_FILE), "w", encoding="utf-8") as handle:
+        json.dump(metrics, handle, indent=2, sort_keys=True)
+    return written, metrics
+
+
+__all__ = ["check_compatible", "task_logits", "combine_logits", "ensemble_predict_task", "predict_ensemble"]
