@@ -66,3 +66,31 @@ def test_paper_final_trains_on_all_of_qqp(tmp_path):
     assert model_args.tasks["qqp"]["pair_encoding"] == "concat_sep"
     assert model_args.tasks["sts"]["pair_encoding"] == "cosine"
     assert model_args.tasks["sst"]["pooling"] == "cls"
+
+
+def test_minilm_best_is_the_measured_ablation_row(tmp_path):
+    """docs/results.md reports minilm_best.yaml with the runs of examples/configs/minilm/base.yaml: same settings."""
+    best = parse(ROOT / "examples" / "configs" / "minilm_best.yaml", tmp_path)
+    row = parse(ROOT / "examples" / "configs" / "minilm" / "base.yaml", tmp_path)
+    assert [vars(a) for a in best[:2]] == [vars(a) for a in row[:2]]
+    assert best[2].to_dict() == row[2].to_dict()
+
+
+# (ablation config, task, expected subset of its spec, expected training settings) — each changes one thing
+MINILM_ABLATIONS = [
+    ("cosent", "sts", {"regression_loss": "cosent", "pair_encoding": "cosine"}, {}),
+    ("cosent_ls_llrd", "sst", {"label_smoothing": 0.1}, {"layerwise_lr_decay": 0.9}),
+    ("cross_sts", "sts", {"pair_encoding": "concat_sep", "regression_loss": "mse"}, {"layerwise_lr_decay": 0.9}),
+    ("angle", "sts", {"regression_loss": "angle"}, {}),
+    ("rdrop", "qqp", {"rdrop_alpha": 1.0}, {}),
+    ("checkpoint_avg", "sst", {"label_smoothing": 0.1}, {"average_checkpoints": 3, "load_best_model_at_end": False}),
+    ("long_early_stop", "sts", {"regression_loss": "cosent"}, {"early_stopping_patience": 2, "num_train_epochs": 6}),
+    ("qqp_separate_full", "qqp", {"pair_encoding": "separate", "pair_features": "full"}, {}),
+]
+
+
+@pytest.mark.parametrize("name,task,spec,training", MINILM_ABLATIONS, ids=[row[0] for row in MINILM_ABLATIONS])
+def test_minilm_ablations(name, task, spec, training, tmp_path):
+    model_args, _, training_args = parse(ROOT / "examples" / "configs" / "minilm" / f"{name}.yaml", tmp_path)
+    assert {k: model_args.tasks[task][k] for k in spec} == spec
+    assert {k: getattr(training_args, k) for k in training} == training
