@@ -20,12 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .collators import TaskCollator
 from .configuration_mtbert import MultitaskConfigError, task_input_format
 from .metrics import average_score, compute_task_metrics
-from .predict import _model_columns, leaderboard_name, write_leaderboard_file
+from .predict import leaderboard_name, task_logits, write_leaderboard_file
 
 logger = logging.getLogger("mtbert")
 
@@ -90,53 +88,6 @@ def check_compatible(configs: Sequence[Any], names: Sequence[str] | None = None)
 # ---------------------------------------------------------------------------------------------------------------
 # Logits of one member, then the combination
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def task_logits(
-    model,
-    task: str,
-    dataset,
-    batch_size: int = 128,
-    pad_token_id: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-) -> torch.Tensor:
-    """A model's raw float32 logits for every row of a tokenized split, in dataset order (on the CPU).
-
-    Batched exactly as ``mtbert.predict.predict_task`` batches (rows sorted by length, ``TaskCollator``), so
-    ``model.postprocess(task, task_logits(...))`` gives ``predict_task``'s predictions and scores.
-    Shape ``(rows, num_labels)`` for sentence classification, ``(rows,)`` for pair tasks.
-    """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    columns = _model_columns(dataset)
-    rows = dataset.select_columns(columns)[:] if len(dataset) else {c: [] for c in columns}
-    lengths = np.array([len(x) for x in rows["input_ids"]], dtype=np.int64)
-    if "input_ids_b" in rows:
-        lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
-    order = np.argsort(-lengths, kind="stable")
-    collate = TaskCollator(pad_token_id)
-    was_training = model.training
-    model.eval()
-    pieces = []
-    try:
-        for start in tqdm(
-            range(0, len(order), batch_size), desc=f"Predicting {task}", disable=not progress, leave=False
-        ):
-            chunk = order[start : start + batch_size]
-            batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            pieces.append(model(task=task, **batch).logits.float().cpu())
-    finally:
-        model.train(was_training)
-    spec = model.config.tasks[task]
-    if not pieces:
-        shape = (0, spec["num_labels"]) if spec["kind"] == "sentence_classification" else (0,)
-        return torch.empty(shape, dtype=torch.float32)
-    sorted_logits = torch.cat(pieces)
-    logits = torch.empty_like(sorted_logits)
-    logits[torch.as_tensor(order)] = sorted_logits
-    return logits
 
 
 def combine_logits(spec: dict[str, Any], member_logits: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,54 @@ def _model_columns(dataset) -> list[str]:
 
 
 @torch.no_grad()
+def task_logits(
+    model,
+    task: str,
+    dataset,
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+    device: torch.device | str | None = None,
+    indices: Sequence[int] | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """A model's raw float32 logits (on the CPU) for the rows ``indices`` of a tokenized split (default: all), in
+    that order. Rows are batched longest first so each batch pads little; ``(rows, num_labels)`` for sentence
+    classification, ``(rows,)`` for pair tasks."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    columns = _model_columns(dataset)
+    rows = dataset.select_columns(columns)[indices.tolist()] if len(indices) else {c: [] for c in columns}
+    lengths = np.array([len(x) for x in rows["input_ids"]], dtype=np.int64)
+    if "input_ids_b" in rows:
+        lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
+    order = np.argsort(-lengths, kind="stable")
+    collate = TaskCollator(pad_token_id)
+    autocast = autocast or contextlib.nullcontext
+    was_training = model.training
+    model.eval()
+    pieces = []
+    try:
+        for start in tqdm(
+            range(0, len(order), batch_size), desc=f"Predicting {task}", disable=not progress, leave=False
+        ):
+            chunk = order[start : start + batch_size]
+            batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast():
+                pieces.append(model(task=task, **batch).logits.float().cpu())
+    finally:
+        model.train(was_training)
+    if not pieces:
+        spec = model.config.tasks[task]
+        shape = (0, spec["num_labels"]) if spec["kind"] == "sentence_classification" else (0,)
+        return torch.empty(shape, dtype=torch.float32)
+    sorted_logits = torch.cat(pieces)
+    logits = torch.empty_like(sorted_logits)
+    logits[torch.as_tensor(order)] = sorted_logits
+    return logits
+
+
 def predict_task(
     model,
     task: str,
@@ -43,37 +91,14 @@ def predict_task(
 
     Returns ``{"index", "predictions", "scores"}`` arrays, in the order of ``indices`` (or of the dataset).
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
-    columns = _model_columns(dataset)
-    rows = dataset.select_columns(columns)[indices.tolist()] if len(indices) else {c: [] for c in columns}
-    lengths = np.array([len(x) for x in rows["input_ids"]], dtype=np.int64)
-    if "input_ids_b" in rows:
-        lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
-    order = np.argsort(-lengths, kind="stable")
-    collate = TaskCollator(pad_token_id)
-    was_training = model.training
-    model.eval()
-    predictions, scores = [], []
-    autocast = autocast or contextlib.nullcontext
-    for start in tqdm(
-        range(0, len(order), batch_size), desc=f"Predicting {task}", disable=not progress, leave=False
-    ):
-        chunk = order[start : start + batch_size]
-        batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast():
-            logits = model(task=task, **batch).logits
-        preds, score = model.postprocess(task, logits)
-        predictions.append(preds.cpu())
-        scores.append(score.float().cpu())
-    model.train(was_training)
-    out_pred = np.empty(len(order), dtype=np.float64)
-    out_score = np.empty(len(order), dtype=np.float64)
-    if len(order):
-        out_pred[order] = torch.cat(predictions).double().numpy()
-        out_score[order] = torch.cat(scores).double().numpy()
-    return {"index": indices, "predictions": out_pred, "scores": out_score}
+    logits = task_logits(model, task, dataset, batch_size, pad_token_id, device, indices, autocast, progress)
+    predictions, scores = model.postprocess(task, logits)
+    return {
+        "index": indices,
+        "predictions": predictions.double().numpy(),
+        "scores": scores.float().double().numpy(),
+    }
 
 
 def format_prediction(kind: str, value: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -12,6 +13,15 @@ from transformers import BertConfig
 
 # ../shared/data beside the checkout (see ../shared/README.md); resolved from this file, not from the cwd.
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example_script(name: str):
+    """``examples/<name>.py`` as a module, so a test can call its ``main(argv)`` in-process."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 TINY_VOCAB_SIZE = 100
 

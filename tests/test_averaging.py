@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from mtbert.averaging import (
 from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
 from mtbert.predict import predict_task
+from conftest import load_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,13 +42,6 @@ RAW = {
             "text_pair": ["a man is singing", "a cat sleeps", "two cats sit", "a blue car"],
             "label": [4.8, 0.5, 3.9, 2.5]},
 }
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +233,7 @@ def test_trainer_checkpoints_hold_the_state_dict_keys_and_average(trained_run):
 def test_average_checkpoints_script_saves_a_loadable_model(trained_run, tmp_path, capsys):
     output_dir, _ = trained_run
     out = tmp_path / "averaged"
-    load_script("average_checkpoints").main(["--from_output_dir", str(output_dir), "--last", "2",
+    load_example_script("average_checkpoints").main(["--from_output_dir", str(output_dir), "--last", "2",
                                              "--output_dir", str(out)])
     assert "averaged 2 checkpoint(s)" in capsys.readouterr().out
     from transformers import AutoTokenizer
@@ -254,7 +247,7 @@ def test_average_checkpoints_script_saves_a_loadable_model(trained_run, tmp_path
     assert [Path(c).name for c in recorded] == ["checkpoint-2", "checkpoint-3"]
 
     explicit = tmp_path / "explicit"
-    load_script("average_checkpoints").main(["--checkpoints", str(output_dir / "checkpoint-3"),
+    load_example_script("average_checkpoints").main(["--checkpoints", str(output_dir / "checkpoint-3"),
                                              "--output_dir", str(explicit)])
     single = MultitaskBertModel.from_pretrained(explicit, dtype="float32", use_safetensors=True).state_dict()
     assert all(torch.equal(single[k], v) for k, v in load_file(str(output_dir / "checkpoint-3" / "model.safetensors")).items())
@@ -270,7 +263,7 @@ def test_average_checkpoints_script_saves_a_loadable_model(trained_run, tmp_path
 def test_average_checkpoints_script_user_errors(trained_run, tmp_path, capsys, argv, message):
     output_dir, _ = trained_run
     with pytest.raises(SystemExit) as exit_info:
-        load_script("average_checkpoints").main(["--from_output_dir", str(output_dir), *argv,
+        load_example_script("average_checkpoints").main(["--from_output_dir", str(output_dir), *argv,
                                                  "--output_dir", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -282,7 +275,7 @@ def test_average_checkpoints_script_user_errors(trained_run, tmp_path, capsys, a
 
 def test_average_checkpoints_script_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_script("average_checkpoints").main(["--checkpoints", str(tmp_path / "nope"),
+        load_example_script("average_checkpoints").main(["--checkpoints", str(tmp_path / "nope"),
                                                  "--output_dir", str(tmp_path / "o")])
     assert exit_info.value.code == 2
     assert "nope' does not exist" in capsys.readouterr().err

@@ -3,24 +3,17 @@ earlier results in the output folder untouched."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is not beside the checkout")
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def run_main(script, argv, capsys, monkeypatch):
     loads = []
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: loads.append(a) or 1 / 0)
     with pytest.raises(SystemExit) as exit_info:
-        load_script(script).main(argv)
+        load_example_script(script).main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert "Traceback" not in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
 from mtbert.ensemble import check_compatible, combine_logits, ensemble_predict_task, predict_ensemble, task_logits
 from mtbert.predict import predict_task
+from conftest import load_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,13 +51,6 @@ RAW = {
                           "children playing"],
             "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1]},
 }
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +265,7 @@ def test_predict_ensemble_writes_the_leaderboard_files_and_dev_metrics(saved, sm
 
 def test_predict_script_with_two_models(saved, small_data, tmp_path, capsys):
     out = tmp_path / "ensemble"
-    load_script("predict").main(["--model", str(saved["linear"]), str(saved["cosine"]), "--data_dir",
+    load_example_script("predict").main(["--model", str(saved["linear"]), str(saved["cosine"]), "--data_dir",
                                  str(small_data), "--output_dir", str(out), "--max_seq_length", "32"])
     printed = capsys.readouterr().out
     assert len(list(out.glob("*-output.csv"))) == 6
@@ -281,7 +274,7 @@ def test_predict_script_with_two_models(saved, small_data, tmp_path, capsys):
     assert "eval_average" in metrics
     # one model: the single-model path, unchanged (no ensemble metrics)
     single = tmp_path / "single"
-    load_script("predict").main(["--model", str(saved["linear"]), "--data_dir", str(small_data),
+    load_example_script("predict").main(["--model", str(saved["linear"]), "--data_dir", str(small_data),
                                  "--output_dir", str(single), "--max_seq_length", "32"])
     assert len(list(single.glob("*-output.csv"))) == 6 and not (single / "ensemble_metrics.json").exists()
 
@@ -301,7 +294,7 @@ def test_predict_script_refuses_incompatible_models_before_loading_weights(saved
 
     def run(*models):
         with pytest.raises(SystemExit) as exit_info:
-            load_script("predict").main(["--model", *map(str, models), "--data_dir", str(small_data),
+            load_example_script("predict").main(["--model", *map(str, models), "--data_dir", str(small_data),
                                          "--output_dir", str(tmp_path / "o")])
         assert exit_info.value.code == 2
         return capsys.readouterr().err.strip().splitlines()[-1]
