@@ -84,7 +84,7 @@ MINILM_ABLATIONS = [
     ("angle", "sts", {"regression_loss": "angle"}, {}),
     ("rdrop", "qqp", {"rdrop_alpha": 1.0}, {}),
     ("checkpoint_avg", "sst", {"label_smoothing": 0.1}, {"average_checkpoints": 3, "load_best_model_at_end": False}),
-    ("long_early_stop", "sts", {"regression_loss": "cosent"}, {"early_stopping_patience": 2, "num_train_epochs": 6}),
+    ("long_early_stop", "sts", {"regression_loss": "mse"}, {"early_stopping_patience": 2, "num_train_epochs": 5}),
     ("qqp_separate_full", "qqp", {"pair_encoding": "separate", "pair_features": "full"}, {}),
 ]
 
