@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .configuration_mtbert import MultitaskConfigError, task_input_format
-from .metrics import average_score, compute_task_metrics
+from .metrics import score_tasks
 from .predict import leaderboard_name, task_logits, write_leaderboard_file
 
 logger = logging.getLogger("mtbert")
@@ -195,16 +195,6 @@ def _check_same_tokenizer(first, other, first_path: str, path: str) -> None:
         )
 
 
-def _compute_metrics(kinds: dict[str, str], predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray]):
-    per_task, metrics = {}, {}
-    for task, kind in kinds.items():
-        per_task[task] = compute_task_metrics(kind, predictions[task], labels[task])
-        for name, value in per_task[task].items():
-            metrics[f"eval_{task}_{name}"] = float(value)
-    metrics["eval_average"] = average_score(per_task, kinds)
-    return metrics
-
-
 def predict_ensemble(
     model_paths: Sequence[str],
     data_args,
@@ -281,9 +271,9 @@ def predict_ensemble(
                 dev_predictions[task] = predictions
                 dev_labels[task] = np.asarray(reference["dev"]["label"])
 
-    metrics = _compute_metrics(kinds, dev_predictions, dev_labels)
+    metrics = score_tasks(kinds, dev_predictions, dev_labels)
     for path, member_dev in zip(model_paths, member_dev_metrics):
-        member = _compute_metrics(kinds, member_dev, dev_labels)
+        member = score_tasks(kinds, member_dev, dev_labels)
         logger.info("dev average of %s alone: %.4f", path, member["eval_average"])
     logger.info("dev average of the ensemble of %d models: %.4f", len(model_paths), metrics["eval_average"])
     os.makedirs(output_dir, exist_ok=True)

@@ -29,7 +29,7 @@ from transformers.trainer_utils import rotate_checkpoints
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
 from .checkpoints import write_marker
 from .collators import MultitaskCollator
-from .metrics import average_score, compute_task_metrics
+from .metrics import score_tasks
 from .optimization import parameter_learning_rates
 from .predict import predict_task
 from .sampling import MultitaskBatchSampler, MultitaskDataset
@@ -457,17 +457,14 @@ class MultitaskTrainer(Trainer):
             raise ValueError("MultitaskTrainer.evaluate needs eval_datasets ({task: tokenized dataset with labels})")
         start = time.time()
         model = self.accelerator.unwrap_model(self.model)
-        per_task, kinds = {}, {}
-        metrics: dict[str, float] = {}
         for task, dataset in datasets_by_task.items():
-            kind = model.config.tasks[task]["kind"]
-            result = self._predict_sharded(task, dataset)
-            self.last_eval_predictions[task] = result
-            per_task[task] = compute_task_metrics(kind, result["predictions"], np.asarray(dataset["label"]))
-            kinds[task] = kind
-            for name, value in per_task[task].items():
-                metrics[f"{metric_key_prefix}_{task}_{name}"] = value
-        metrics[f"{metric_key_prefix}_average"] = average_score(per_task, kinds)
+            self.last_eval_predictions[task] = self._predict_sharded(task, dataset)
+        metrics = score_tasks(
+            {task: model.config.tasks[task]["kind"] for task in datasets_by_task},
+            {task: self.last_eval_predictions[task]["predictions"] for task in datasets_by_task},
+            {task: dataset["label"] for task, dataset in datasets_by_task.items()},
+            prefix=metric_key_prefix,
+        )
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
         metrics = {k: (float(v) if not (isinstance(v, float) and math.isnan(v)) else v) for k, v in metrics.items()}
         self.log(metrics)

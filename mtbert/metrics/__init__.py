@@ -27,6 +27,7 @@ __all__ = [
     "load_metric",
     "compute_task_metrics",
     "average_score",
+    "score_tasks",
 ]
 
 _METRICS_DIR = Path(__file__).resolve().parent
@@ -143,3 +144,20 @@ def average_score(task_metrics: Mapping[str, Mapping[str, float]], kinds: Mappin
             raise ValueError(f"Task {task!r} ({kind}) has no {primary!r} metric; got {sorted(metrics)}.")
         scores.append(float(metrics[primary]))
     return float(np.mean(scores))
+
+
+def score_tasks(
+    kinds: Mapping[str, str],
+    predictions: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray],
+    prefix: str = "eval",
+) -> dict[str, float]:
+    """Every task's metrics plus their average, keyed as Trainer logs them: ``{prefix}_{task}_{metric}`` and
+    ``{prefix}_average`` (the paper's mean of the tasks' primary metrics)."""
+    per_task, metrics = {}, {}
+    for task, kind in kinds.items():
+        per_task[task] = compute_task_metrics(kind, predictions[task], np.asarray(labels[task]))
+        for name, value in per_task[task].items():
+            metrics[f"{prefix}_{task}_{name}"] = float(value)
+    metrics[f"{prefix}_average"] = average_score(per_task, kinds)
+    return metrics
