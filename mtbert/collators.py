@@ -1,7 +1,8 @@
 """Dynamic padding for one task's rows: one sequence, a joined pair, or a pair encoded separately.
 
 Rows carry only token ids (``input_ids``, ``input_ids_b`` for a separately encoded pair, ``token_type_ids`` for a
-pair joined with [SEP]); attention masks are built here, so nothing padded is ever stored.
+pair joined with [SEP], ``pair_input_ids_a/_b`` for the sentences of a ``dual`` head); attention masks are built
+here, so nothing padded is ever stored.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+
+
+# The token-id columns a tokenized row may carry (everything else, such as the text, stays out of batches).
+MODEL_COLUMNS = ("input_ids", "input_ids_b", "token_type_ids", "pair_input_ids_a", "pair_input_ids_b")
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_value: int, length: int) -> torch.Tensor:
@@ -53,6 +58,15 @@ class TaskCollator:
             batch["attention_mask"] = pad_sequences([[1] * len(r["input_ids"]) for r in rows], 0, length)
             if "token_type_ids" in first:
                 batch["token_type_ids"] = pad_sequences([r["token_type_ids"] for r in rows], 0, length)
+            if "pair_input_ids_a" in first:  # a dual head also reads the two sentences on their own
+                keys = ("pair_input_ids_a", "pair_input_ids_b")
+                pair_length = _round_up(max(len(r[k]) for r in rows for k in keys), self.pad_to_multiple_of)
+                batch["pair_input_ids"] = torch.stack(
+                    [pad_sequences([r[k] for r in rows], self.pad_token_id, pair_length) for k in keys], dim=1
+                )
+                batch["pair_attention_mask"] = torch.stack(
+                    [pad_sequences([[1] * len(r[k]) for r in rows], 0, pair_length) for k in keys], dim=1
+                )
         if "label" in first and first["label"] is not None:
             labels = [r["label"] for r in rows]
             dtype = torch.float32 if isinstance(labels[0], float) else torch.long

@@ -15,7 +15,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 TASK_KINDS = ("sentence_classification", "pair_classification", "pair_regression")
 POOLINGS = ("cls", "mean")
-PAIR_ENCODINGS = ("separate", "cosine", "concat_sep", "concat_nosep")
+PAIR_ENCODINGS = ("separate", "cosine", "concat_sep", "concat_nosep", "dual")
 CLASSIFIERS = ("linear", "mlp")
 PAIR_FEATURES = ("concat", "full")
 REGRESSION_LOSSES = ("mse", "cosent", "angle")
@@ -135,6 +135,10 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
             f"{where}: pair_features={merged['pair_features']!r} combines two separate embeddings, so it needs "
             f"pair_encoding 'separate' (got {merged['pair_encoding']!r})"
         )
+    if merged["pair_encoding"] == "dual" and merged["score_range"] is not None and merged["score_range"][0] != 0.0:
+        raise MultitaskConfigError(
+            f"{where}: a dual head's cosine view predicts ReLU(cos)*high, so score_range must start at 0"
+        )
     merged["regression_loss"] = _choice(merged["regression_loss"], REGRESSION_LOSSES, f"{where} regression_loss")
     if merged["regression_loss"] != "mse" and kind != "pair_regression":
         raise MultitaskConfigError(
@@ -160,6 +164,11 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     merged["rdrop_alpha"] = float(merged["rdrop_alpha"])
     if merged["rdrop_alpha"] < 0:
         raise MultitaskConfigError(f"{where}: rdrop_alpha must be >= 0, got {merged['rdrop_alpha']}")
+    if merged["rdrop_alpha"] and merged["pair_encoding"] == "dual":
+        raise MultitaskConfigError(
+            f"{where}: rdrop_alpha is not supported with pair_encoding 'dual' (its two views already regularise "
+            "each other); use concat_sep or cosine for R-Drop"
+        )
     merged["cosine_threshold"] = float(merged["cosine_threshold"])
     merged["loss_weight"] = float(merged["loss_weight"])
     merged["use_token_type_ids"] = bool(merged["use_token_type_ids"])
@@ -167,12 +176,13 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
 
 
 def task_input_format(spec: dict[str, Any]) -> str:
-    """How a task's text reaches the encoder: ``single``, ``pair_separate`` (two sequences) or a joined pair."""
+    """How a task's text reaches the encoder: ``single``, ``pair_separate`` (two sequences), a joined pair
+    (``concat_sep`` | ``concat_nosep``) or ``dual`` (the [SEP]-joined pair and the two sentences on their own)."""
     if spec["kind"] == "sentence_classification":
         return "single"
     if spec["pair_encoding"] in ("separate", "cosine"):
         return "pair_separate"
-    return spec["pair_encoding"]  # concat_sep | concat_nosep
+    return spec["pair_encoding"]  # concat_sep | concat_nosep | dual
 
 
 class MultitaskBertConfig(PretrainedConfig):

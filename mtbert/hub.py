@@ -185,6 +185,16 @@ def _head_text(spec: dict[str, Any]) -> str:
     if fmt == "concat_sep":
         segments = " with segment embeddings" if spec["use_token_type_ids"] else ""
         return f"the pair joined as `[CLS] a [SEP] b [SEP]`{segments}, {pooled}, into {head} giving {out}; {loss}."
+    if fmt == "dual":
+        if spec["kind"] == "pair_regression":
+            cosine = f"ReLU(cos(u, v)) x {spec['score_range'][1]:g}"
+        else:
+            cosine = "a learned logit s x (cos(u, v) - t)"
+        return (
+            f"two views averaged: the pair joined as `[CLS] a [SEP] b [SEP]`, {pooled}, into {head} giving {out}, and "
+            f"both sentences encoded separately and mean-pooled to u and v giving {cosine}; the sum of both views' "
+            f"{loss.rstrip('.')}."
+        )
     if fmt == "concat_nosep":
         return f"the pair joined with no separator, `[CLS] a b [SEP]`, {pooled}, into {head} giving {out}; {loss}."
     if spec["pair_encoding"] == "cosine":
@@ -232,6 +242,7 @@ def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
                     "pair_separate": "pair, encoded separately",
                     "concat_sep": "pair, joined with [SEP]",
                     "concat_nosep": "pair, joined without separator",
+                    "dual": "pair, joined with [SEP] and encoded separately",
                 }[task_input_format(spec)],
                 "pooling": spec["pooling"],
                 "pair_encoding": spec["pair_encoding"],

@@ -4,7 +4,8 @@ Every method compared in "Finetuning a multitask BERT for downstream tasks" is a
 CLS or MEAN pooling; pair tasks encoded separately ([u; v] into a classifier, the paper's baseline), by cosine
 similarity (STS: ReLU(cos)·5 with MSE; QQP: cos against a threshold, MSE to the 0/1 label), or as one joined
 sequence (with [SEP], optionally with segment embeddings, or with no separator); a 1-layer or 2-layer classifier;
-one encoder for all tasks or one per task (the paper's "ensembling").
+one encoder for all tasks or one per task (the paper's "ensembling"). Beyond the paper, a ``dual`` pair head reads
+the pair both ways at once (cross-encoder and cosine of separate embeddings) and averages the two.
 
 This file is remote code: it imports only torch, transformers and its sibling ``configuration_mtbert``.
 """
@@ -94,6 +95,35 @@ class ClassifierHead(nn.Module):
         return self.out_proj(x)
 
 
+class CosineLogit(nn.Module):
+    """A paraphrase logit from a cosine: ``scale · (cos − threshold)`` with a learned scale and threshold, so that the
+    cosine view of a ``dual`` head is trained with the same BCE as its cross-encoder view and the two logits add."""
+
+    def __init__(self, threshold: float = 0.5, scale: float = 10.0):
+        super().__init__()
+        self.initial = (float(threshold), float(scale))
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.threshold.fill_(self.initial[0])
+            self.scale.fill_(self.initial[1])
+
+    def forward(self, cosine: torch.Tensor) -> torch.Tensor:
+        return self.scale * (cosine - self.threshold)
+
+
+class DualPairHead(nn.Module):
+    """The heads of a ``dual`` pair task: a classifier on the [SEP]-joined pair (the cross-encoder view) and, for
+    paraphrase tasks, the cosine view's :class:`CosineLogit` (a similarity task's cosine view needs no parameters)."""
+
+    def __init__(self, hidden_size: int, spec: dict[str, Any]):
+        super().__init__()
+        self.cross = ClassifierHead(hidden_size, hidden_size, 1, spec["classifier"], spec["classifier_dropout"])
+        self.cosine = CosineLogit(spec["cosine_threshold"]) if spec["kind"] == "pair_classification" else None
+
+
 def _build_encoder(config: MultitaskBertConfig) -> PreTrainedModel:
     encoder_config = config.encoder_config
     attn = getattr(config, "_attn_implementation", None)
@@ -127,6 +157,9 @@ class MultitaskBertModel(PreTrainedModel):
         for task, spec in config.tasks.items():
             if spec["kind"] != "sentence_classification" and spec["pair_encoding"] == "cosine":
                 continue  # the cosine head has no parameters
+            if spec.get("pair_encoding") == "dual":
+                heads[task] = DualPairHead(hidden, spec)
+                continue
             in_features = hidden
             if spec.get("pair_encoding") == "separate":
                 in_features = (4 if spec["pair_features"] == "full" else 2) * hidden
@@ -135,6 +168,11 @@ class MultitaskBertModel(PreTrainedModel):
             )
         self.heads = nn.ModuleDict(heads)
         self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, CosineLogit):
+            module.reset_parameters()
 
     # -- construction from a pretrained backbone ------------------------------------------------------------
 
@@ -202,7 +240,7 @@ class MultitaskBertModel(PreTrainedModel):
 
     # -- forward ---------------------------------------------------------------------------------------------
 
-    def _encode(self, task: str, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+    def _encode(self, task: str, input_ids, attention_mask, token_type_ids, pooling: str | None = None) -> torch.Tensor:
         spec = self.config.tasks[task]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -211,7 +249,15 @@ class MultitaskBertModel(PreTrainedModel):
         outputs = self.task_encoders()[task](
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         )
-        return pool(outputs.last_hidden_state, attention_mask, spec["pooling"])
+        return pool(outputs.last_hidden_state, attention_mask, pooling or spec["pooling"])
+
+    def _encode_separately(self, task: str, input_ids, attention_mask, token_type_ids=None, pooling=None):
+        """``(u, v)``: the two sentences of ``(batch, 2, length)`` inputs, pooled, in one encoder call of 2 × batch."""
+        batch, _, length = input_ids.shape
+        flat = lambda t: None if t is None else t.reshape(batch * 2, length)  # noqa: E731
+        pooled = self._encode(task, flat(input_ids), flat(attention_mask), flat(token_type_ids), pooling)
+        embeddings = pooled.view(batch, 2, -1)
+        return embeddings[:, 0], embeddings[:, 1]
 
     def forward(
         self,
@@ -221,11 +267,15 @@ class MultitaskBertModel(PreTrainedModel):
         labels: torch.Tensor | None = None,
         task: str | None = None,
         return_dict: bool | None = None,
+        pair_input_ids: torch.Tensor | None = None,
+        pair_attention_mask: torch.Tensor | None = None,
     ) -> MultitaskOutput | tuple:
         r"""Run one task's batch.
 
         ``input_ids`` is ``(batch, length)`` for one sentence or a joined pair, and ``(batch, 2, length)`` for a pair
-        encoded separately: both sentences then go through the encoder in one call of ``2 × batch`` rows.
+        encoded separately: both sentences then go through the encoder in one call of ``2 × batch`` rows. A ``dual``
+        head takes the joined pair as ``input_ids`` and the two sentences on their own as ``pair_input_ids``
+        (``(batch, 2, length)``, with ``pair_attention_mask``).
         """
         task = self._resolve_task(task)
         spec = self.config.tasks[task]
@@ -237,11 +287,24 @@ class MultitaskBertModel(PreTrainedModel):
                 f"task {task!r} ({spec['kind']}, pair_encoding={spec['pair_encoding']}) takes input_ids of shape "
                 f"{layout}, got {tuple(input_ids.shape)}"
             )
+        dual = spec["pair_encoding"] == "dual"
+        if dual and (pair_input_ids is None or pair_input_ids.dim() != 3 or pair_input_ids.shape[0] != input_ids.shape[0]):
+            got = "none" if pair_input_ids is None else f"shape {tuple(pair_input_ids.shape)}"
+            raise MultitaskConfigError(
+                f"task {task!r} (pair_encoding='dual') also reads the two sentences on their own: pass pair_input_ids "
+                f"of shape (batch={input_ids.shape[0]}, 2, length), got {got}"
+            )
+        if not dual and pair_input_ids is not None:
+            raise MultitaskConfigError(
+                f"task {task!r} (pair_encoding={spec['pair_encoding']!r}) takes no pair_input_ids; only 'dual' heads do"
+            )
         rdrop = self.training and labels is not None and spec["rdrop_alpha"] > 0
         if rdrop:  # R-Drop: the batch twice in one call, so the two halves see different dropout masks
             twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
             input_ids, attention_mask, token_type_ids = map(twice, (input_ids, attention_mask, token_type_ids))
-        logits, embeddings, pair = self._task_logits(task, spec, input_ids, attention_mask, token_type_ids)
+        logits, embeddings, pair, views = self._task_logits(
+            task, spec, input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask
+        )
 
         loss = None
         if labels is not None:
@@ -256,33 +319,50 @@ class MultitaskBertModel(PreTrainedModel):
                 ) + spec["rdrop_alpha"] * self.consistency_loss(task, first, second)
                 logits, embeddings = first, embeddings[:half]
             else:
-                loss = self.task_loss(task, logits, labels, *(pair or ()))
+                loss = self.task_loss(task, logits, labels, *(pair or (None, None)), views=views)
             loss = loss * spec["loss_weight"]
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(x for x in (loss, logits, embeddings) if x is not None)
         return MultitaskOutput(loss=loss, logits=logits, embeddings=embeddings)
 
-    def _task_logits(self, task, spec, input_ids, attention_mask, token_type_ids):
-        """``(logits, embeddings, (u, v) or None)`` of one task's batch."""
+    def _task_logits(
+        self, task, spec, input_ids, attention_mask, token_type_ids, pair_input_ids=None, pair_attention_mask=None
+    ):
+        """``(logits, embeddings, (u, v) or None, (cross, cosine view) or None)`` of one task's batch."""
+        if spec.get("pair_encoding") == "dual":
+            return self._dual_logits(task, spec, input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)
         if task_input_format(spec) != "pair_separate":
             embeddings = self._encode(task, input_ids, attention_mask, token_type_ids)
             logits = self.heads[task](embeddings)
             if spec["kind"] != "sentence_classification":
                 logits = logits.squeeze(-1)
-            return logits, embeddings, None
-        batch, _, length = input_ids.shape
-        flat = lambda t: None if t is None else t.reshape(batch * 2, length)  # noqa: E731
-        pooled = self._encode(task, flat(input_ids), flat(attention_mask), flat(token_type_ids))
-        embeddings = pooled.view(batch, 2, -1)
-        u, v = embeddings[:, 0], embeddings[:, 1]
+            return logits, embeddings, None, None
+        u, v = self._encode_separately(task, input_ids, attention_mask, token_type_ids)
+        embeddings = torch.stack([u, v], dim=1)
         if spec["pair_encoding"] == "cosine":
             cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
             logits = F.relu(cosine) * spec["score_range"][1] if spec["kind"] == "pair_regression" else cosine
         else:
             features = [u, v] + ([(u - v).abs(), u * v] if spec["pair_features"] == "full" else [])
             logits = self.heads[task](torch.cat(features, dim=-1)).squeeze(-1)
-        return logits, embeddings, (u, v)
+        return logits, embeddings, (u, v), None
+
+    def _dual_logits(self, task, spec, input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask):
+        """A ``dual`` head: the cross-encoder's prediction (the joined pair, the task's pooling, a classifier) and the
+        cosine view's (MEAN embeddings of each sentence: ReLU(cos)·high for a score, a learned cosine logit for a
+        paraphrase), averaged. A cross-encoder and a bi-encoder err differently, so the average beats either."""
+        head = self.heads[task]
+        joined = self._encode(task, input_ids, attention_mask, token_type_ids)
+        cross = head.cross(joined).squeeze(-1)
+        u, v = self._encode_separately(task, pair_input_ids, pair_attention_mask, pooling="mean")
+        cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
+        if spec["kind"] == "pair_regression":
+            view = F.relu(cosine) * spec["score_range"][1]
+        else:
+            view = head.cosine(cosine)
+        logits = 0.5 * (cross.float() + view)
+        return logits, joined, (u, v), (cross, view)
 
     def task_loss(
         self,
@@ -291,10 +371,26 @@ class MultitaskBertModel(PreTrainedModel):
         labels: torch.Tensor,
         u: torch.Tensor | None = None,
         v: torch.Tensor | None = None,
+        views: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Cross-entropy (sentence classification, optionally label-smoothed), BCE-with-logits (paraphrase), and for
-        similarity MSE or a ranking loss (``regression_loss``: CoSENT, or AnglE = CoSENT on cosine and on angle)."""
+        similarity MSE or a ranking loss (``regression_loss``: CoSENT, or AnglE = CoSENT on cosine and on angle).
+
+        A ``dual`` head is two heads in one: the sum of its cross-encoder view's loss (as a ``concat_sep`` head) and
+        its cosine view's (as a ``cosine`` head for a score; BCE on the learned cosine logit for a paraphrase)."""
         spec = self.config.tasks[task]
+        if spec.get("pair_encoding") == "dual":
+            if views is None:
+                raise MultitaskConfigError(f"task {task!r}: a dual head's loss needs its two views (cross, cosine)")
+            cross, cosine_view = views
+            cosine_encoding = "cosine" if spec["kind"] == "pair_regression" else "concat_sep"
+            return self._loss({**spec, "pair_encoding": "concat_sep"}, cross, labels) + self._loss(
+                {**spec, "pair_encoding": cosine_encoding}, cosine_view, labels, u, v
+            )
+        return self._loss(spec, logits, labels, u, v)
+
+    @staticmethod
+    def _loss(spec: dict[str, Any], logits, labels, u=None, v=None) -> torch.Tensor:
         logits = logits.float()
         if spec["kind"] == "sentence_classification":
             return F.cross_entropy(logits, labels.long(), label_smoothing=spec["label_smoothing"])
@@ -353,4 +449,4 @@ from .pipeline_mtbert import MultitaskTextPipeline  # noqa: E402,F401
 
 MultitaskBertModel.register_for_auto_class("AutoModel")
 
-__all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "pool", "cosent_loss", "angle_similarity"]
+__all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "CosineLogit", "DualPairHead", "pool", "cosent_loss", "angle_similarity"]

@@ -40,7 +40,8 @@ def _join_without_separator(tokenizer, first: list[int], second: list[int], max_
 def encode_texts(
     tokenizer, spec: dict[str, Any], texts: list[str], text_pairs: list[str] | None, max_length: int
 ) -> dict[str, list[list[int]]]:
-    """Token ids in the layout the task's head reads (``input_ids``, ``input_ids_b``, ``token_type_ids``)."""
+    """Token ids in the layout the task's head reads (``input_ids``, ``input_ids_b``, ``token_type_ids``, and for a
+    ``dual`` head the sentences on their own as ``pair_input_ids_a`` / ``pair_input_ids_b``)."""
     fmt = task_input_format(spec)
     if fmt == "single":
         return {"input_ids": tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]}
@@ -48,11 +49,15 @@ def encode_texts(
         first = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
         second = tokenizer(text_pairs, truncation=True, max_length=max_length)["input_ids"]
         return {"input_ids": first, "input_ids_b": second}
-    if fmt == "concat_sep":
+    if fmt in ("concat_sep", "dual"):
         enc = tokenizer(
             texts, text_pairs, truncation="longest_first", max_length=max_length, return_token_type_ids=True
         )
-        return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
+        out = {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
+        if fmt == "dual":
+            out["pair_input_ids_a"] = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+            out["pair_input_ids_b"] = tokenizer(text_pairs, truncation=True, max_length=max_length)["input_ids"]
+        return out
     first = tokenizer(texts, add_special_tokens=False)["input_ids"]
     second = tokenizer(text_pairs, add_special_tokens=False)["input_ids"]
     return {"input_ids": [_join_without_separator(tokenizer, a, b, max_length) for a, b in zip(first, second)]}
@@ -79,6 +84,11 @@ def collate_rows(rows: list[dict[str, list[int]]], pad_token_id: int) -> dict[st
     }
     if "token_type_ids" in rows[0]:
         batch["token_type_ids"] = pad([r["token_type_ids"] for r in rows], 0, length)
+    if "pair_input_ids_a" in rows[0]:  # a dual head's sentences on their own
+        keys = ("pair_input_ids_a", "pair_input_ids_b")
+        length = max(len(r[k]) for r in rows for k in keys)
+        batch["pair_input_ids"] = torch.stack([pad([r[k] for r in rows], pad_token_id, length) for k in keys], dim=1)
+        batch["pair_attention_mask"] = torch.stack([pad([[1] * len(r[k]) for r in rows], 0, length) for k in keys], dim=1)
     return batch
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .collators import TaskCollator
+from .collators import MODEL_COLUMNS, TaskCollator
 
 # minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
 LEADERBOARD_FILES = {
@@ -24,7 +24,7 @@ LEADERBOARD_FILES = {
 
 
 def _model_columns(dataset) -> list[str]:
-    return [c for c in ("input_ids", "input_ids_b", "token_type_ids") if c in dataset.column_names]
+    return [c for c in MODEL_COLUMNS if c in dataset.column_names]
 
 
 @torch.no_grad()

@@ -27,6 +27,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
+from .collators import MODEL_COLUMNS
+
 TASK_SAMPLINGS = ("round_robin", "proportional", "temperature")
 
 
@@ -44,7 +46,7 @@ class MultitaskDataset(Dataset):
         self.total = offset
 
     @classmethod
-    def from_datasets(cls, task_datasets: dict, columns=("input_ids", "input_ids_b", "token_type_ids", "label")):
+    def from_datasets(cls, task_datasets: dict, columns=(*MODEL_COLUMNS, "label")):
         """Materialise the model-facing columns of tokenized ``datasets.Dataset`` objects as Python rows (fast access)."""
         task_rows = {}
         for task, ds in task_datasets.items():

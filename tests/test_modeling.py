@@ -52,12 +52,17 @@ def inputs_for(spec, batch=BATCH, length=LENGTH, seed=0):
     shape = (batch, length)
     token_type_ids = torch.zeros(shape, dtype=torch.long)
     token_type_ids[:, length // 2 :] = 1
-    return {
+    inputs = {
         "input_ids": random_ids(*shape, seed=seed),
         "attention_mask": ragged_mask(*shape, lengths=[length, length - 1, length - 2]),
         "token_type_ids": token_type_ids,
         "labels": labels,
     }
+    if spec.get("pair_encoding") == "dual":  # the joined pair, and the two sentences on their own
+        pair_shape = (batch, 2, length - 2)
+        inputs["pair_input_ids"] = random_ids(*pair_shape, seed=seed + 7)
+        inputs["pair_attention_mask"] = ragged_mask(*pair_shape, lengths=[length - 2, length - 3, length - 4])
+    return inputs
 
 
 def grad_norm(module: nn.Module) -> float:
@@ -73,7 +78,7 @@ PAIR_COMBOS = list(
     itertools.product(
         ("pair_classification", "pair_regression"),
         ("cls", "mean"),
-        ("separate", "cosine", "concat_sep", "concat_nosep"),
+        ("separate", "cosine", "concat_sep", "concat_nosep", "dual"),
         ("linear", "mlp"),
     )
 )
@@ -108,6 +113,10 @@ def test_every_head_setting_runs_forward_and_backward(make_model, kind, pooling,
         assert "task" not in model.heads  # the cosine head has no parameters
     else:
         head = model.heads["task"]
+        if pair_encoding == "dual":
+            if kind == "pair_classification":
+                assert head.cosine.scale.grad is not None and head.cosine.threshold.grad is not None
+            head = head.cross
         assert grad_norm(head) > 0
         assert head.out_proj.weight.grad is not None
         assert (head.dense is not None) == (classifier == "mlp")

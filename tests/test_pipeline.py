@@ -20,7 +20,7 @@ from mtbert.pipeline_mtbert import collate_rows, encode_texts
 from mtbert.predict import predict_task
 
 # One task per input layout and head: single sentence, pair encoded separately (classifier and cosine), pair joined
-# with [SEP] (with segment ids) and without a separator.
+# with [SEP] (with segment ids) and without a separator, and both at once (dual).
 TASKS = {
     "sst": {"pooling": "cls"},
     "sst_mlp": {"kind": "sentence_classification", "num_labels": 3, "classifier": "mlp", "pooling": "mean"},
@@ -30,6 +30,8 @@ TASKS = {
     "sts": {"pair_encoding": "cosine", "pooling": "mean"},
     "sts_sep": {"kind": "pair_regression", "pair_encoding": "separate"},
     "sts_nosep": {"kind": "pair_regression", "pair_encoding": "concat_nosep"},
+    "qqp_dual": {"kind": "pair_classification", "pair_encoding": "dual"},
+    "sts_dual": {"kind": "pair_regression", "pair_encoding": "dual", "pooling": "mean"},
 }
 
 SENTENCES = [
@@ -62,7 +64,7 @@ def tiny_model(tokenizer, tasks=None, seed=0) -> MultitaskBertModel:
     model = MultitaskBertModel(MultitaskBertConfig(encoder=encoder.to_dict(), tasks=tasks or TASKS))
     with torch.no_grad():  # larger head weights, so that labels are not all decided by a hair
         for head in model.heads.values():
-            head.out_proj.weight.mul_(20)
+            getattr(head, "cross", head).out_proj.weight.mul_(20)  # a dual head's classifier is its cross view
     return model.eval()
 
 
@@ -126,11 +128,11 @@ def test_encode_texts_equals_data_tokenize_batch(tokenizer, model, task, max_len
 
 def test_every_input_format_is_covered(model):
     assert {task_input_format(s) for s in model.config.tasks.values()} == {
-        "single", "pair_separate", "concat_sep", "concat_nosep"
+        "single", "pair_separate", "concat_sep", "concat_nosep", "dual"
     }
 
 
-@pytest.mark.parametrize("task", ["sst", "qqp", "sts"])
+@pytest.mark.parametrize("task", ["sst", "qqp", "sts", "sts_dual"])
 def test_collate_rows_equals_task_collator(tokenizer, model, task):
     from mtbert.collators import TaskCollator
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from mtbert.collators import TaskCollator
+from mtbert.collators import MODEL_COLUMNS, TaskCollator
 from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
 from mtbert.optimization import parameter_learning_rates
@@ -202,7 +202,7 @@ def test_training_data_for_an_unknown_task_is_refused(make_model, tokenizer, tok
 
 def predictions_by_hand(model, task, dataset, pad_token_id):
     model.eval()
-    columns = [c for c in ("input_ids", "input_ids_b", "token_type_ids") if c in dataset.column_names]
+    columns = [c for c in MODEL_COLUMNS if c in dataset.column_names]
     rows = [{c: dataset[i][c] for c in columns} for i in range(len(dataset))]
     with torch.no_grad():
         logits = model(task=task, **TaskCollator(pad_token_id)(rows)).logits
@@ -268,6 +268,36 @@ def test_short_training_logs_per_task_losses(setup, strategy):
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert any(n.startswith("encoder.") for n in changed)
     assert {n.split(".")[1] for n in changed if n.startswith("heads.")} == {"sst", "qqp", "sts"}
+
+
+def test_dual_heads_train_and_evaluate_through_the_trainer(make_model, tokenizer, tmp_path):
+    """A dual head's rows carry the joined pair and the two sentences; the sampler, collator, training step and
+    evaluation all pass both on, and every part of the head learns."""
+    tasks = {
+        "qqp": {"pair_encoding": "dual", "classifier_dropout": 0.0},
+        "sts": {"pair_encoding": "dual", "pooling": "mean", "classifier_dropout": 0.0},
+    }
+    data = tokenized(tokenizer, {t: normalize_task_spec(t, s) for t, s in tasks.items()}, tasks=list(tasks))
+    model = make_model(tasks, vocab_size=tokenizer.vocab_size)
+    args = MultitaskTrainingArguments(
+        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, per_device_train_batch_size=2,
+        per_device_eval_batch_size=4, disable_tqdm=True, seed=0, save_strategy="no", max_steps=6, learning_rate=1e-3,
+    )
+    trainer = MultitaskTrainer(model=model, args=args, train_datasets=data, eval_datasets=data, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    for task_batch in batch.values():
+        assert task_batch["pair_input_ids"].shape[:2] == (2, 2) and task_batch["input_ids"].dim() == 2
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert {"heads.qqp.cross.out_proj.weight", "heads.qqp.cosine.scale", "heads.qqp.cosine.threshold",
+            "heads.sts.cross.out_proj.weight"} <= changed
+    metrics = trainer.evaluate()
+    qqp = predictions_by_hand(model, "qqp", data["qqp"], tokenizer.pad_token_id)
+    sts = predictions_by_hand(model, "sts", data["sts"], tokenizer.pad_token_id)
+    assert metrics["eval_qqp_accuracy"] == pytest.approx(float(np.mean(qqp == np.array(RAW["qqp"]["label"]))))
+    pearson = float(stats.pearsonr(sts, np.array(data["sts"]["label"], dtype=np.float64))[0])
+    assert metrics["eval_sts_pearson"] == pytest.approx(pearson, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------------------------
