@@ -67,8 +67,8 @@ def plot(groups: list[tuple[str, dict[str, list[float]]]], targets: dict[str, fl
             shown += points
         if column in targets:
             ax.axhline(targets[column], color="black", linestyle="--", linewidth=0.9)
-            ax.annotate(f"target {targets[column]:g}", (len(groups) - 0.5, targets[column]), fontsize=7,
-                        ha="right", va="bottom")
+            ax.annotate(f"target {targets[column]:g}", (0.98, targets[column]), xycoords=("axes fraction", "data"),
+                        fontsize=7, ha="right", va="bottom")
             shown.append(targets[column])
         if shown:
             low, high = min(shown), max(shown)
