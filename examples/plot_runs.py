@@ -40,8 +40,12 @@ def read_group(paths: list[str]) -> dict[str, list[float]]:
             values[column].append(float(value))
         if len(found) == len(COLUMNS):
             averages.append(float(np.mean(list(found.values()))))
-    means = [np.mean(v) for v in values.values() if v]
-    values["Average"] = averages if len(averages) == len(paths) else ([float(np.mean(means))] if len(means) == len(COLUMNS) else [])
+    if len(averages) == len(paths):  # every run scored every task
+        values["Average"] = averages
+    elif all(values.values()):  # the tasks were scored by different runs: one average of the task means
+        values["Average"] = [float(np.mean([np.mean(v) for v in values.values()]))]
+    else:
+        values["Average"] = []
     return values
 
 

@@ -37,21 +37,20 @@ class TaskCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
+    def _pad_pair(self, rows: Sequence[dict[str, Any]], keys: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two sentences per row, padded to one length: ``(batch, 2, length)`` ids and attention mask."""
+        length = _round_up(max(len(r[k]) for r in rows for k in keys), self.pad_to_multiple_of)
+        ids = [pad_sequences([r[k] for r in rows], self.pad_token_id, length) for k in keys]
+        masks = [pad_sequences([[1] * len(r[k]) for r in rows], 0, length) for k in keys]
+        return torch.stack(ids, dim=1), torch.stack(masks, dim=1)
+
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not rows:
             raise ValueError("cannot collate an empty batch")
         first = rows[0]
         batch: dict[str, torch.Tensor] = {}
         if "input_ids_b" in first:
-            length = _round_up(
-                max(max(len(r["input_ids"]), len(r["input_ids_b"])) for r in rows), self.pad_to_multiple_of
-            )
-            a = pad_sequences([r["input_ids"] for r in rows], self.pad_token_id, length)
-            b = pad_sequences([r["input_ids_b"] for r in rows], self.pad_token_id, length)
-            mask_a = pad_sequences([[1] * len(r["input_ids"]) for r in rows], 0, length)
-            mask_b = pad_sequences([[1] * len(r["input_ids_b"]) for r in rows], 0, length)
-            batch["input_ids"] = torch.stack([a, b], dim=1)
-            batch["attention_mask"] = torch.stack([mask_a, mask_b], dim=1)
+            batch["input_ids"], batch["attention_mask"] = self._pad_pair(rows, ("input_ids", "input_ids_b"))
         else:
             length = _round_up(max(len(r["input_ids"]) for r in rows), self.pad_to_multiple_of)
             batch["input_ids"] = pad_sequences([r["input_ids"] for r in rows], self.pad_token_id, length)
@@ -59,13 +58,8 @@ class TaskCollator:
             if "token_type_ids" in first:
                 batch["token_type_ids"] = pad_sequences([r["token_type_ids"] for r in rows], 0, length)
             if "pair_input_ids_a" in first:  # a dual head also reads the two sentences on their own
-                keys = ("pair_input_ids_a", "pair_input_ids_b")
-                pair_length = _round_up(max(len(r[k]) for r in rows for k in keys), self.pad_to_multiple_of)
-                batch["pair_input_ids"] = torch.stack(
-                    [pad_sequences([r[k] for r in rows], self.pad_token_id, pair_length) for k in keys], dim=1
-                )
-                batch["pair_attention_mask"] = torch.stack(
-                    [pad_sequences([[1] * len(r[k]) for r in rows], 0, pair_length) for k in keys], dim=1
+                batch["pair_input_ids"], batch["pair_attention_mask"] = self._pad_pair(
+                    rows, ("pair_input_ids_a", "pair_input_ids_b")
                 )
         if "label" in first and first["label"] is not None:
             labels = [r["label"] for r in rows]

@@ -121,8 +121,9 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
         low, high = merged["score_range"]
         if not high > low:
             raise MultitaskConfigError(f"{where}: score_range must be [low, high] with high > low, got {merged['score_range']}")
-        if merged["pair_encoding"] == "cosine" and low != 0.0:
-            raise MultitaskConfigError(f"{where}: the cosine head predicts ReLU(cos)*high, so score_range must start at 0")
+        if merged["pair_encoding"] in ("cosine", "dual") and low != 0.0:
+            head = "the cosine head" if merged["pair_encoding"] == "cosine" else "a dual head's cosine view"
+            raise MultitaskConfigError(f"{where}: {head} predicts ReLU(cos)*high, so score_range must start at 0")
     else:
         merged["score_range"] = None
     dropout = float(merged["classifier_dropout"])
@@ -134,10 +135,6 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
         raise MultitaskConfigError(
             f"{where}: pair_features={merged['pair_features']!r} combines two separate embeddings, so it needs "
             f"pair_encoding 'separate' (got {merged['pair_encoding']!r})"
-        )
-    if merged["pair_encoding"] == "dual" and merged["score_range"] is not None and merged["score_range"][0] != 0.0:
-        raise MultitaskConfigError(
-            f"{where}: a dual head's cosine view predicts ReLU(cos)*high, so score_range must start at 0"
         )
     merged["regression_loss"] = _choice(merged["regression_loss"], REGRESSION_LOSSES, f"{where} regression_loss")
     if merged["regression_loss"] != "mse" and kind != "pair_regression":

@@ -252,12 +252,12 @@ class MultitaskBertModel(PreTrainedModel):
         return pool(outputs.last_hidden_state, attention_mask, pooling or spec["pooling"])
 
     def _encode_separately(self, task: str, input_ids, attention_mask, token_type_ids=None, pooling=None):
-        """``(u, v)``: the two sentences of ``(batch, 2, length)`` inputs, pooled, in one encoder call of 2 × batch."""
+        """``(batch, 2, hidden)``: the two sentences of ``(batch, 2, length)`` inputs, pooled, in one encoder call of
+        2 × batch rows (``[:, 0]`` is u, ``[:, 1]`` is v)."""
         batch, _, length = input_ids.shape
         flat = lambda t: None if t is None else t.reshape(batch * 2, length)  # noqa: E731
         pooled = self._encode(task, flat(input_ids), flat(attention_mask), flat(token_type_ids), pooling)
-        embeddings = pooled.view(batch, 2, -1)
-        return embeddings[:, 0], embeddings[:, 1]
+        return pooled.view(batch, 2, -1)
 
     def forward(
         self,
@@ -338,8 +338,8 @@ class MultitaskBertModel(PreTrainedModel):
             if spec["kind"] != "sentence_classification":
                 logits = logits.squeeze(-1)
             return logits, embeddings, None, None
-        u, v = self._encode_separately(task, input_ids, attention_mask, token_type_ids)
-        embeddings = torch.stack([u, v], dim=1)
+        embeddings = self._encode_separately(task, input_ids, attention_mask, token_type_ids)
+        u, v = embeddings[:, 0], embeddings[:, 1]
         if spec["pair_encoding"] == "cosine":
             cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
             logits = F.relu(cosine) * spec["score_range"][1] if spec["kind"] == "pair_regression" else cosine
@@ -355,7 +355,8 @@ class MultitaskBertModel(PreTrainedModel):
         head = self.heads[task]
         joined = self._encode(task, input_ids, attention_mask, token_type_ids)
         cross = head.cross(joined).squeeze(-1)
-        u, v = self._encode_separately(task, pair_input_ids, pair_attention_mask, pooling="mean")
+        separate = self._encode_separately(task, pair_input_ids, pair_attention_mask, pooling="mean")
+        u, v = separate[:, 0], separate[:, 1]
         cosine = F.cosine_similarity(u.float(), v.float(), dim=-1)
         if spec["kind"] == "pair_regression":
             view = F.relu(cosine) * spec["score_range"][1]

@@ -43,20 +43,18 @@ def encode_texts(
     """Token ids in the layout the task's head reads (``input_ids``, ``input_ids_b``, ``token_type_ids``, and for a
     ``dual`` head the sentences on their own as ``pair_input_ids_a`` / ``pair_input_ids_b``)."""
     fmt = task_input_format(spec)
+    alone = lambda sentences: tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]  # noqa: E731
     if fmt == "single":
-        return {"input_ids": tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]}
+        return {"input_ids": alone(texts)}
     if fmt == "pair_separate":
-        first = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-        second = tokenizer(text_pairs, truncation=True, max_length=max_length)["input_ids"]
-        return {"input_ids": first, "input_ids_b": second}
+        return {"input_ids": alone(texts), "input_ids_b": alone(text_pairs)}
     if fmt in ("concat_sep", "dual"):
         enc = tokenizer(
             texts, text_pairs, truncation="longest_first", max_length=max_length, return_token_type_ids=True
         )
         out = {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
         if fmt == "dual":
-            out["pair_input_ids_a"] = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-            out["pair_input_ids_b"] = tokenizer(text_pairs, truncation=True, max_length=max_length)["input_ids"]
+            out["pair_input_ids_a"], out["pair_input_ids_b"] = alone(texts), alone(text_pairs)
         return out
     first = tokenizer(texts, add_special_tokens=False)["input_ids"]
     second = tokenizer(text_pairs, add_special_tokens=False)["input_ids"]
@@ -72,11 +70,15 @@ def collate_rows(rows: list[dict[str, list[int]]], pad_token_id: int) -> dict[st
             out[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
         return out
 
+    def pad_pair(keys):  # two sentences per row, one length: (batch, 2, length) ids and mask
+        length = max(len(r[k]) for r in rows for k in keys)
+        ids = [pad([r[k] for r in rows], pad_token_id, length) for k in keys]
+        masks = [pad([[1] * len(r[k]) for r in rows], 0, length) for k in keys]
+        return torch.stack(ids, dim=1), torch.stack(masks, dim=1)
+
     if "input_ids_b" in rows[0]:
-        length = max(max(len(r["input_ids"]), len(r["input_ids_b"])) for r in rows)
-        ids = [pad([r[k] for r in rows], pad_token_id, length) for k in ("input_ids", "input_ids_b")]
-        masks = [pad([[1] * len(r[k]) for r in rows], 0, length) for k in ("input_ids", "input_ids_b")]
-        return {"input_ids": torch.stack(ids, dim=1), "attention_mask": torch.stack(masks, dim=1)}
+        ids, mask = pad_pair(("input_ids", "input_ids_b"))
+        return {"input_ids": ids, "attention_mask": mask}
     length = max(len(r["input_ids"]) for r in rows)
     batch = {
         "input_ids": pad([r["input_ids"] for r in rows], pad_token_id, length),
@@ -85,10 +87,7 @@ def collate_rows(rows: list[dict[str, list[int]]], pad_token_id: int) -> dict[st
     if "token_type_ids" in rows[0]:
         batch["token_type_ids"] = pad([r["token_type_ids"] for r in rows], 0, length)
     if "pair_input_ids_a" in rows[0]:  # a dual head's sentences on their own
-        keys = ("pair_input_ids_a", "pair_input_ids_b")
-        length = max(len(r[k]) for r in rows for k in keys)
-        batch["pair_input_ids"] = torch.stack([pad([r[k] for r in rows], pad_token_id, length) for k in keys], dim=1)
-        batch["pair_attention_mask"] = torch.stack([pad([[1] * len(r[k]) for r in rows], 0, length) for k in keys], dim=1)
+        batch["pair_input_ids"], batch["pair_attention_mask"] = pad_pair(("pair_input_ids_a", "pair_input_ids_b"))
     return batch
 
 
