@@ -14,6 +14,8 @@ import torch
 
 # The token-id columns a tokenized row may carry (everything else, such as the text, stays out of batches).
 MODEL_COLUMNS = ("input_ids", "input_ids_b", "token_type_ids", "pair_input_ids_a", "pair_input_ids_b")
+# The keys of a padded batch that hold token ids for an encoder pass (a dual head makes two passes).
+ENCODER_INPUT_KEYS = ("input_ids", "pair_input_ids")
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], pad_value: int, length: int) -> torch.Tensor:

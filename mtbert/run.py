@@ -105,20 +105,6 @@ def count_parameters(model) -> str:
     return f"{total / 1e6:.1f}M parameters: {layout} ({encoder / 1e6:.1f}M), heads {(total - encoder) / 1e3:.1f}K"
 
 
-def average_last_checkpoints(trainer: MultitaskTrainer, count: int) -> int:
-    """Load the average of the weights of the last ``count`` checkpoints into the trained model (every rank)."""
-    from .averaging import average_checkpoints, find_checkpoints, load_state_dict_strictly
-
-    checkpoints = find_checkpoints(trainer.args.output_dir, complete_only=True)[-count:]
-    if len(checkpoints) < 2:
-        logger.warning("average_checkpoints: %d checkpoint(s) in %s, nothing to average", len(checkpoints), trainer.args.output_dir)
-        return len(checkpoints)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    load_state_dict_strictly(model, average_checkpoints(checkpoints, dtype=next(model.parameters()).dtype))
-    logger.info("averaged the weights of %d checkpoints: %s", len(checkpoints), ", ".join(os.path.basename(c) for c in checkpoints))
-    return len(checkpoints)
-
-
 def train(
     model_args: ModelArguments, data_args: DataArguments, training_args: MultitaskTrainingArguments
 ) -> dict[str, float]:
@@ -156,9 +142,7 @@ def train(
         if resume:
             logger.info("resuming from %s", resume)
         result = trainer.train(resume_from_checkpoint=resume)
-        metrics.update(result.metrics)
-        if training_args.average_checkpoints:
-            metrics["averaged_checkpoints"] = average_last_checkpoints(trainer, training_args.average_checkpoints)
+        metrics.update(result.metrics)  # with average_checkpoints, the model is already the average
         if torch.cuda.is_available():
             metrics["train_peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         # _internal_call: with push_to_hub, the stock save_model would push output_dir now (before evaluation,

@@ -27,8 +27,9 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
+from .averaging import average_checkpoints, find_checkpoints, load_state_dict_strictly
 from .checkpoints import write_marker
-from .collators import MultitaskCollator
+from .collators import ENCODER_INPUT_KEYS, MultitaskCollator
 from .metrics import score_tasks
 from .optimization import parameter_learning_rates
 from .predict import predict_task
@@ -131,16 +132,28 @@ class MultitaskTrainer(Trainer):
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
         )
 
+    @staticmethod
+    def _encoder_token_ids(inputs: dict[str, Any]) -> list[torch.Tensor]:
+        """Every token-id tensor the encoder reads in a step: each task's ``input_ids`` and, for a dual head, its
+        second pass over the two sentences (``pair_input_ids``)."""
+        return [
+            batch[key]
+            for batch in inputs.values()
+            if isinstance(batch, dict)
+            for key in ENCODER_INPUT_KEYS
+            if key in batch
+        ]
+
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        """6 × tokens × non-embedding parameters, summed over the tasks in the step (the stock formula)."""
+        """6 × tokens × non-embedding parameters, summed over every encoder pass in the step (the stock formula)."""
         if not hasattr(self, "_flops_parameters"):
             self._flops_parameters = self.accelerator.unwrap_model(self.model).num_parameters(exclude_embeddings=True)
-        tokens = sum(batch["input_ids"].numel() for batch in inputs.values() if isinstance(batch, dict))
+        tokens = sum(ids.numel() for ids in self._encoder_token_ids(inputs))
         return 6 * tokens * self._flops_parameters
 
     def _track_num_input_tokens(self, inputs) -> None:  # the stock version expects a flat batch
         if self.args.include_num_input_tokens_seen not in (False, "no", None):
-            flat = {"input_ids": torch.cat([b["input_ids"].flatten() for b in inputs.values()])}
+            flat = {"input_ids": torch.cat([ids.flatten() for ids in self._encoder_token_ids(inputs)])}
             super()._track_num_input_tokens(flat)
 
     # -- training --------------------------------------------------------------------------------------------
@@ -423,6 +436,31 @@ class MultitaskTrainer(Trainer):
                     output_dir=run_dir, save_total_limit=limit,
                     best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True,
                 )
+
+    def train(self, *args, **kwargs):
+        """The stock training loop; then, with ``average_checkpoints`` N, the model becomes the mean of the weights
+        of the last N complete checkpoints (checkpoint averaging), reported as ``averaged_checkpoints``."""
+        output = super().train(*args, **kwargs)
+        if self.args.average_checkpoints:
+            output.metrics["averaged_checkpoints"] = self.average_last_checkpoints(self.args.average_checkpoints)
+        return output
+
+    def average_last_checkpoints(self, count: int) -> int:
+        """Load the mean of the weights of the last ``count`` complete checkpoints of ``output_dir`` into the model
+        (on every rank); returns how many were averaged (fewer than 2: the model is left as it is)."""
+        checkpoints = find_checkpoints(self.args.output_dir, complete_only=True)[-count:]
+        if len(checkpoints) < 2:
+            logger.warning(
+                "average_checkpoints: %d checkpoint(s) in %s, nothing to average", len(checkpoints), self.args.output_dir
+            )
+            return len(checkpoints)
+        model = self.accelerator.unwrap_model(self.model)
+        load_state_dict_strictly(model, average_checkpoints(checkpoints, dtype=next(model.parameters()).dtype))
+        logger.info(
+            "averaged the weights of %d checkpoints: %s",
+            len(checkpoints), ", ".join(os.path.basename(c) for c in checkpoints),
+        )
+        return len(checkpoints)
 
     # -- evaluation ------------------------------------------------------------------------------------------
 

@@ -287,6 +287,9 @@ def test_dual_heads_train_and_evaluate_through_the_trainer(make_model, tokenizer
     batch = next(iter(trainer.get_train_dataloader()))
     for task_batch in batch.values():
         assert task_batch["pair_input_ids"].shape[:2] == (2, 2) and task_batch["input_ids"].dim() == 2
+    # total_flos counts both encoder passes: the joined pair and the two sentences on their own
+    tokens = sum(b["input_ids"].numel() + b["pair_input_ids"].numel() for b in batch.values())
+    assert trainer.floating_point_ops(batch) == 6 * tokens * model.num_parameters(exclude_embeddings=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer.train()
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
@@ -328,3 +331,21 @@ def test_early_stopping_ends_training_when_the_dev_average_stalls(setup):
     evaluations = [log for log in trainer.state.log_history if "eval_average" in log]
     assert len(evaluations) == 2
     assert trainer.state.epoch == pytest.approx(2.0)
+
+
+def test_checkpoint_averaging_is_part_of_the_trainer(setup):
+    """average_checkpoints 2 works for library users of MultitaskTrainer too: after train() the model holds the mean
+    of the last two complete checkpoints' weights, and the metrics say how many were averaged."""
+    from safetensors.torch import load_file
+
+    from mtbert.averaging import find_checkpoints
+
+    trainer, model, _ = setup(
+        learning_rate=1e-3, num_train_epochs=3, save_strategy="epoch", save_total_limit=3, average_checkpoints=2
+    )
+    result = trainer.train()
+    assert result.metrics["averaged_checkpoints"] == 2
+    last_two = [load_file(f"{c}/model.safetensors") for c in find_checkpoints(trainer.args.output_dir)[-2:]]
+    for name in ("encoder.encoder.layer.0.attention.self.query.weight", "heads.sst.out_proj.weight"):
+        assert not torch.equal(last_two[0][name], last_two[1][name])
+        torch.testing.assert_close(model.state_dict()[name], (last_two[0][name] + last_two[1][name]) / 2)
