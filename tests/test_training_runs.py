@@ -8,6 +8,7 @@ one process and two ranks compute the same thing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -188,3 +189,22 @@ def test_checkpoint_averaging_saves_the_mean_of_the_last_checkpoints(tiny_backbo
         torch.testing.assert_close(final[name], (last_two[0][name] + last_two[1][name]) / 2)
         assert not torch.equal(final[name], last_two[1][name])
     assert json.loads((out / "metrics.json").read_text())["averaged_checkpoints"] == 2
+
+
+@pytest.mark.distributed
+def test_smart_regularisation_trains_under_two_ddp_ranks(tiny_backbone, small_data, tmp_path):
+    """SMART's inner gradient (w.r.t. the embedding noise, inside forward) must not upset DDP's gradient sync:
+    two ranks train every head kind with it, and the per-task losses stay finite."""
+    tasks = {
+        "sst": {"classifier_dropout": 0.0, "smart_alpha": 1.0},
+        "qqp": {"pair_encoding": "dual", "classifier_dropout": 0.0, "smart_alpha": 1.0},
+        "sts": {"pair_encoding": "cosine", "pooling": "mean", "smart_alpha": 1.0},
+    }
+    out = tmp_path / "smart"
+    args = base_args(tiny_backbone, small_data, out, "round_robin", batch=4)
+    args[args.index("--tasks") + 1] = json.dumps(tasks)
+    result = run_train(args, nproc=2)
+    assert "world size 2" in result.stdout + result.stderr
+    losses = [log for log in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in log]
+    assert losses and all(math.isfinite(log["loss"]) for log in losses)
+    assert {"loss_sst", "loss_qqp", "loss_sts"} <= set().union(*losses)
