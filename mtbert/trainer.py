@@ -375,7 +375,7 @@ class MultitaskTrainer(Trainer):
             return True
         self._nonfinite_in_a_row += 1
         self.nonfinite_skipped += 1
-        bad = ", ".join(f"{t}={float(v):.4g}" for t, v in losses.items())
+        bad = ", ".join(f"{t}={float(v.detach()):.4g}" for t, v in losses.items())
         logger.warning(
             "non-finite loss at step %d (%s): batch skipped (%d in a row, %d in total)",
             self.state.global_step, bad, self._nonfinite_in_a_row, self.nonfinite_skipped,
