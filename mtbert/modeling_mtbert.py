@@ -332,9 +332,8 @@ class MultitaskBertModel(PreTrainedModel):
         if rdrop:  # R-Drop: the batch twice in one call, so the two halves see different dropout masks
             twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
             input_ids, attention_mask, token_type_ids = map(twice, (input_ids, attention_mask, token_type_ids))
-        logits, embeddings, pair, views = self._task_logits(
-            task, spec, input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask
-        )
+        inputs = (input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)
+        logits, embeddings, pair, views = self._task_logits(task, spec, *inputs)
 
         loss = None
         if labels is not None:
@@ -351,7 +350,6 @@ class MultitaskBertModel(PreTrainedModel):
             else:
                 loss = self.task_loss(task, logits, labels, *(pair or (None, None)), views=views)
                 if self.training and spec["smart_alpha"] > 0 and torch.is_grad_enabled():
-                    inputs = (input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)
                     loss = loss + spec["smart_alpha"] * self.smoothness_loss(task, logits, inputs)
             loss = loss * spec["loss_weight"]
         return_dict = return_dict if return_dict is not None else self.config.return_dict

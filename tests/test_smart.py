@@ -32,6 +32,13 @@ def model_inputs(spec):
     return inputs, labels
 
 
+def positional(inputs):
+    """``(input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)``, as the model's
+    ``_task_logits`` and ``smoothness_loss`` take them."""
+    keys = ("input_ids", "attention_mask", "token_type_ids", "pair_input_ids", "pair_attention_mask")
+    return tuple(inputs.get(key) for key in keys)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The perturbation hook
 # ---------------------------------------------------------------------------------------------------------------
@@ -43,7 +50,8 @@ def test_each_call_gets_its_own_noise_and_a_replay_reuses_it():
     noise = EmbeddingNoise(std=0.1)
     handle = embedding.register_forward_hook(noise)
     first_ids, second_ids = torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5], [6, 7]])
-    first, second = embedding(first_ids), embedding(second_ids)  # e.g. a dual head's two encoder calls
+    first = embedding(first_ids)
+    embedding(second_ids)  # a second encoder call in the same pass, as a dual head makes
     handle.remove()
     assert [n.shape for n in noise.noises] == [(1, 3, 4), (2, 2, 4)]
     torch.testing.assert_close(first - embedding(first_ids), noise.noises[0])
@@ -90,16 +98,14 @@ def smoothness_by_hand(model, task, inputs, clean_logits):
         calls[0] += 1
         return output + noises[calls[0] - 1]
 
-    ordered = (inputs.get("attention_mask"), inputs.get("token_type_ids"), inputs.get("pair_input_ids"),
-               inputs.get("pair_attention_mask"))
     handle = embeddings.register_forward_hook(add_noise)
     try:
-        perturbed = model._task_logits(task, spec, inputs["input_ids"], *ordered)[0]
+        perturbed = model._task_logits(task, spec, *positional(inputs))[0]
         grads = torch.autograd.grad(model.consistency_loss(task, perturbed, clean_logits.detach()), noises)
         for i, grad in enumerate(grads):
             noises[i] = (noises[i] + spec["smart_step_size"] * grad / (grad.abs().amax(-1, keepdim=True) + 1e-6)).detach()
         calls[0] = 0
-        perturbed = model._task_logits(task, spec, inputs["input_ids"], *ordered)[0]
+        perturbed = model._task_logits(task, spec, *positional(inputs))[0]
     finally:
         handle.remove()
     return model.consistency_loss(task, perturbed, clean_logits)
@@ -127,8 +133,7 @@ def test_the_ascent_step_finds_a_worse_perturbation_than_random_noise(make_model
     model = make_model({task: {**spec, "smart_alpha": 1.0}}).eval()
     task_spec = model.config.tasks[task]
     inputs, _ = model_inputs(task_spec)
-    args = (inputs["input_ids"], inputs.get("attention_mask"), inputs.get("token_type_ids"),
-            inputs.get("pair_input_ids"), inputs.get("pair_attention_mask"))
+    args = positional(inputs)
     clean = model._task_logits(task, task_spec, *args)[0]
     noise = EmbeddingNoise(task_spec["smart_noise"])
     handle = model.encoder.get_input_embeddings().register_forward_hook(noise)
@@ -159,7 +164,7 @@ def test_the_smoothness_term_reaches_the_encoder(make_model):
     model = make_model({"sst": {"smart_alpha": 1.0, "classifier_dropout": 0.0}}).train()
     inputs, _ = model_inputs(model.config.tasks["sst"])
     clean = model(task="sst", **inputs).logits
-    model.smoothness_loss("sst", clean, (inputs["input_ids"], inputs["attention_mask"], None, None, None)).backward()
+    model.smoothness_loss("sst", clean, positional(inputs)).backward()
     grad = model.encoder.encoder.layer[0].attention.self.query.weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 

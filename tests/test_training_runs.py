@@ -201,9 +201,7 @@ def test_smart_regularisation_trains_under_two_ddp_ranks(tiny_backbone, small_da
         "sts": {"pair_encoding": "cosine", "pooling": "mean", "smart_alpha": 1.0},
     }
     out = tmp_path / "smart"
-    args = base_args(tiny_backbone, small_data, out, "round_robin", batch=4)
-    args[args.index("--tasks") + 1] = json.dumps(tasks)
-    result = run_train(args, nproc=2)
+    result = run_train(base_args(tiny_backbone, small_data, out, "round_robin", batch=4, tasks=json.dumps(tasks)), nproc=2)
     assert "world size 2" in result.stdout + result.stderr
     losses = [log for log in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in log]
     assert losses and all(math.isfinite(log["loss"]) for log in losses)
