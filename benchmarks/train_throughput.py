@@ -37,7 +37,6 @@ from mtbert.trainer import MultitaskTrainer  # noqa: E402
 from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
 
 
-
 def raw_rows(data_dir: str, rows: int):
     out = {}
     for task, spec in MultitaskBertModel.config_class(tasks=TASKS).tasks.items():
@@ -51,19 +50,30 @@ def run_stock(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
 
     seconds, rows = 0.0, 0
     for task, (_, ds) in data.items():
+
         def tok(batch):
             pair = batch["text_pair"] if "text_pair" in batch else None
             return tokenizer(batch["text"], pair, truncation=True, max_length=args.max_length)
 
         tokenized = ds.map(tok, batched=True, remove_columns=[c for c in ds.column_names if c != "label"])
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=NUM_LABELS[task], dtype=torch.float32)
-        targs = TrainingArguments(
-            output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-            learning_rate=1e-4, report_to="none", save_strategy="no", use_cpu=use_cpu, disable_tqdm=True,
-            logging_strategy="no", bf16=args.stock_bf16,
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=NUM_LABELS[task], dtype=torch.float32
         )
-        trainer = Trainer(model=model, args=targs, train_dataset=tokenized,
-                          data_collator=DataCollatorWithPadding(tokenizer))
+        targs = TrainingArguments(
+            output_dir=tempfile.mkdtemp(),
+            per_device_train_batch_size=args.batch_size,
+            num_train_epochs=1,
+            learning_rate=1e-4,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=use_cpu,
+            disable_tqdm=True,
+            logging_strategy="no",
+            bf16=args.stock_bf16,
+        )
+        trainer = Trainer(
+            model=model, args=targs, train_dataset=tokenized, data_collator=DataCollatorWithPadding(tokenizer)
+        )
         start = time.perf_counter()
         trainer.train()
         seconds += time.perf_counter() - start
@@ -73,14 +83,25 @@ def run_stock(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
 
 def run_mtbert(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS)
-    tokenized = {t: tokenize_task(ds, tokenizer, model.config.tasks[t], args.max_length) for t, (_, ds) in data.items()}
+    tokenized = {
+        t: tokenize_task(ds, tokenizer, model.config.tasks[t], args.max_length) for t, (_, ds) in data.items()
+    }
     targs = MultitaskTrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, num_train_epochs=1,
-        learning_rate=1e-4, report_to="none", save_strategy="no", use_cpu=use_cpu, disable_tqdm=True,
-        logging_strategy="no", strategy="round_robin", task_sampling="proportional", group_by_length=True,
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        learning_rate=1e-4,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=use_cpu,
+        disable_tqdm=True,
+        logging_strategy="no",
+        strategy="round_robin",
+        task_sampling="proportional",
+        group_by_length=True,
         bf16=args.mtbert_bf16,
     )
-    trainer = MultitaskTrainer(model=model, args=targs, train_datasets=tokenized, processing_class=tokenizer)
+    trainer = MultitaskTrainer(model=model, args=targs, train_dataset=tokenized, processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     return time.perf_counter() - start, sum(len(d) for d in tokenized.values())
@@ -95,8 +116,12 @@ def main():
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--mtbert_bf16", default="auto", choices=["auto", "true", "false"],
-                        help="bf16 autocast for mtbert: auto = on for CUDA and for CPUs with AMX/AVX512-BF16")
+    parser.add_argument(
+        "--mtbert_bf16",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="bf16 autocast for mtbert: auto = on for CUDA and for CPUs with AMX/AVX512-BF16",
+    )
     parser.add_argument("--stock_bf16", action="store_true", help="give the stock recipe bf16 too (GPU comparison)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
@@ -118,15 +143,25 @@ def main():
             torch.manual_seed(repeat)
             seconds, rows = (run_stock if name == "stock" else run_mtbert)(path, tokenizer, data, args, use_cpu)
             results[name].append(rows / seconds)
-            print(f"repeat {repeat}: {name:6s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} samples/s", flush=True)
-    print(f"device {args.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, max_length "
-          f"{args.max_length}, {args.rows} rows per task, mtbert bf16 {args.mtbert_bf16}")
+            print(
+                f"repeat {repeat}: {name:6s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} samples/s",
+                flush=True,
+            )
+    print(
+        f"device {args.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, max_length "
+        f"{args.max_length}, {args.rows} rows per task, mtbert bf16 {args.mtbert_bf16}"
+    )
     for name, values in results.items():
-        print(f"{name:6s} samples/s: median {statistics.median(values):.1f}  min {min(values):.1f}  max {max(values):.1f}")
+        print(
+            f"{name:6s} samples/s: median {statistics.median(values):.1f}  "
+            f"min {min(values):.1f}  max {max(values):.1f}"
+        )
     ratios = [m / s for m, s in zip(results["mtbert"], results["stock"])]
     print(f"per-repeat ratios: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"train throughput ratio mtbert/stock: {statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}")
-
+    print(
+        "train throughput ratio mtbert/stock: "
+        f"{statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,16 +16,18 @@ import sys
 import datasets
 import transformers
 
-from mtbert.analysis import analyze, summary
 from mtbert.run import main_guard
+from mtbert_research.analysis import analyze, summary
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="folder of a saved mtbert model (with its tokenizer)")
     parser.add_argument("--data_dir", default="../shared/data", help="minBERT data folder (default: ../shared/data)")
-    parser.add_argument("--output_dir", default=None, help="where analysis.md and the PNGs go (default: <model>/analysis)")
-    parser.add_argument("--tasks", nargs="+", default=None, help="analyse only these tasks (default: all the model has)")
+    parser.add_argument("--output_dir", default=None,
+                        help="where analysis.md and the PNGs go (default: <model>/analysis)")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="analyse only these tasks (default: all the model has)")
     parser.add_argument("--top_n", type=int, default=5, help="most confident false positives/negatives to list")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--max_seq_length", type=int, default=128,
@@ -39,7 +41,8 @@ def main(argv=None):
     transformers.utils.logging.disable_progress_bar()
     report = main_guard(
         analyze, args.model, args.data_dir, output_dir, tasks=args.tasks, top_n=args.top_n,
-        batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device, progress=sys.stderr.isatty(),
+        batch_size=args.batch_size, max_seq_length=args.max_seq_length, device=args.device,
+        progress=sys.stderr.isatty(),
     )
     print(summary(report))
 

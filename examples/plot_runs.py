@@ -13,84 +13,21 @@ is zoomed to the data, so differences of a few thousandths stay visible (unlike 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
 import numpy as np
 
-COLUMNS = {"SST": "eval_sst_accuracy", "QQP": "eval_qqp_accuracy", "STS": "eval_sts_pearson"}
+from mtbert_research.plots import RUN_COLUMNS as COLUMNS
+from mtbert_research.plots import plot_run_groups as plot
+from mtbert_research.plots import read_run_group
 
 
 def read_group(paths: list[str]) -> dict[str, list[float]]:
-    """Per-task values of a group's runs, plus ``Average``: per run when it scores every task, else the mean of the
-    per-task means."""
-    values: dict[str, list[float]] = {column: [] for column in COLUMNS}
-    averages = []
-    for path in paths:
-        file = os.path.join(path, "metrics.json") if os.path.isdir(path) else path
-        if not os.path.isfile(file):
-            sys.exit(f"error: no metrics.json at {path!r}")
-        with open(file, encoding="utf-8") as handle:
-            metrics = json.load(handle)
-        found = {column: metrics[key] for column, key in COLUMNS.items() if key in metrics}
-        if not found:
-            sys.exit(f"error: {file} has none of {', '.join(COLUMNS.values())}")
-        for column, value in found.items():
-            values[column].append(float(value))
-        if len(found) == len(COLUMNS):
-            averages.append(float(np.mean(list(found.values()))))
-    if len(averages) == len(paths):  # every run scored every task
-        values["Average"] = averages
-    elif all(values.values()):  # the tasks were scored by different runs: one average of the task means
-        values["Average"] = [float(np.mean([np.mean(v) for v in values.values()]))]
-    else:
-        values["Average"] = []
-    return values
-
-
-def plot(groups: list[tuple[str, dict[str, list[float]]]], targets: dict[str, float], output: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = [*COLUMNS, "Average"]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 4.2))
-    colors = plt.get_cmap("tab10")
-    for ax, column in zip(axes, columns):
-        shown = []
-        for i, (label, values) in enumerate(groups):
-            points = values[column]
-            if not points:
-                continue
-            mean = float(np.mean(points))
-            ax.bar(i, mean, width=0.6, color=colors(i), alpha=0.35)
-            ax.scatter(np.full(len(points), i) + np.linspace(-0.12, 0.12, len(points)), points, color=colors(i), s=18, zorder=3)
-            ax.annotate(f"{mean:.3f}", (i, mean), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
-            shown += points
-        if column in targets:
-            ax.axhline(targets[column], color="black", linestyle="--", linewidth=0.9)
-            ax.annotate(f"target {targets[column]:g}", (0.98, targets[column]), xycoords=("axes fraction", "data"),
-                        fontsize=7, ha="right", va="bottom")
-            shown.append(targets[column])
-        if shown:
-            low, high = min(shown), max(shown)
-            pad = max(0.004, 0.25 * (high - low))
-            ax.set_ylim(low - pad, high + pad)
-        ax.set_title(column, fontsize=10)
-        ax.set_xticks(range(len(groups)))
-        ax.set_xticklabels([str(i + 1) for i in range(len(groups))])
-        ax.grid(axis="y", alpha=0.3)
-    handles = [matplotlib.patches.Patch(color=colors(i), alpha=0.6, label=f"{i + 1}: {label} (n={len(v['SST'] or v['STS'])})")
-               for i, (label, v) in enumerate(groups)]
-    fig.legend(handles=handles, loc="lower center", ncol=1, fontsize="small", frameon=False,
-               bbox_to_anchor=(0.5, -0.02 - 0.05 * len(groups)))
-    fig.suptitle(title + "\ndots: one run each; bars: group mean; dashed: target", fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fig.savefig(output, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    """``mtbert_research.plots.read_run_group``; a missing or foreign file exits with one line."""
+    try:
+        return read_run_group(paths)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
 
 
 def main(argv=None) -> None:

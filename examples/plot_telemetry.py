@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from mtbert.plots import conflict_summary, load_log_history, plot_gradient_telemetry
+from mtbert_research.plots import conflict_summary, load_log_history, plot_gradient_telemetry
 
 
 def main(argv=None):

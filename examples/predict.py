@@ -15,7 +15,13 @@ import argparse
 import json
 
 from mtbert.arguments import DataArguments
+from mtbert.loading import load_config
 from mtbert.run import main_guard, predict
+
+
+def trained_length(model_path: str) -> int:
+    """The ``max_seq_length`` a model was trained with (``config.json``), so prediction truncates as training did."""
+    return int(getattr(load_config(model_path), "max_seq_length", None) or 128)
 
 
 def main(argv=None):
@@ -28,11 +34,20 @@ def main(argv=None):
     parser.add_argument("--data_source", default="minbert", choices=["minbert", "hub"])
     parser.add_argument("--output_dir", required=True, help="where the *-output.csv files go")
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument(
+        "--max_seq_length", type=int, default=None,
+        help="truncation (default: the length the model was trained with, recorded in its config.json; else 128)",
+    )
+    parser.add_argument("--task_data", default=None, help="per-task data sources as JSON (see README, Your own task)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     args = parser.parse_args(argv)
+    max_seq_length = args.max_seq_length or main_guard(trained_length, args.model[0])
     data_args = main_guard(
-        DataArguments, data_source=args.data_source, data_dir=args.data_dir, max_seq_length=args.max_seq_length
+        DataArguments,
+        data_source=args.data_source,
+        data_dir=args.data_dir,
+        max_seq_length=max_seq_length,
+        task_data=args.task_data,
     )
     if len(args.model) == 1:
         written = main_guard(predict, args.model[0], data_args, args.output_dir, args.batch_size, args.device)

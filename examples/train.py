@@ -1,22 +1,114 @@
 #!/usr/bin/env python
-"""Train one multitask BERT on SST, QQP and STS (or your own tasks).
+"""Train one multitask BERT on SST, QQP and STS (or your own tasks): a run_glue-style recipe over mtbert's library.
 
     accelerate launch examples/train.py examples/configs/quickstart.yaml
     python examples/train.py examples/configs/quickstart.yaml --learning_rate 3e-5 --tasks.sts.pooling cls
     torchrun --nproc_per_node 2 examples/train.py examples/configs/quickstart.yaml
+    python examples/train.py config.yaml --model_name_or_path outputs/run --do_eval    # score only, no training
 
-The config file sets defaults, flags override them (every TrainingArguments flag works). At the end the script
-scores every dev set, writes <output_dir>/metrics.json, the model and tokenizer, and the leaderboard files in
-<output_dir>/predictions/.
+The config file sets defaults, flags override them (TrainingArguments flags work; those the multitask trainer
+cannot honour are refused). As in run_glue, --do_train/--do_eval/--do_predict pick the phases; with none of them
+the script trains, scores every dev set, writes <output_dir>/metrics.json, the model and tokenizer, and the
+leaderboard files in <output_dir>/predictions/ (tasks with a test split).
 """
 
+import json
+import logging
+import os
+
+import torch
+from transformers import set_seed
+
 from mtbert.arguments import parse_args
-from mtbert.run import main_guard, train
+from mtbert.checkpoints import resolve_resume
+from mtbert.run import (
+    build_model,
+    count_parameters,
+    load_tokenized,
+    load_tokenizer_and_tasks,
+    main_guard,
+    push_final_model,
+    save_model,
+    setup_logging,
+    use_all_cores_when_alone,
+    write_leaderboard_files,
+    write_metrics,
+)
+from mtbert.trainer import MultitaskTrainer
+
+logger = logging.getLogger("mtbert")
+
+
+def run(model_args, data_args, training_args) -> dict:
+    setup_logging(training_args)
+    logger.info(
+        "world size %d (this is rank %d), device %s, strategy %s",
+        training_args.world_size, training_args.process_index, training_args.device, training_args.strategy,
+    )
+    use_all_cores_when_alone(training_args)
+    set_seed(training_args.seed)
+    do_train, do_eval, do_predict = training_args.run_phases()
+
+    # Cheap checks first: a bad checkpoint, backbone or data file fails before any weights are loaded.
+    resume = None
+    if do_train:
+        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, logger.warning)
+    tokenizer, tasks = load_tokenizer_and_tasks(model_args)
+    train_caps = data_args.train_caps(tasks)
+
+    # Data: every task's splits, tokenized once in the layout its head reads.
+    data = load_tokenized(tasks, data_args, tokenizer)
+
+    # Model: a fresh multitask model on the backbone, or an mtbert checkpoint to continue from.
+    model = build_model(model_args)
+    model.config.max_seq_length = data_args.max_seq_length  # saved with every checkpoint: inference truncates alike
+    logger.info(count_parameters(model))
+
+    trainer = MultitaskTrainer(
+        model=model,
+        args=training_args,
+        train_dataset={t: d["train"] for t, d in data.items() if "train" in d} if do_train else None,
+        eval_dataset={t: d["dev"] for t, d in data.items() if "dev" in d},
+        processing_class=tokenizer,
+        max_train_samples=train_caps,
+    )
+
+    metrics = {}
+    if do_train:
+        if resume:
+            logger.info("resuming from %s", resume)
+        result = trainer.train(resume_from_checkpoint=resume)
+        metrics.update(result.metrics)
+        if trainer.averaged_checkpoints is not None:  # the model is already the average
+            metrics["averaged_checkpoints"] = trainer.averaged_checkpoints
+        if torch.cuda.is_available():
+            metrics["train_peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        save_model(trainer, training_args.output_dir)
+        trainer.save_state()  # trainer_state.json with the whole log history (per-task losses included)
+
+    if do_eval:
+        metrics.update(trainer.evaluate())
+
+    if trainer.is_world_process_zero():
+        if metrics:  # --do_predict alone leaves an earlier metrics.json as it is
+            write_metrics(training_args.output_dir, metrics)
+        if do_predict and data_args.write_predictions:
+            folder = os.path.join(training_args.output_dir, "predictions")
+            written = write_leaderboard_files(trainer, data, folder)
+            logger.info("wrote %d prediction files to %s", len(written), folder)
+    trainer.accelerator.wait_for_everyone()
+    summary = {k: round(v, 4) for k, v in metrics.items() if k.startswith("eval_") and not k.endswith("runtime")}
+    logger.info("dev metrics: %s", json.dumps(summary))
+
+    if training_args.push_to_hub and trainer.is_world_process_zero():
+        commit = push_final_model(trainer, metrics, data_args)
+        logger.info("pushed model, tokenizer, code and model card: %s", commit.commit_url)
+    return metrics
 
 
 def main(argv=None):
     model_args, data_args, training_args = main_guard(parse_args, argv)
-    return main_guard(train, model_args, data_args, training_args)
+    return main_guard(run, model_args, data_args, training_args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ __all__ = [
     "MultitaskConfigError",
     "MultitaskTrainer",
     "MultitaskTrainingArguments",
+    "prepare_dataset",
+    "mtl_backward",
 ]
 
 
@@ -33,4 +35,12 @@ def __getattr__(name):
         from .training_args import MultitaskTrainingArguments
 
         return MultitaskTrainingArguments
+    if name == "prepare_dataset":
+        from .prepare import prepare_dataset
+
+        return prepare_dataset
+    if name == "mtl_backward":
+        from .backward import mtl_backward
+
+        return mtl_backward
     raise AttributeError(f"module 'mtbert' has no attribute {name!r}")

@@ -77,6 +77,13 @@ class DataArguments:
     hub_datasets: dict | str | None = field(
         default=None, metadata={"help": "Per task Hub dataset overrides: a repo id/folder or {path, name, ...}."}
     )
+    task_data: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Per task data of its own: {task: {source: minbert|files|hub, data_dir | data_files | path, "
+            "text_columns, label_column, id_column, splits, label_scale, format}}; other tasks use data_source."
+        },
+    )
     max_seq_length: int = field(default=128, metadata={"help": "Truncate each sequence (or joined pair) to this."})
     max_train_samples: dict | str | int | None = field(
         default=None, metadata={"help": "Per task {task: n} (or one n for all): random rows per epoch, redrawn."}
@@ -86,18 +93,46 @@ class DataArguments:
 
     def __post_init__(self):
         self.data_source = _choice(self.data_source, DATA_SOURCES, "data_source")
-        for name in ("hub_datasets", "max_train_samples"):
+        for name in ("hub_datasets", "task_data", "max_train_samples"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = value.strip()
-                setattr(self, name, json.loads(value) if value.startswith("{") else int(value))
+                try:
+                    setattr(self, name, json.loads(value) if value.startswith("{") else int(value))
+                except ValueError:  # json.JSONDecodeError is a ValueError
+                    raise MultitaskConfigError(
+                        f"{name}: {value!r} is neither a JSON mapping {{...}} nor a number"
+                    ) from None
+        if self.task_data is not None and not isinstance(self.task_data, dict):
+            raise MultitaskConfigError("task_data must be a mapping {task: {source: minbert|files|hub, ...}}")
         if self.data_source == "minbert":
-            if not self.data_dir:
+            # with task_data, the tasks that still need the minBERT folder are known only with the tasks (task_sources)
+            if not self.data_dir and not self.task_data:
                 raise MultitaskConfigError("data_source: minbert needs data_dir (the folder of minBERT .csv files)")
-            if not os.path.isdir(self.data_dir):
+            if self.data_dir and not os.path.isdir(self.data_dir):
                 raise MultitaskConfigError(f"data_dir {self.data_dir!r} is not a folder")
         if self.max_seq_length < 8:
             raise MultitaskConfigError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+
+    def task_sources(self, tasks) -> dict[str, Any]:
+        """``{task: source}``: where each task's data comes from (``mtbert.data.task_source``), checked without
+        loading anything: its ``task_data`` entry, else ``data_source``/``data_dir``/``hub_datasets``.
+
+        Raises ``DataFileError`` for a missing file or folder, an unknown key or split name, or a task without data.
+        """
+        from .data import task_source  # datasets is heavy: imported only when data is resolved
+
+        entries = dict(self.task_data or {})
+        unknown = set(entries) - set(tasks)
+        if unknown:
+            raise MultitaskConfigError(
+                f"task_data names unknown task(s): {', '.join(sorted(unknown))}; tasks are {', '.join(tasks)}"
+            )
+        hub = self.hub_datasets if isinstance(self.hub_datasets, dict) else {}
+        return {
+            task: task_source(task, spec, entries.get(task), self.data_source, self.data_dir, hub.get(task))
+            for task, spec in tasks.items()
+        }
 
     def train_caps(self, tasks) -> dict[str, int]:
         if isinstance(self.max_train_samples, int):
@@ -128,12 +163,29 @@ def resolve_model_path(name: str) -> str:
     return expanded
 
 
+def _checkpoint_tasks(path: str) -> dict[str, Any] | None:
+    """The tasks of an mtbert checkpoint folder (a run continuing from one trains its tasks), else ``None``."""
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        return None
+    with open(config_file, encoding="utf-8") as handle:
+        try:
+            config = json.load(handle)
+        except json.JSONDecodeError:
+            return None
+    return config.get("tasks") if config.get("model_type") == "mtbert" else None
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Override wins; ``tasks`` and other mappings merge one level down (a row config changes one head)."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **{k: ({**merged[key].get(k, {}), **v} if isinstance(v, dict) and isinstance(merged[key].get(k), dict) else v) for k, v in value.items()}}
+            inner = dict(merged[key])
+            for k, v in value.items():
+                both = isinstance(v, dict) and isinstance(inner.get(k), dict)
+                inner[k] = {**inner[k], **v} if both else v
+            merged[key] = inner
         else:
             merged[key] = value
     return merged
@@ -233,4 +285,5 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         raise MultitaskConfigError(f"could not parse command-line arguments: {' '.join(unknown)}")
     model_args.model_name_or_path = resolve_model_path(model_args.model_name_or_path)
     data_args.train_caps(model_args.tasks)
+    data_args.task_sources(_checkpoint_tasks(model_args.model_name_or_path) or model_args.tasks)
     return model_args, data_args, training_args

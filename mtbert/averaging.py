@@ -61,9 +61,7 @@ def load_checkpoint_weights(checkpoint_dir: str) -> dict[str, torch.Tensor]:
     raise MultitaskConfigError(f"checkpoint {checkpoint_dir!r} has no {WEIGHTS_NAME}")
 
 
-def average_checkpoints(
-    checkpoint_dirs: Sequence[str], dtype: torch.dtype | None = None
-) -> dict[str, torch.Tensor]:
+def average_checkpoints(checkpoint_dirs: Sequence[str], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The uniform average of the checkpoints' ``model.safetensors`` (one checkpoint in memory at a time).
 
     Floating tensors are summed in float32 (float64 stays float64) and cast back to ``dtype`` (default: the first
@@ -126,7 +124,9 @@ def average_checkpoints(
     return averaged
 
 
-def load_state_dict_strictly(model: nn.Module, state: dict[str, torch.Tensor], source: str = "the averaged weights") -> None:
+def load_state_dict_strictly(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "the averaged weights"
+) -> None:
     """``model.load_state_dict(state, strict=True)``, except that a key may be absent from ``state`` when its tensor
     is tied to (shares storage with) one that is present, as ``save_pretrained`` leaves tied copies out.
 

@@ -11,7 +11,6 @@ from typing import Any, Sequence
 
 import torch
 
-
 # The token-id columns a tokenized row may carry (everything else, such as the text, stays out of batches).
 MODEL_COLUMNS = ("input_ids", "input_ids_b", "token_type_ids", "pair_input_ids_a", "pair_input_ids_b")
 # The keys of a padded batch that hold token ids for an encoder pass (a dual head makes two passes).

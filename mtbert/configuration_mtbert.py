@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-TASK_KINDS = ("sentence_classification", "pair_classification", "pair_regression")
+TASK_KINDS = ("sentence_classification", "sentence_regression", "pair_classification", "pair_regression")
 POOLINGS = ("cls", "mean")
 PAIR_ENCODINGS = ("separate", "cosine", "concat_sep", "concat_nosep", "dual")
 CLASSIFIERS = ("linear", "mlp")
@@ -53,6 +53,9 @@ TASK_DEFAULTS: dict[str, Any] = {
     "smart_step_size": 1e-3,
 }
 
+
+# Backbone families whose position ids start after the padding id (``pad_token_id + 1``).
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "mpnet", "camembert", "longformer")
 
 # The text pipeline saved with every checkpoint (``pipeline_mtbert.py``): ``config.json`` names it so that
 # ``pipeline(model=<folder or Hub repo>, trust_remote_code=True)`` finds and loads it.
@@ -96,59 +99,60 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     kind = _choice(merged["kind"], TASK_KINDS, f"{where} kind")
     merged["pooling"] = _choice(merged["pooling"], POOLINGS, f"{where} pooling")
     merged["classifier"] = _choice(merged["classifier"], CLASSIFIERS, f"{where} classifier")
-    if kind == "sentence_classification":
-        if merged["pair_encoding"] is not None:
-            raise MultitaskConfigError(
-                f"{where}: pair_encoding={merged['pair_encoding']!r} needs a sentence pair, but the task is "
-                "sentence_classification (one sentence). Remove pair_encoding or change the kind."
-            )
-        if merged["num_labels"] is None:
-            merged["num_labels"] = len(merged["label_names"]) if merged["label_names"] else 2
-    else:
-        merged["pair_encoding"] = _choice(merged["pair_encoding"] or "separate", PAIR_ENCODINGS, f"{where} pair_encoding")
-        merged["num_labels"] = 1
-    if kind == "sentence_classification" and int(merged["num_labels"]) < 2:
-        raise MultitaskConfigError(f"{where}: num_labels must be >= 2, got {merged['num_labels']}")
-    merged["num_labels"] = int(merged["num_labels"])
-    if merged["label_names"] is None:
-        if kind == "sentence_classification":
-            merged["label_names"] = [f"LABEL_{i}" for i in range(merged["num_labels"])]
-        elif kind == "pair_classification":
-            merged["label_names"] = list(QQP_LABELS)
-    if kind == "sentence_classification" and len(merged["label_names"]) != merged["num_labels"]:
+    pair = kind.startswith("pair_")
+    classification = kind.endswith("classification")
+    if not pair and merged["pair_encoding"] is not None:
         raise MultitaskConfigError(
-            f"{where}: {len(merged['label_names'])} label_names for num_labels={merged['num_labels']}"
+            f"{where}: pair_encoding={merged['pair_encoding']!r} needs a sentence pair, but the task is "
+            f"{kind} (one sentence). Remove pair_encoding or change the kind."
         )
-    if kind == "pair_regression":
+    if pair:
+        merged["pair_encoding"] = _choice(
+            merged["pair_encoding"] or "separate", PAIR_ENCODINGS, f"{where} pair_encoding"
+        )
+    if classification:
+        if merged["num_labels"] in (None, 1) and pair and not merged["label_names"]:
+            merged["num_labels"] = 2  # a paraphrase task (checkpoints before 0.2 stored 1 for its single logit)
+        elif merged["num_labels"] in (None, 1) and merged["label_names"]:
+            merged["num_labels"] = len(merged["label_names"])
+        elif merged["num_labels"] is None:
+            merged["num_labels"] = 2
+        try:
+            merged["num_labels"] = int(merged["num_labels"])
+        except (TypeError, ValueError):
+            raise MultitaskConfigError(
+                f"{where}: num_labels must be a whole number, got {merged['num_labels']!r}"
+            ) from None
+        if merged["num_labels"] < 2:
+            raise MultitaskConfigError(f"{where}: num_labels must be >= 2, got {merged['num_labels']}")
+        if merged["label_names"] is None:
+            default = QQP_LABELS if pair and merged["num_labels"] == 2 else None
+            merged["label_names"] = list(default or [f"LABEL_{i}" for i in range(merged["num_labels"])])
+        merged["label_names"] = [str(name) for name in merged["label_names"]]
+        if len(merged["label_names"]) != merged["num_labels"]:
+            raise MultitaskConfigError(
+                f"{where}: {len(merged['label_names'])} label_names for num_labels={merged['num_labels']}"
+            )
+        merged["score_range"] = None
+    else:
+        merged["num_labels"] = 1
+        merged["label_names"] = None
         merged["score_range"] = [float(x) for x in (merged["score_range"] or [0.0, 5.0])]
         low, high = merged["score_range"]
         if not high > low:
-            raise MultitaskConfigError(f"{where}: score_range must be [low, high] with high > low, got {merged['score_range']}")
-        if merged["pair_encoding"] in ("cosine", "dual") and low != 0.0:
-            head = "the cosine head" if merged["pair_encoding"] == "cosine" else "a dual head's cosine view"
-            raise MultitaskConfigError(f"{where}: {head} predicts ReLU(cos)*high, so score_range must start at 0")
-    else:
-        merged["score_range"] = None
+            raise MultitaskConfigError(
+                f"{where}: score_range must be [low, high] with high > low, got {merged['score_range']}"
+            )
     dropout = float(merged["classifier_dropout"])
     if not 0.0 <= dropout < 1.0:
         raise MultitaskConfigError(f"{where}: classifier_dropout must be in [0, 1), got {dropout}")
     merged["classifier_dropout"] = dropout
     merged["pair_features"] = _choice(merged["pair_features"], PAIR_FEATURES, f"{where} pair_features")
-    if merged["pair_features"] != "concat" and merged["pair_encoding"] != "separate":
-        raise MultitaskConfigError(
-            f"{where}: pair_features={merged['pair_features']!r} combines two separate embeddings, so it needs "
-            f"pair_encoding 'separate' (got {merged['pair_encoding']!r})"
-        )
     merged["regression_loss"] = _choice(merged["regression_loss"], REGRESSION_LOSSES, f"{where} regression_loss")
-    if merged["regression_loss"] != "mse" and kind != "pair_regression":
+    if merged["regression_loss"] != "mse" and classification:
         raise MultitaskConfigError(
             f"{where}: regression_loss={merged['regression_loss']!r} ranks similarity scores, so it needs kind "
-            f"'pair_regression' (this task is {kind})"
-        )
-    if merged["regression_loss"] == "angle" and merged["pair_encoding"] not in ("separate", "cosine"):
-        raise MultitaskConfigError(
-            f"{where}: regression_loss 'angle' compares two sentence embeddings, so it needs pair_encoding "
-            f"'cosine' or 'separate' (got {merged['pair_encoding']!r}); 'cosent' works with every head"
+            f"'pair_regression' or 'sentence_regression' (this task is {kind})"
         )
     merged["cosent_scale"] = float(merged["cosent_scale"])
     if merged["cosent_scale"] <= 0:
@@ -156,19 +160,15 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     smoothing = float(merged["label_smoothing"])
     if not 0.0 <= smoothing < 1.0:
         raise MultitaskConfigError(f"{where}: label_smoothing must be in [0, 1), got {smoothing}")
-    if smoothing and kind != "sentence_classification":
+    if smoothing and not (classification and (not pair or merged["num_labels"] > 2)):
         raise MultitaskConfigError(
-            f"{where}: label_smoothing applies to the cross-entropy of sentence_classification tasks (this task is {kind})"
+            f"{where}: label_smoothing applies to a cross-entropy over classes: sentence_classification, or "
+            f"pair_classification with 3 or more labels (this task is {kind} with num_labels={merged['num_labels']})"
         )
     merged["label_smoothing"] = smoothing
     merged["rdrop_alpha"] = float(merged["rdrop_alpha"])
     if merged["rdrop_alpha"] < 0:
         raise MultitaskConfigError(f"{where}: rdrop_alpha must be >= 0, got {merged['rdrop_alpha']}")
-    if merged["rdrop_alpha"] and merged["pair_encoding"] == "dual":
-        raise MultitaskConfigError(
-            f"{where}: rdrop_alpha is not supported with pair_encoding 'dual' (its two views already regularise "
-            "each other); use concat_sep or cosine for R-Drop"
-        )
     for key in ("smart_alpha", "smart_noise", "smart_step_size"):
         merged[key] = float(merged[key])
     if merged["smart_alpha"] < 0:
@@ -183,17 +183,10 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     merged["cosine_threshold"] = float(merged["cosine_threshold"])
     merged["loss_weight"] = float(merged["loss_weight"])
     merged["use_token_type_ids"] = bool(merged["use_token_type_ids"])
+    from .heads_mtbert import head_class  # the heads import this module; each head checks what fits it
+
+    head_class(merged).check_spec(where, merged)
     return merged
-
-
-def task_input_format(spec: dict[str, Any]) -> str:
-    """How a task's text reaches the encoder: ``single``, ``pair_separate`` (two sequences), a joined pair
-    (``concat_sep`` | ``concat_nosep``) or ``dual`` (the [SEP]-joined pair and the two sentences on their own)."""
-    if spec["kind"] == "sentence_classification":
-        return "single"
-    if spec["pair_encoding"] in ("separate", "cosine"):
-        return "pair_separate"
-    return spec["pair_encoding"]  # concat_sep | concat_nosep | dual
 
 
 class MultitaskBertConfig(PretrainedConfig):
@@ -204,6 +197,8 @@ class MultitaskBertConfig(PretrainedConfig):
         tasks (`dict[str, dict]`): one specification per task; keys and defaults are in ``TASK_DEFAULTS``.
         shared_encoder (`bool`): ``False`` gives each task its own encoder (the paper's "ensembling").
         encoder_name_or_path (`str`): where the backbone weights came from, recorded for the model card.
+        encoder_attn_implementation (`str`, *optional*): the backbone's attention (``eager``, ``sdpa``, ...); unset,
+            each backbone gets SDPA where its family supports it and eager attention elsewhere.
     """
 
     model_type = "mtbert"
@@ -214,6 +209,7 @@ class MultitaskBertConfig(PretrainedConfig):
         tasks: dict[str, dict[str, Any]] | None = None,
         shared_encoder: bool = True,
         encoder_name_or_path: str | None = None,
+        encoder_attn_implementation: str | None = None,
         **kwargs,
     ):
         if isinstance(encoder, PretrainedConfig):
@@ -229,6 +225,7 @@ class MultitaskBertConfig(PretrainedConfig):
         self.tasks = {name: normalize_task_spec(name, spec) for name, spec in tasks.items()}
         self.shared_encoder = bool(shared_encoder)
         self.encoder_name_or_path = encoder_name_or_path
+        self.encoder_attn_implementation = encoder_attn_implementation
         kwargs.pop("hidden_size", None)
         kwargs.setdefault("custom_pipelines", copy.deepcopy(CUSTOM_PIPELINES))
         super().__init__(**kwargs)
@@ -242,7 +239,17 @@ class MultitaskBertConfig(PretrainedConfig):
 
     @property
     def hidden_size(self) -> int:
-        return int(self.encoder.get("hidden_size", 768))
+        """The backbone's output width (``dim`` in DistilBERT's config, ``hidden_size`` elsewhere)."""
+        return int(self.encoder_config.hidden_size)
+
+    @property
+    def max_positions(self) -> int:
+        """How many tokens the backbone can read: ``max_position_embeddings``, less the padding offset of families
+        that number positions from ``pad_token_id + 1`` (RoBERTa, XLM-R, MPNet)."""
+        limit = int(self.encoder.get("max_position_embeddings") or 512)
+        if self.encoder.get("model_type") in POSITIONS_AFTER_PADDING:
+            limit -= int(self.encoder.get("pad_token_id") or 0) + 1
+        return limit
 
     @property
     def task_names(self) -> list[str]:

@@ -1,14 +1,18 @@
 """Load each task's train/dev/test splits as ``datasets.Dataset`` objects and tokenize them for the task's head.
 
-Two sources:
+Each task names its own data (``task_data`` in a config, :class:`TaskData` here); tasks without an entry use the
+run's ``data_source``. Three sources:
 - ``minbert``: the tab-separated files of the CS224N minBERT default project (``ids-sst-*.csv``, ``quora-*.csv``,
   ``sts-*.csv``). Real files are messy (a QQP row whose quote swallows a tab, stray quotes in STS), so rows are
   read with ``csv.QUOTE_NONE``, checked one by one, and bad ones are skipped and counted, never trained on.
-- ``hub``: Hugging Face datasets (``SetFit/sst5``, ``nyu-mll/glue``/qqp, ``sentence-transformers/stsb``) or any local
-  folder laid out like them, with their columns mapped onto the task's.
+- ``files``: local CSV / TSV / JSON Lines / parquet files (one per split, or a folder of ``train.*``,
+  ``validation.*`` (or ``dev.*``) and an optional ``test.*``), read with ``datasets.load_dataset``, columns mapped.
+- ``hub``: a Hugging Face dataset id (``SetFit/sst5``, ``nyu-mll/glue``/qqp, ``sentence-transformers/stsb`` are
+  the defaults of the three tasks) or any local folder laid out like one, with its columns and splits mapped.
 
 Every split becomes a ``Dataset`` with columns ``id``, ``text`` (``text_pair`` for pair tasks) and ``label``
-(absent on unlabelled test splits).
+(absent on unlabelled test splits). ``train`` and ``dev`` are required; ``test`` is optional for ``files`` and
+``hub`` (a task without one simply gets no leaderboard files).
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ from typing import Any, Iterable
 
 import datasets
 
-from .configuration_mtbert import task_input_format
-from .pipeline_mtbert import encode_texts
+from .heads_mtbert import encode_texts, input_layout
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +50,15 @@ class MinbertFiles:
 
 
 MINBERT_FILES: dict[str, MinbertFiles] = {
-    "sst": MinbertFiles("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv", ("sentence",), "sentiment"),
+    "sst": MinbertFiles(
+        "ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv", ("sentence",), "sentiment"
+    ),
     "qqp": MinbertFiles(
         "quora-train.csv", "quora-dev.csv", "quora-test-student.csv", ("sentence1", "sentence2"), "is_duplicate"
     ),
-    "sts": MinbertFiles("sts-train.csv", "sts-dev.csv", "sts-test-student.csv", ("sentence1", "sentence2"), "similarity"),
+    "sts": MinbertFiles(
+        "sts-train.csv", "sts-dev.csv", "sts-test-student.csv", ("sentence1", "sentence2"), "similarity"
+    ),
 }
 
 
@@ -66,6 +73,7 @@ class HubSource:
     id_column: str | None = None
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"})
     label_scale: float = 1.0
+    required_splits: tuple[str, ...] = ("train", "dev")  # a missing test split is left out unless named in splits
 
 
 HUB_SOURCES: dict[str, HubSource] = {
@@ -87,7 +95,7 @@ def clean_text(value: Any) -> str:
     A field wrapped in quotes, with its inner quotes doubled, is unwrapped (repeatedly: some QQP fields were
     quoted twice); a field with a lone quote inside is left as it is.
     """
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # pandas reads an empty cell as NaN
         return ""
     text = str(value).strip()
     while len(text) >= 2 and text[0] == '"' and text[-1] == '"':
@@ -98,24 +106,66 @@ def clean_text(value: Any) -> str:
     return text
 
 
-def parse_label(raw: Any, spec: dict[str, Any]) -> tuple[float | int | None, str | None]:
-    """Return ``(label, None)`` for a valid label of the task's kind, else ``(None, reason)``."""
+# The reasons ``parse_label`` gives for a well-formed label whose value the task does not know: in a user's own files
+# (``files``/``hub`` sources) these stop the run, since they mean a wrong ``num_labels``/``label_names``/
+# ``score_range`` rather than a messy row; the minBERT reader skips and counts them like any other bad row.
+LABEL_VALUE_REASONS = ("label outside", "label not 0 or 1", "score outside", "label name not in label_names")
+
+
+def is_regression(spec: dict[str, Any]) -> bool:
+    """Whether a task's labels are scores (``sentence_regression``, ``pair_regression``) rather than classes."""
+    return spec["kind"].endswith("regression")
+
+
+def num_classes(spec: dict[str, Any]) -> int:
+    """How many classes a classification task's labels may take: ``num_labels`` (at least 2).
+
+    Pair-classification specs written before multi-class pairs carry ``num_labels: 1`` (one logit): binary.
+    """
+    return max(int(spec.get("num_labels") or 2), 2)
+
+
+def _label_index(raw: str, label_names: list[str] | None) -> int | None:
+    """The index of a string label in ``label_names`` (exact, then case-insensitive), else ``None``."""
+    if not label_names:
+        return None
+    names = [str(n) for n in label_names]
+    text = raw.strip()
+    if text in names:
+        return names.index(text)
+    folded = [n.casefold() for n in names]
+    return folded.index(text.casefold()) if text.casefold() in folded else None
+
+
+def parse_label(
+    raw: Any, spec: dict[str, Any], label_names: list[str] | None = None
+) -> tuple[float | int | None, str | None]:
+    """Return ``(label, None)`` for a valid label of the task's kind, else ``(None, reason)``.
+
+    Classification labels are class indices ``0..num_labels-1`` (``pair_classification``: ``num_labels`` of the
+    spec, 2 if absent); with ``label_names`` given, a string label such as ``"entailment"`` maps to its index.
+    """
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None, "empty label"
+    kind = spec["kind"]
+    classification = not is_regression(spec)
+    if classification and label_names and isinstance(raw, str):
+        index = _label_index(raw, label_names)
+        if index is not None:
+            raw = index
     try:
         value = float(raw)
     except (TypeError, ValueError):
+        if classification and label_names:
+            return None, "label name not in label_names"
         return None, "non-numeric label"
     if not math.isfinite(value):
         return None, "NaN or infinite label"
-    kind = spec["kind"]
-    if kind == "sentence_classification":
-        if value != int(value) or not 0 <= value < spec["num_labels"]:
-            return None, f"label outside 0..{spec['num_labels'] - 1}"
-        return int(value), None
-    if kind == "pair_classification":
-        if value not in (0.0, 1.0):
-            return None, "label not 0 or 1"
+    if classification:
+        n = num_classes(spec)
+        if value != int(value) or not 0 <= value < n:
+            binary_pair = n == 2 and kind == "pair_classification"
+            return None, "label not 0 or 1" if binary_pair else f"label outside 0..{n - 1}"
         return int(value), None
     low, high = spec["score_range"]
     if not low <= value <= high:
@@ -130,6 +180,7 @@ class LoadReport:
     source: str
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
+    bad_label_examples: list = field(default_factory=list)  # (row number, raw label) of unknown label values
 
     def message(self) -> str:
         skipped = sum(self.skipped.values())
@@ -148,7 +199,14 @@ def _validated_rows(
     report: LoadReport,
     label_scale: float = 1.0,
     max_text_chars: int = 100_000,
+    label_names: list[str] | None = None,
+    strict_labels: bool = False,
 ) -> dict[str, list]:
+    """Check each record; keep good rows as ``id``/``text``/``text_pair``/``label`` columns, count bad ones.
+
+    ``strict_labels``: a label the task does not know (outside ``0..num_labels-1``, not in ``label_names``, a score
+    outside ``score_range``) raises a :class:`DataFileError` after the whole split is read, instead of being skipped.
+    """
     names = ("text", "text_pair")[: len(text_columns)]
     columns: dict[str, list] = {"id": [], **{n: [] for n in names}}
     if label_column is not None:
@@ -167,7 +225,9 @@ def _validated_rows(
             raw = record.get(label_column)
             if label_scale != 1.0 and raw is not None and not isinstance(raw, str):
                 raw = float(raw) * label_scale
-            label, reason = parse_label(raw, spec)
+            label, reason = parse_label(raw, spec, label_names)
+            if reason is not None and reason.startswith(LABEL_VALUE_REASONS) and len(report.bad_label_examples) < 3:
+                report.bad_label_examples.append((row_number, raw))
         if reason is not None:
             report.skipped[reason] += 1
             continue
@@ -178,6 +238,20 @@ def _validated_rows(
         if label_column is not None:
             columns["label"].append(label)
         report.kept += 1
+    if strict_labels and report.bad_label_examples:
+        bad = sum(n for reason, n in report.skipped.items() if reason.startswith(LABEL_VALUE_REASONS))
+        examples = ", ".join(f"{raw!r} (row {row})" for row, raw in report.bad_label_examples)
+        if is_regression(spec):
+            known, fix = f"scores in {spec['score_range']}", "set score_range (or label_scale) to match the data"
+        else:
+            n = num_classes(spec)
+            names = f" or names {', '.join(map(str, label_names))}" if label_names else ""
+            known = f"class indices 0..{n - 1}{names}"
+            fix = "set the task's num_labels and label_names to cover every class, or fix those rows"
+        raise DataFileError(
+            f"{report.source}: {bad} row(s) with labels the task does not know in column {label_column!r}, e.g. "
+            f"{examples}; expected {known}. To fix: {fix}"
+        )
     return columns
 
 
@@ -186,7 +260,7 @@ def _features(spec: dict[str, Any], pair: bool, labelled: bool) -> datasets.Feat
     if pair:
         feats["text_pair"] = datasets.Value("string")
     if labelled:
-        regression = spec["kind"] == "pair_regression"
+        regression = is_regression(spec)
         feats["label"] = datasets.Value("float32" if regression else "int64")
     return datasets.Features(feats)
 
@@ -278,7 +352,7 @@ def load_minbert_task(
     if task not in MINBERT_FILES:
         raise DataFileError(
             f"task {task!r} has no minBERT files; minBERT folders hold {', '.join(MINBERT_FILES)}. "
-            "Use data_source: hub with hub_datasets for other tasks."
+            f"Name its data in task_data.{task} (source: files or hub)."
         )
     if not os.path.isdir(data_dir):
         raise DataFileError(f"data_dir {data_dir!r} is not a folder")
@@ -286,66 +360,452 @@ def load_minbert_task(
     out = {}
     for split in splits:
         label = None if split == "test" else files.label_column
-        out[split] = read_minbert_file(
-            os.path.join(data_dir, getattr(files, split)), spec, files.text_columns, label
-        )
+        out[split] = read_minbert_file(os.path.join(data_dir, getattr(files, split)), spec, files.text_columns, label)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Split names, and the rows of a loaded ``datasets.Dataset`` (local files or the Hub)
+# ---------------------------------------------------------------------------------------------------------------
+
+# Split names a user may write; ``validation`` (and its short forms) is mtbert's ``dev``.
+SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
+REQUIRED_SPLITS = ("train", "dev")
+
+
+def split_name(name: Any, where: str) -> str:
+    """mtbert's name (``train``, ``dev``, ``test``) for a split a user wrote, or a :class:`DataFileError`."""
+    key = SPLIT_ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise DataFileError(f"{where}: unknown split {name!r}; use train, dev (or validation) or test")
+    return key
+
+
+def _split_mapping(splits: Any, where: str) -> dict[str, str]:
+    if splits is None:
+        return {}
+    if not isinstance(splits, dict):
+        raise DataFileError(
+            f"{where}: write splits as a mapping such as {{train: train, dev: validation, test: test}}"
+        )
+    return {split_name(ours, where): str(theirs) for ours, theirs in splits.items()}
+
+
+def _missing_split(task: str, split: str, where: str, required: Iterable[str] = REQUIRED_SPLITS) -> None:
+    """A requested split the source lacks: train/dev (or an explicitly named split) is an error; test is optional."""
+    if split in tuple(required):
+        raise DataFileError(where)
+    logger.info("task %s has no %s split (%s); it gets no %s predictions", task, split, where.split(";")[0], split)
+
+
+def _has_labels(values: list) -> bool:
+    """Whether a test split's label column holds real labels (GLUE's unlabelled test splits hold -1)."""
+
+    def real(value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return False
+        try:
+            return float(value) >= 0
+        except (TypeError, ValueError):
+            return True  # a label name
+
+    return bool(values) and all(real(v) for v in values)
+
+
+def _dataset_split(
+    task: str,
+    spec: dict[str, Any],
+    raw: datasets.Dataset,
+    split: str,
+    where: str,
+    text_columns: tuple[str, ...],
+    label_column: str,
+    id_column: str | None,
+    label_scale: float = 1.0,
+    id_required: bool = False,
+) -> datasets.Dataset:
+    """One loaded split → ``id``/``text``/``text_pair``/``label``; unknown label values are errors (strict)."""
+    found = raw.column_names
+    missing = [c for c in text_columns if c not in found]
+    if split != "test" and label_column not in found:
+        missing.append(label_column)
+    if id_required and id_column and id_column not in found:
+        missing.append(id_column)
+    if missing:
+        raise DataFileError(
+            f"{where}: missing column(s) {', '.join(missing)}; found {', '.join(found)}. "
+            f"Map yours with text_columns, label_column (and id_column) in task_data.{task}"
+        )
+    labelled = label_column in found and (split != "test" or _has_labels(raw[label_column]))
+    report = LoadReport(f"{task} {where}")
+    columns = _validated_rows(
+        iter(raw),
+        spec,
+        tuple(text_columns),
+        label_column if labelled else None,
+        id_column if id_column in found else None,
+        report,
+        label_scale=label_scale,
+        label_names=None if is_regression(spec) else spec.get("label_names"),
+        strict_labels=True,
+    )
+    return _to_dataset(columns, spec, report)
+
+
+def _default_text_columns(spec: dict[str, Any]) -> tuple[str, ...]:
+    return ("text",) if spec["kind"].startswith("sentence") else ("text", "text_pair")
+
+
+def _check_text_columns(task: str, spec: dict[str, Any], text_columns: Any, where: str) -> tuple[str, ...]:
+    if isinstance(text_columns, str):
+        text_columns = (text_columns,)
+    text_columns = tuple(str(c) for c in text_columns)
+    wanted = len(_default_text_columns(spec))
+    if len(text_columns) != wanted:
+        raise DataFileError(
+            f"{where}.text_columns: task {task!r} ({spec['kind']}) reads {wanted} text column(s), "
+            f"got {len(text_columns)} ({', '.join(text_columns) or 'none'})"
+        )
+    return text_columns
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Hugging Face Hub datasets (or local folders laid out like them)
 # ---------------------------------------------------------------------------------------------------------------
 
+HUB_KEYS = ("path", "name", "text_columns", "label_column", "id_column", "splits", "label_scale")
 
-def hub_source(task: str, override: dict[str, Any] | str | None = None) -> HubSource:
-    """The default Hub source of a task, updated by a user's ``hub_datasets`` entry (a path or a mapping)."""
+
+def hub_source(
+    task: str,
+    override: dict[str, Any] | str | None = None,
+    spec: dict[str, Any] | None = None,
+    where: str | None = None,
+) -> HubSource:
+    """The default Hub source of a task, updated by a user's ``hub_datasets`` (or ``task_data``) entry.
+
+    ``override`` is a dataset id / folder, or a mapping of ``HUB_KEYS``. A task without a default needs ``path``;
+    its columns default to ``text`` (and ``text_pair``) and ``label`` when ``spec`` is given.
+    """
+    where = where or f"hub_datasets.{task}"
     base = HUB_SOURCES.get(task)
     if isinstance(override, str):
         override = {"path": override}
     override = dict(override or {})
     if base is None and "path" not in override:
-        raise DataFileError(f"task {task!r} has no default Hub dataset; set hub_datasets.{task}.path")
-    fields = dict(base.__dict__) if base else {"name": None, "id_column": None}
-    unknown = set(override) - set(HubSource.__dataclass_fields__)
+        raise DataFileError(f"task {task!r} has no default Hub dataset; set {where}.path (a dataset id or folder)")
+    unknown = set(override) - set(HUB_KEYS)
     if unknown:
-        raise DataFileError(f"hub_datasets.{task}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise DataFileError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid keys are {', '.join(HUB_KEYS)}"
+        )
+    fields = dict(base.__dict__) if base else {"name": None, "id_column": None}
+    if base is None and spec is not None:
+        fields.update(text_columns=_default_text_columns(spec), label_column="label")
+    user_splits = _split_mapping(override.pop("splits", None), f"{where}.splits")
     fields.update(override)
+    for key in ("text_columns", "label_column"):
+        if key not in fields:
+            raise DataFileError(f"{where}: set {key} (the dataset's column names) for task {task!r}")
+    if spec is not None:
+        fields["text_columns"] = _check_text_columns(task, spec, fields["text_columns"], where)
     fields["text_columns"] = tuple(fields["text_columns"])
+    default_splits = HubSource.__dataclass_fields__["splits"].default_factory()
+    fields["splits"] = {**fields.get("splits", default_splits), **user_splits}
+    fields["label_scale"] = float(fields.get("label_scale", 1.0))
+    fields["required_splits"] = tuple(sorted({*REQUIRED_SPLITS, *user_splits}))
     return HubSource(**fields)
 
 
 def load_hub_task(
     task: str, spec: dict[str, Any], source: HubSource, splits: Iterable[str] = SPLITS, cache_dir: str | None = None
 ) -> dict[str, datasets.Dataset]:
-    """The splits of a task from a Hub dataset, columns mapped to ``id``/``text``/``text_pair``/``label``."""
+    """The splits of a task from a Hub dataset, columns mapped to ``id``/``text``/``text_pair``/``label``.
+
+    The dataset is loaded once; a ``test`` split it lacks is left out (unless ``splits`` names one explicitly).
+    """
+    dataset = f"{source.path}" + (f" ({source.name})" if source.name else "")
+    try:
+        loaded = datasets.load_dataset(source.path, source.name, cache_dir=cache_dir)
+    except Exception as error:  # noqa: BLE001 - every loader failure becomes one clear message
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataFileError(f"could not load {dataset} for task {task!r}: {first}") from None
     out = {}
     for split in splits:
         hub_split = source.splits.get(split, split)
-        where = f"{source.path}" + (f" ({source.name})" if source.name else "") + f" split {hub_split!r}"
-        try:
-            raw = datasets.load_dataset(source.path, source.name, split=hub_split, cache_dir=cache_dir)
-        except Exception as error:  # noqa: BLE001 - every loader failure becomes one clear message
-            raise DataFileError(f"could not load {where} for task {task!r}: {error}") from None
-        missing = [c for c in (*source.text_columns, source.label_column) if c not in raw.column_names]
-        missing = [c for c in missing if not (split == "test" and c == source.label_column)]
-        if missing:
-            raise DataFileError(f"{where}: missing column(s) {', '.join(missing)}; found {', '.join(raw.column_names)}")
-        labelled = source.label_column in raw.column_names and split != "test"
-        if split == "test" and source.label_column in raw.column_names:
-            labels = raw[source.label_column]
-            labelled = bool(labels) and all(l is not None and float(l) >= 0 for l in labels)  # GLUE test uses -1
-        report = LoadReport(f"{task} {where}")
-        columns = _validated_rows(
-            iter(raw),
+        if "[" in hub_split and hub_split.split("[")[0] in loaded:  # a slice such as train[:1000] (already cached)
+            try:
+                piece = datasets.load_dataset(source.path, source.name, split=hub_split, cache_dir=cache_dir)
+            except Exception as error:  # noqa: BLE001
+                raise DataFileError(f"{dataset}: split {hub_split!r} for task {task!r}: {error}") from None
+        elif hub_split in loaded:
+            piece = loaded[hub_split]
+        else:
+            _missing_split(
+                task,
+                split,
+                f"{dataset} has no split {hub_split!r} (it has {', '.join(loaded)}); "
+                f"map one with splits: {{{split}: <name>}} for task {task!r}",
+                source.required_splits,
+            )
+            continue
+        out[split] = _dataset_split(
+            task,
             spec,
+            piece,
+            split,
+            f"{dataset} split {hub_split!r}",
             source.text_columns,
-            source.label_column if labelled else None,
-            source.id_column if source.id_column in raw.column_names else None,
-            report,
-            label_scale=source.label_scale,
+            source.label_column,
+            source.id_column,
+            source.label_scale,
         )
-        out[split] = _to_dataset(columns, spec, report)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local CSV / TSV / JSON Lines / parquet files
+# ---------------------------------------------------------------------------------------------------------------
+
+# format -> (datasets builder, its options). CSV: empty cells stay empty strings (not NaN, not "nan"); TSV: quotes
+# are text (csv.QUOTE_NONE, as minBERT/GLUE TSVs need), CSV quoting left in a field is undone by clean_text.
+FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    "csv": ("csv", {"keep_default_na": False}),
+    "tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False}),
+    "json": ("json", {}),
+    "parquet": ("parquet", {}),
+}
+FILE_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# File stems a folder's split files may have, per split (``splits:`` in a task_data entry names others).
+SPLIT_FILE_STEMS = {"train": ("train",), "dev": ("dev", "validation", "valid", "val"), "test": ("test",)}
+FILES_KEYS = ("data_dir", "data_files", "format", "text_columns", "label_column", "id_column", "splits", "label_scale")
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Local files for one task: ``{split: paths}``, their format and the columns to map."""
+
+    data_files: dict[str, tuple[str, ...]]
+    text_columns: tuple[str, ...]
+    label_column: str = "label"
+    id_column: str | None = None  # None: an ``id`` column if the files have one, else row numbers
+    format: str | None = None  # None: from each file's extension
+    label_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class MinbertSource:
+    """A task (``sst``, ``qqp`` or ``sts``) read from a minBERT data folder."""
+
+    data_dir: str
+
+
+def _file_format(path: str, fmt: str | None, where: str) -> str:
+    if fmt is not None:
+        return fmt
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FILE_EXTENSIONS:
+        raise DataFileError(
+            f"{where}: cannot tell the format of {path!r} from its extension; use "
+            f"{', '.join(FILE_EXTENSIONS)} files or set format: {' | '.join(FILE_FORMATS)}"
+        )
+    return FILE_EXTENSIONS[ext]
+
+
+def _discover_split_files(data_dir: str, stems: dict[str, str], where: str) -> dict[str, tuple[str, ...]]:
+    """``{split: (path,)}`` for the ``train.*``, ``validation.*``/``dev.*`` and ``test.*`` files of a folder."""
+    if not os.path.isdir(data_dir):
+        raise DataFileError(f"{where}.data_dir {data_dir!r} is not a folder")
+    names = sorted(n for n in os.listdir(data_dir) if os.path.isfile(os.path.join(data_dir, n)))
+    out = {}
+    for split in SPLITS:
+        wanted = (stems[split],) if split in stems else SPLIT_FILE_STEMS[split]
+        matches = [
+            n for n in names if os.path.splitext(n)[0] in wanted and os.path.splitext(n)[1].lower() in FILE_EXTENSIONS
+        ]
+        if len(matches) > 1:
+            raise DataFileError(
+                f"{where}: several {split} files in {data_dir} ({', '.join(matches)}); "
+                "keep one, or list them in data_files"
+            )
+        if matches:
+            out[split] = (os.path.join(data_dir, matches[0]),)
+        elif split in REQUIRED_SPLITS or split in stems:
+            expected = " or ".join(f"{s}.csv" for s in wanted)
+            raise DataFileError(
+                f"{where}: no {split} file in {data_dir} (found {', '.join(names) or 'nothing'}); name it {expected} "
+                f"(or .tsv/.jsonl/.parquet), or map it with splits: {{{split}: <file stem>}} or data_files"
+            )
+    return out
+
+
+def file_source(task: str, spec: dict[str, Any], entry: dict[str, Any], where: str) -> FileSource:
+    """A ``source: files`` entry, checked: keys, split names, that every file exists, the columns' count."""
+    unknown = set(entry) - set(FILES_KEYS)
+    if unknown:
+        raise DataFileError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid keys are source, {', '.join(FILES_KEYS)}"
+        )
+    fmt = entry.get("format")
+    if fmt is not None and fmt not in FILE_FORMATS:
+        raise DataFileError(f"{where}.format: {fmt!r} is not one of {', '.join(FILE_FORMATS)}")
+    stems = _split_mapping(entry.get("splits"), f"{where}.splits")
+    if ("data_dir" in entry) == ("data_files" in entry):
+        raise DataFileError(
+            f"{where}: set either data_dir (a folder of train.csv, validation.csv, optional test.csv) or "
+            "data_files ({train: path, dev: path, test: path})"
+        )
+    if "data_files" in entry:
+        if stems:
+            raise DataFileError(f"{where}: splits renames a data_dir's files; with data_files, key the files by split")
+        given = entry["data_files"]
+        if not isinstance(given, dict):
+            raise DataFileError(f"{where}.data_files: write a mapping such as {{train: train.csv, dev: dev.csv}}")
+        data_files = {}
+        for key, paths in given.items():
+            split = split_name(key, f"{where}.data_files")
+            paths = (paths,) if isinstance(paths, str) else tuple(str(p) for p in paths)
+            data_files[split] = tuple(os.path.expanduser(p) for p in paths)
+        for split in REQUIRED_SPLITS:
+            if split not in data_files:
+                raise DataFileError(f"{where}.data_files: no {split} file; list one as {split}: <path>")
+    else:
+        data_files = _discover_split_files(os.path.expanduser(str(entry["data_dir"])), stems, where)
+    for split, paths in data_files.items():
+        if not paths:
+            raise DataFileError(f"{where}.data_files.{split}: no file listed")
+        for path in paths:
+            if not os.path.isfile(path):
+                raise DataFileError(
+                    f"{path}: file not found ({where}, {split} split); check the path (relative to the current folder)"
+                )
+        if len({_file_format(p, fmt, where) for p in paths}) > 1:
+            raise DataFileError(f"{where}.data_files.{split}: files of different formats ({', '.join(paths)})")
+    text_columns = _check_text_columns(task, spec, entry.get("text_columns", _default_text_columns(spec)), where)
+    return FileSource(
+        data_files=data_files,
+        text_columns=text_columns,
+        label_column=str(entry.get("label_column", "label")),
+        id_column=entry.get("id_column"),
+        format=fmt,
+        label_scale=float(entry.get("label_scale", 1.0)),
+    )
+
+
+def load_file_task(
+    task: str, spec: dict[str, Any], source: FileSource, splits: Iterable[str] = SPLITS, cache_dir: str | None = None
+) -> dict[str, datasets.Dataset]:
+    """The splits of a task from local files, read by ``datasets.load_dataset`` (csv / json / parquet builders)."""
+    out = {}
+    for split in splits:
+        paths = source.data_files.get(split)
+        if not paths:
+            _missing_split(task, split, f"task_data.{task} has no {split} file; list one in data_files")
+            continue
+        fmt = _file_format(paths[0], source.format, f"task_data.{task}")
+        builder, options = FILE_FORMATS[fmt]
+        where = ", ".join(os.path.basename(p) for p in paths)
+        try:
+            raw = datasets.load_dataset(
+                builder, data_files={"rows": list(paths)}, split="rows", cache_dir=cache_dir, **options
+            )
+        except Exception as error:  # noqa: BLE001 - a file the builder cannot parse becomes one clear message
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataFileError(
+                f"{paths[0]}: could not be read as {fmt} ({first}); check the file, or set task_data.{task}.format"
+            ) from None
+        id_column = source.id_column or "id"
+        out[split] = _dataset_split(
+            task,
+            spec,
+            raw,
+            split,
+            where,
+            source.text_columns,
+            source.label_column,
+            id_column,
+            source.label_scale,
+            id_required=source.id_column is not None,
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Each task's source: its own task_data entry, else the run's data_source
+# ---------------------------------------------------------------------------------------------------------------
+
+TASK_DATA_SOURCES = ("minbert", "files", "hub")
+
+
+def task_source(
+    task: str,
+    spec: dict[str, Any],
+    entry: dict[str, Any] | None = None,
+    data_source: str = "minbert",
+    data_dir: str | None = None,
+    hub_override: dict[str, Any] | str | None = None,
+) -> MinbertSource | FileSource | HubSource:
+    """Where one task's data comes from, checked before anything is loaded.
+
+    ``entry`` is the task's ``task_data`` mapping (``source: minbert | files | hub`` plus that source's keys); without
+    one the task uses the run's ``data_source``/``data_dir`` (and its ``hub_datasets`` entry, ``hub_override``).
+    """
+    where = f"task_data.{task}"
+    if entry is None:
+        if data_source == "minbert":
+            if not data_dir:
+                raise DataFileError("data_source: minbert needs data_dir (a folder with the minBERT .csv files)")
+            if task not in MINBERT_FILES:
+                raise DataFileError(
+                    f"task {task!r} has no minBERT files (a minBERT folder holds {', '.join(MINBERT_FILES)}); "
+                    f"name its data in task_data.{task} (source: files or hub)"
+                )
+            return MinbertSource(data_dir)
+        if data_source == "hub":
+            return hub_source(task, hub_override, spec)
+        raise DataFileError(f"data_source must be 'minbert' or 'hub', got {data_source!r}")
+    if isinstance(entry, str):
+        raise DataFileError(f"{where}: write a mapping such as {{source: files, data_dir: {entry}}}")
+    entry = dict(entry)
+    source = entry.pop("source", None)
+    if source is None:
+        source = "files" if "data_files" in entry else "hub" if "path" in entry else None
+    if source not in TASK_DATA_SOURCES:
+        raise DataFileError(f"{where}.source: {source!r} is not one of {', '.join(TASK_DATA_SOURCES)}")
+    if source == "minbert":
+        unknown = set(entry) - {"data_dir"}
+        if unknown:
+            raise DataFileError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))} for source: minbert (only data_dir)"
+            )
+        folder = entry.get("data_dir") or data_dir
+        if not folder:
+            raise DataFileError(f"{where}: source: minbert needs data_dir (here or at the top level)")
+        if task not in MINBERT_FILES:
+            raise DataFileError(
+                f"{where}: a minBERT folder holds only {', '.join(MINBERT_FILES)}; use source: files or hub"
+            )
+        if not os.path.isdir(folder):
+            raise DataFileError(f"{where}: data_dir {folder!r} is not a folder")
+        return MinbertSource(folder)
+    if source == "hub":
+        return hub_source(task, entry, spec, where)
+    return file_source(task, spec, entry, where)
+
+
+def load_task_data(
+    task: str,
+    spec: dict[str, Any],
+    source: MinbertSource | FileSource | HubSource,
+    splits: Iterable[str] = SPLITS,
+    cache_dir: str | None = None,
+) -> dict[str, datasets.Dataset]:
+    """``{split: Dataset}`` of one task from its resolved source (see :func:`task_source`); test may be absent."""
+    if isinstance(source, MinbertSource):
+        return load_minbert_task(task, spec, source.data_dir, splits)
+    if isinstance(source, HubSource):
+        return load_hub_task(task, spec, source, splits, cache_dir)
+    return load_file_task(task, spec, source, splits, cache_dir)
 
 
 def load_task_splits(
@@ -356,15 +816,11 @@ def load_task_splits(
     hub_override: dict[str, Any] | str | None = None,
     splits: Iterable[str] = SPLITS,
     cache_dir: str | None = None,
+    task_data: dict[str, Any] | None = None,
 ) -> dict[str, datasets.Dataset]:
-    """Dispatch on ``data_source`` (``minbert`` or ``hub``)."""
-    if data_source == "minbert":
-        if not data_dir:
-            raise DataFileError("data_source: minbert needs data_dir (a folder with the minBERT .csv files)")
-        return load_minbert_task(task, spec, data_dir, splits)
-    if data_source == "hub":
-        return load_hub_task(task, spec, hub_source(task, hub_override), splits, cache_dir)
-    raise DataFileError(f"data_source must be 'minbert' or 'hub', got {data_source!r}")
+    """One task's splits: from its ``task_data`` entry if given, else by ``data_source`` (``minbert`` or ``hub``)."""
+    source = task_source(task, spec, task_data, data_source, data_dir, hub_override)
+    return load_task_data(task, spec, source, splits, cache_dir)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,7 +831,8 @@ def load_task_splits(
 def tokenize_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any], max_length: int) -> dict[str, list]:
     """Token ids in the layout the task's head reads, plus each row's ``length``; masks are made by the collator.
 
-    The encoding itself is the pipeline's (``pipeline_mtbert.encode_texts``), so training and inference on the Hub
+    The encoding itself is the head's (``heads_mtbert.encode_texts``, which the pipeline uses too), so training and
+    inference on the Hub
     tokenize alike by construction.
     """
     out = encode_texts(tokenizer, spec, batch["text"], batch.get("text_pair"), max_length)
@@ -389,5 +846,5 @@ def tokenize_task(dataset: datasets.Dataset, tokenizer, spec: dict[str, Any], ma
         tokenize_batch,
         batched=True,
         fn_kwargs={"tokenizer": tokenizer, "spec": spec, "max_length": max_length},
-        desc=f"Tokenizing ({task_input_format(spec)})",
+        desc=f"Tokenizing ({input_layout(spec)})",
     )

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .configuration_mtbert import MultitaskConfigError, task_input_format
+from .configuration_mtbert import MultitaskConfigError
+from .heads_mtbert import CosineThreshold, input_layout, objective
 from .metrics import score_tasks
 from .predict import leaderboard_name, task_logits, write_leaderboard_file
 
@@ -33,10 +34,6 @@ METRICS_FILE = "ensemble_metrics.json"
 # ---------------------------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _is_cosine_paraphrase(spec: dict[str, Any]) -> bool:
-    return spec["kind"] == "pair_classification" and spec["pair_encoding"] == "cosine"
 
 
 def check_compatible(configs: Sequence[Any], names: Sequence[str] | None = None) -> None:
@@ -63,24 +60,30 @@ def check_compatible(configs: Sequence[Any], names: Sequence[str] | None = None)
                     f"ensemble members must have the same task kinds: task {task!r} is {spec['kind']} in "
                     f"{first_name} but {other['kind']} in {name}"
                 )
-            if spec["kind"] == "sentence_classification" and other["num_labels"] != spec["num_labels"]:
+            if other["num_labels"] != spec["num_labels"]:
                 raise MultitaskConfigError(
-                    f"task {task!r} has {spec['num_labels']} labels in {first_name} but {other['num_labels']} in {name}"
+                    f"task {task!r} has {spec['num_labels']} labels in {first_name} but {other['num_labels']} "
+                    f"in {name}"
                 )
-            if spec["kind"] == "pair_regression" and list(other["score_range"]) != list(spec["score_range"]):
+            if other["score_range"] != spec["score_range"]:
                 raise MultitaskConfigError(
-                    f"task {task!r} scores on {spec['score_range']} in {first_name} but {other['score_range']} in {name}"
+                    f"task {task!r} scores on {spec['score_range']} in {first_name} but {other['score_range']} "
+                    f"in {name}"
                 )
-            if _is_cosine_paraphrase(spec) != _is_cosine_paraphrase(other):
-                which = lambda s: "a cosine head" if _is_cosine_paraphrase(s) else "a classifier head"  # noqa: E731
+            mine, theirs = objective(spec), objective(other)
+            if type(mine) is not type(theirs):
                 raise MultitaskConfigError(
-                    f"task {task!r} has {which(spec)} in {first_name} but {which(other)} in {name}: a cosine "
+                    f"task {task!r} has {mine.noun} in {first_name} but {theirs.noun} in {name}: a cosine "
                     "similarity and a probability cannot be averaged"
                 )
-            if _is_cosine_paraphrase(spec) and other["cosine_threshold"] != spec["cosine_threshold"]:
+            if isinstance(mine, CosineThreshold) and spec["cosine_threshold"] != other["cosine_threshold"]:
                 logger.warning(
                     "task %r: cosine_threshold %s in %s but %s in %s; the ensemble uses the first model's (%s)",
-                    task, spec["cosine_threshold"], first_name, other["cosine_threshold"], name,
+                    task,
+                    spec["cosine_threshold"],
+                    first_name,
+                    other["cosine_threshold"],
+                    name,
                     spec["cosine_threshold"],
                 )
 
@@ -95,18 +98,7 @@ def combine_logits(spec: dict[str, Any], member_logits: Sequence[torch.Tensor]) 
     member's task specification, whose ``cosine_threshold`` is used)."""
     if not member_logits:
         raise MultitaskConfigError("an ensemble needs at least one model")
-    stacked = torch.stack([logits.float() for logits in member_logits])
-    if spec["kind"] == "sentence_classification":
-        scores, predictions = stacked.softmax(dim=-1).mean(dim=0).max(dim=-1)
-    elif _is_cosine_paraphrase(spec):
-        scores = stacked.mean(dim=0)
-        predictions = (scores > spec["cosine_threshold"]).long()
-    elif spec["kind"] == "pair_classification":
-        scores = torch.sigmoid(stacked).mean(dim=0)
-        predictions = (scores > 0.5).long()
-    else:  # pair_regression: the mean score
-        scores = stacked.mean(dim=0)
-        predictions = scores
+    predictions, scores = objective(spec).combine(member_logits)
     return predictions.double().numpy(), scores.double().numpy()
 
 
@@ -117,7 +109,7 @@ def _datasets_per_member(models: Sequence[Any], task: str, dataset) -> list:
         if len({len(d) for d in dataset}) > 1:
             raise MultitaskConfigError(f"the members' {task!r} datasets have different numbers of rows")
         return list(dataset)
-    formats = {task_input_format(m.config.tasks[task]) for m in models}
+    formats = {input_layout(m.config.tasks[task]) for m in models}
     if len(formats) > 1:
         raise MultitaskConfigError(
             f"the members read task {task!r} in different layouts ({', '.join(sorted(formats))}): pass one dataset "
@@ -159,27 +151,6 @@ def ensemble_predict_task(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _load_config(path: str):
-    from .configuration_mtbert import MultitaskBertConfig
-    from .run import is_mtbert_checkpoint
-
-    if path.startswith((".", "/", "~")) and not is_mtbert_checkpoint(os.path.expanduser(path)):
-        raise MultitaskConfigError(f"--model {path!r}: not a saved mtbert model folder (no mtbert config.json)")
-    try:
-        return MultitaskBertConfig.from_pretrained(path)
-    except OSError as error:
-        raise MultitaskConfigError(f"could not load the model {path!r}: {error}") from None
-
-
-def _load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except OSError as error:
-        raise MultitaskConfigError(f"could not load the tokenizer of {path!r}: {error}") from None
-
-
 _PROBE = "Hello, WORLD! Naïve café [UNK] 12345 don't re-tokenize"
 
 
@@ -208,17 +179,17 @@ def predict_ensemble(
     tokenizer) before any weights are loaded. Returns the written paths and the dev metrics
     ``{"eval_<task>_<metric>": ..., "eval_average": ...}``, also written to ``<output_dir>/ensemble_metrics.json``.
     """
-    from .modeling_mtbert import MultitaskBertModel
+    from .loading import load_config, load_model, load_tokenizer
     from .run import load_tokenized
 
     model_paths = [str(p) for p in model_paths]
     if not model_paths:
         raise MultitaskConfigError("predict_ensemble needs at least one model")
-    configs = [_load_config(path) for path in model_paths]
+    configs = [load_config(path) for path in model_paths]  # every folder checked before any weights are read
     check_compatible(configs, [repr(p) for p in model_paths])
-    tokenizer = _load_tokenizer(model_paths[0])
+    tokenizer = load_tokenizer(model_paths[0])
     for path in model_paths[1:]:
-        _check_same_tokenizer(tokenizer, _load_tokenizer(path), model_paths[0], path)
+        _check_same_tokenizer(tokenizer, load_tokenizer(path), model_paths[0], path)
     pad_token_id = tokenizer.pad_token_id or 0
     tasks = configs[0].tasks
     kinds = {task: spec["kind"] for task, spec in tasks.items()}
@@ -227,30 +198,26 @@ def predict_ensemble(
     data: dict[tuple[str, str], dict[str, Any]] = {}
     for config in configs:
         for task, spec in config.tasks.items():
-            key = (task, task_input_format(spec))
+            key = (task, input_layout(spec))
             if key not in data:
                 data[key] = load_tokenized({task: spec}, data_args, tokenizer, splits=("dev", "test"))[task]
-    splits = ("dev", "test")
+    splits = {}  # a task of your own may have no test split
     for task in tasks:
         variants = [d for (t, _), d in data.items() if t == task]
-        for split in splits:
+        splits[task] = [split for split in ("dev", "test") if split in variants[0]]
+        for split in splits[task]:
             ids = variants[0][split]["id"]
             if any(v[split]["id"] != ids for v in variants[1:]):
                 raise MultitaskConfigError(f"task {task!r} {split}: the rows differ between input layouts")
 
-    logits: dict[tuple[str, str], list[torch.Tensor]] = {(t, s): [] for t in tasks for s in splits}
+    logits: dict[tuple[str, str], list[torch.Tensor]] = {(t, s): [] for t in tasks for s in splits[t]}
     member_dev_metrics = []
     for path, config in zip(model_paths, configs):
-        try:
-            model = MultitaskBertModel.from_pretrained(path, dtype="float32", use_safetensors=True)
-        except OSError as error:
-            raise MultitaskConfigError(f"could not load the model {path!r}: {error}") from None
-        if device is not None:
-            model.to(device)
+        model = load_model(path, device=device)
         member_dev = {}
         for task, spec in config.tasks.items():
-            for split in splits:
-                dataset = data[(task, task_input_format(spec))][split]
+            for split in splits[task]:
+                dataset = data[(task, input_layout(spec))][split]
                 out = task_logits(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
                 logits[(task, split)].append(out)
             member_dev[task] = model.postprocess(task, logits[(task, "dev")][-1])[0].double().numpy()
@@ -260,8 +227,8 @@ def predict_ensemble(
     written: list[str] = []
     dev_predictions, dev_labels = {}, {}
     for task, spec in tasks.items():
-        reference = data[(task, task_input_format(spec))]
-        for split in splits:
+        reference = data[(task, input_layout(spec))]
+        for split in splits[task]:
             predictions, _ = combine_logits(spec, logits[(task, split)])
             name, column = leaderboard_name(task, split)
             path = os.path.join(output_dir, name)

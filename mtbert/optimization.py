@@ -11,15 +11,29 @@ import re
 
 from torch import nn
 
+from .configuration_mtbert import MultitaskConfigError
+
+# Layer i of every family: ``encoder.layer.i.`` (BERT, RoBERTa, MPNet, DeBERTa, ELECTRA), ``transformer.layer.i.``
+# (DistilBERT), ``layers.i.`` (ModernBERT). ALBERT's ``albert_layer_groups.0.albert_layers.0.`` is one layer shared
+# by every depth, so it matches nothing (and layer-wise decay is refused for it).
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+# Below layer 0: the embeddings (``embeddings.``, ModernBERT's ``embeddings.tok_embeddings`` too), the projection of
+# factorised embeddings up to the hidden width (ELECTRA's ``embeddings_project``, ALBERT's
+# ``embedding_hidden_mapping_in``) and the relative-position tables every layer reads, like BERT's absolute position
+# embeddings (DeBERTa's ``rel_embeddings`` and their ``encoder.LayerNorm``, MPNet's ``relative_attention_bias``).
+_EMBEDDINGS = re.compile(
+    r"(?:^|\.)(?:embeddings|embeddings_project|embedding_hidden_mapping_in|rel_embeddings|relative_attention_bias)\."
+    r"|(?:^|\.)encoder\.LayerNorm\."
+)
 
 
 def encoder_depth(name: str, num_layers: int) -> int:
-    """0 for embeddings, ``i + 1`` for the parameters of encoder layer ``i``, ``num_layers`` for anything above."""
+    """0 for embeddings, ``i + 1`` for the parameters of encoder layer ``i``, ``num_layers`` for anything above
+    (ModernBERT's ``final_norm``, a pooler)."""
     match = _LAYER.search(name)
     if match:
         return int(match.group(1)) + 1
-    if "embeddings." in name:
+    if _EMBEDDINGS.search(name):
         return 0
     return num_layers
 
@@ -34,6 +48,15 @@ def parameter_learning_rates(
     if num_layers is None:
         depths = [encoder_depth(n, 0) for n in names if _LAYER.search(n)]
         num_layers = max(depths, default=0)
+    if layerwise_lr_decay != 1.0:
+        found = {int(m.group(1)) for n in names if not n.startswith("heads.") and (m := _LAYER.search(n))}
+        if found != set(range(num_layers)):
+            model_type = getattr(encoder_config, "model_type", "this backbone")
+            raise MultitaskConfigError(
+                f"layerwise_lr_decay={layerwise_lr_decay}: the {model_type} backbone has no separate parameters for "
+                f"each of its {num_layers} layers (found layers {sorted(found)}; ALBERT shares one layer's weights "
+                "across its depth), so there is nothing to decay layer by layer; set layerwise_lr_decay to 1.0"
+            )
     rates = {}
     for name in names:
         if name.startswith("heads."):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .configuration_mtbert import task_input_format
+from .heads_mtbert import encode_texts, head_class
 
 PIPELINE_TASK = "multitask-text-bert"
 
@@ -26,39 +26,6 @@ _NOT_GIVEN = object()
 # ---------------------------------------------------------------------------------------------------------------
 # Tokenization: the same token ids as mtbert.data.tokenize_batch (which remote code cannot import)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _join_without_separator(tokenizer, first: list[int], second: list[int], max_length: int) -> list[int]:
-    """[CLS] a b [SEP]: the pair with no separator between the sentences, truncated longest-first."""
-    budget = max_length - 2
-    first, second = list(first), list(second)
-    while len(first) + len(second) > budget:
-        (first if len(first) >= len(second) else second).pop()
-    return [tokenizer.cls_token_id, *first, *second, tokenizer.sep_token_id]
-
-
-def encode_texts(
-    tokenizer, spec: dict[str, Any], texts: list[str], text_pairs: list[str] | None, max_length: int
-) -> dict[str, list[list[int]]]:
-    """Token ids in the layout the task's head reads (``input_ids``, ``input_ids_b``, ``token_type_ids``, and for a
-    ``dual`` head the sentences on their own as ``pair_input_ids_a`` / ``pair_input_ids_b``)."""
-    fmt = task_input_format(spec)
-    alone = lambda sentences: tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]  # noqa: E731
-    if fmt == "single":
-        return {"input_ids": alone(texts)}
-    if fmt == "pair_separate":
-        return {"input_ids": alone(texts), "input_ids_b": alone(text_pairs)}
-    if fmt in ("concat_sep", "dual"):
-        enc = tokenizer(
-            texts, text_pairs, truncation="longest_first", max_length=max_length, return_token_type_ids=True
-        )
-        out = {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"]}
-        if fmt == "dual":
-            out["pair_input_ids_a"], out["pair_input_ids_b"] = alone(texts), alone(text_pairs)
-        return out
-    first = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    second = tokenizer(text_pairs, add_special_tokens=False)["input_ids"]
-    return {"input_ids": [_join_without_separator(tokenizer, a, b, max_length) for a, b in zip(first, second)]}
 
 
 def collate_rows(rows: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -104,7 +71,7 @@ def _describe(value: Any) -> str:
 def normalize_input(item: Any, task: str, spec: dict[str, Any], position: int | None = None) -> tuple[str, str | None]:
     """``(text, text_pair)`` for one input of ``task``, or a ``ValueError``/``TypeError`` that says what to pass."""
     where = "input" if position is None else f"input {position}"
-    pair = spec["kind"] != "sentence_classification"
+    pair = head_class(spec).pair
     usage = (
         f"task {task!r} ({spec['kind']}) compares two sentences: pass {{'text': ..., 'text_pair': ...}}"
         if pair
@@ -203,7 +170,7 @@ class MultitaskTextPipeline(Pipeline):
         recorded = getattr(self.model.config, "max_seq_length", None)
         if recorded:
             return int(recorded)
-        limits = [int(self.model.config.encoder.get("max_position_embeddings", 512))]
+        limits = [self.model.config.max_positions]
         tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 100_000:
             limits.append(tokenizer_limit)
@@ -230,11 +197,11 @@ class MultitaskTextPipeline(Pipeline):
         kwargs["task"] = task
         return super().__call__(inputs, *args, **kwargs)
 
-    @staticmethod
-    def _check_top_k(task: str, spec: dict[str, Any]) -> None:
-        if spec["kind"] == "pair_regression":
-            raise ValueError(f"top_k applies to classification tasks; {task!r} predicts a similarity score")
-        if spec["kind"] == "pair_classification" and spec["pair_encoding"] == "cosine":
+    def _check_top_k(self, task: str, spec: dict[str, Any]) -> None:
+        head = self.model.task_head(task)
+        if spec["label_names"] is None:
+            raise ValueError(f"top_k applies to classification tasks; {task!r} predicts a score")
+        if not head.objective.has_probabilities:
             raise ValueError(
                 f"top_k needs class probabilities; task {task!r} compares a cosine similarity with "
                 f"cosine_threshold={spec['cosine_threshold']}"
@@ -264,26 +231,19 @@ class MultitaskTextPipeline(Pipeline):
     def postprocess(self, model_outputs: dict[str, torch.Tensor], task: str | None = None, top_k=_NOT_GIVEN):
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
-        kind = spec["kind"]
-        logits = model_outputs["logits"][0]
-        prediction = int(model_outputs["predictions"][0].item()) if kind != "pair_regression" else None
+        labels = spec["label_names"]
         score = float(model_outputs["scores"][0].item())
         if top_k is not _NOT_GIVEN:
             self._check_top_k(task, spec)
-        if kind == "pair_regression":
+        if labels is None:  # a score
             return {"score": score}
-        labels = spec["label_names"]
-        if kind == "pair_classification" and spec["pair_encoding"] == "cosine":
-            # The score of a cosine head is the cosine similarity itself, not a probability.
+        prediction = int(model_outputs["predictions"][0].item())
+        objective = self.model.task_head(task).objective
+        if not objective.has_probabilities:  # a cosine head: the score is the cosine similarity itself
             return {"label": labels[prediction], "score": score}
-        if kind == "sentence_classification":
-            probs = logits.softmax(dim=-1)
-        else:  # the probability of "duplicate" from a sigmoid, so the pair's two labels get [1 - p, p]
-            positive = torch.sigmoid(logits)
-            probs = torch.stack([1 - positive, positive])
-            score = score if prediction == 1 else 1.0 - score
+        probs = objective.probabilities(model_outputs["logits"][:1])[0]
         if top_k is _NOT_GIVEN:
-            return {"label": labels[prediction], "score": score}
+            return {"label": labels[prediction], "score": float(probs[prediction])}
         k = len(labels) if top_k is None else min(top_k, len(labels))
         values, indices = probs.topk(k)
         return [{"label": labels[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]

@@ -67,9 +67,7 @@ def task_logits(
     finally:
         model.train(was_training)
     if not pieces:
-        spec = model.config.tasks[task]
-        shape = (0, spec["num_labels"]) if spec["kind"] == "sentence_classification" else (0,)
-        return torch.empty(shape, dtype=torch.float32)
+        return model.task_head(task).empty_logits()
     sorted_logits = torch.cat(pieces)
     logits = torch.empty_like(sorted_logits)
     logits[torch.as_tensor(order)] = sorted_logits
@@ -103,16 +101,19 @@ def predict_task(
 
 def format_prediction(kind: str, value: float) -> str:
     """Classes as integers, similarity scores as floats."""
-    return f"{value:.6g}" if kind == "pair_regression" else str(int(value))
+    return f"{value:.6g}" if kind.endswith("regression") else str(int(value))
 
 
 def leaderboard_name(task: str, split: str) -> tuple[str, str]:
-    """``(file name, header column)`` of a task's leaderboard file; tasks of your own get ``<task>-<split>-output.csv``."""
+    """``(file name, header column)`` of a task's leaderboard file (tasks of your own get
+    ``<task>-<split>-output.csv``)."""
     prefix, column = LEADERBOARD_FILES.get(task, (task, "Predicted_Label"))
     return f"{prefix}-{split}-output.csv", column
 
 
-def write_leaderboard_file(path: str, ids: Sequence[str], predictions: Sequence[float], kind: str, column: str) -> None:
+def write_leaderboard_file(
+    path: str, ids: Sequence[str], predictions: Sequence[float], kind: str, column: str
+) -> None:
     """One file in minBERT's format: a header ``id \\t <column>`` and rows ``<id> , <prediction>``.
 
     Written to a temporary name and renamed, so an interrupted run never leaves half a file.
@@ -124,7 +125,6 @@ def write_leaderboard_file(path: str, ids: Sequence[str], predictions: Sequence[
         for row_id, value in zip(ids, predictions):
             handle.write(f"{row_id} , {format_prediction(kind, value)} \n")
     os.replace(tmp, path)
-
 
 
 def write_predictions(
@@ -152,4 +152,3 @@ def write_predictions(
             write_leaderboard_file(path, dataset["id"], result["predictions"], kind, column)
             written.append(path)
     return written
-

@@ -1,7 +1,6 @@
-"""The flow of one run, shared by ``examples/train.py`` and ``examples/predict.py``.
-
-load data → tokenize once per split → build the model from a backbone (or an mtbert checkpoint) → train with
-``MultitaskTrainer`` → evaluate every dev set → save model, tokenizer, ``metrics.json`` and leaderboard files.
+"""The steps a script calls, shared by ``examples/train.py`` (the recipe: arguments → data → model → trainer →
+train/evaluate/predict/save) and ``examples/predict.py``: logging, loading and tokenizing each task's splits,
+building the model, saving, ``metrics.json``, leaderboard files, the final Hub push, and one-line user errors.
 """
 
 from __future__ import annotations
@@ -15,15 +14,15 @@ from typing import Any
 import datasets
 import torch
 import transformers
-from transformers import AutoTokenizer, set_seed
+from transformers import AutoTokenizer
 
 from .arguments import DataArguments, ModelArguments
-from .configuration_mtbert import MultitaskBertConfig, MultitaskConfigError
-from .checkpoints import CheckpointError, resolve_resume
-from .data import DataFileError, load_task_splits, tokenize_task
+from .checkpoints import CheckpointError
+from .configuration_mtbert import MultitaskConfigError
+from .data import DataFileError, load_task_data, tokenize_task
+from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
 from .modeling_mtbert import MultitaskBertModel
 from .predict import write_predictions
-from .trainer import MultitaskTrainer
 from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger("mtbert")
@@ -34,7 +33,9 @@ USER_ERRORS = (MultitaskConfigError, DataFileError, CheckpointError)
 def setup_logging(training_args: MultitaskTrainingArguments) -> None:
     """Info on the main process, warnings elsewhere, one format for mtbert, transformers and datasets."""
     logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = logging.INFO if training_args.should_log else logging.WARNING
     logger.setLevel(level)
@@ -59,20 +60,12 @@ def use_all_cores_when_alone(training_args: MultitaskTrainingArguments) -> None:
         logger.info("single CPU process under accelerate launch: using %d threads instead of 1", cores)
 
 
-def is_mtbert_checkpoint(path: str) -> bool:
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
-        return False
-    with open(config_file, encoding="utf-8") as handle:
-        return json.load(handle).get("model_type") == MultitaskBertConfig.model_type
-
-
 def build_model(model_args: ModelArguments) -> MultitaskBertModel:
     """A fresh multitask model on a pretrained backbone, or an mtbert checkpoint to continue from."""
     path = model_args.model_name_or_path
     if is_mtbert_checkpoint(path):
         logger.info("continuing from the mtbert checkpoint %s (its task heads are kept)", path)
-        return MultitaskBertModel.from_pretrained(path, dtype="float32", use_safetensors=True)
+        return load_model(path)
     return MultitaskBertModel.from_encoder_pretrained(
         path,
         tasks=model_args.tasks,
@@ -86,11 +79,9 @@ def load_tokenized(
 ) -> dict[str, dict[str, datasets.Dataset]]:
     """``{task: {split: tokenized Dataset}}`` for the tasks' heads."""
     out = {}
-    hub = data_args.hub_datasets or {}
+    sources = data_args.task_sources(tasks)  # each task's task_data entry, else data_source (test may be absent)
     for task, spec in tasks.items():
-        raw = load_task_splits(
-            task, spec, data_args.data_source, data_args.data_dir, hub.get(task), splits=splits
-        )
+        raw = load_task_data(task, spec, sources[task], splits=splits)
         if data_args.max_eval_samples and "dev" in raw:
             raw["dev"] = raw["dev"].select(range(min(data_args.max_eval_samples, len(raw["dev"]))))
         out[task] = {split: tokenize_task(ds, tokenizer, spec, data_args.max_seq_length) for split, ds in raw.items()}
@@ -105,101 +96,87 @@ def count_parameters(model) -> str:
     return f"{total / 1e6:.1f}M parameters: {layout} ({encoder / 1e6:.1f}M), heads {(total - encoder) / 1e3:.1f}K"
 
 
-def train(
-    model_args: ModelArguments, data_args: DataArguments, training_args: MultitaskTrainingArguments
-) -> dict[str, float]:
-    """Train, evaluate, save. Returns the final metrics (also written to ``<output_dir>/metrics.json``)."""
-    setup_logging(training_args)
-    logger.info(
-        "world size %d (this is rank %d), device %s, strategy %s",
-        training_args.world_size, training_args.process_index, training_args.device, training_args.strategy,
-    )
-    use_all_cores_when_alone(training_args)
-    set_seed(training_args.seed)
-    # cheap checks first: a bad checkpoint, backbone or data file fails before any weights are loaded
-    resume = None
-    if not training_args.eval_only:
-        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir, logger.warning)
+def load_tokenizer_and_tasks(model_args: ModelArguments):
+    """The backbone's tokenizer and the tasks to train: the config's, or those of an mtbert checkpoint to continue.
+    Cheap (no weights), so a wrong path fails before anything heavy is loaded."""
     path = model_args.model_name_or_path
+    if is_mtbert_checkpoint(path):
+        return load_tokenizer(path), load_config(path).tasks
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        tasks = MultitaskBertConfig.from_pretrained(path).tasks if is_mtbert_checkpoint(path) else model_args.tasks
+        tasks = model_args.tasks
     except OSError as error:
         raise MultitaskConfigError(f"could not load the backbone {path!r}: {error}") from None
-    data = load_tokenized(tasks, data_args, tokenizer)
-    model = build_model(model_args)
-    logger.info(count_parameters(model))
-    trainer = MultitaskTrainer(
-        model=model,
-        args=training_args,
-        train_datasets={t: d["train"] for t, d in data.items()},
-        eval_datasets={t: d["dev"] for t, d in data.items()},
-        max_train_samples=data_args.train_caps(tasks),
-        processing_class=tokenizer,
-    )
-    metrics: dict[str, float] = {}
-    if not training_args.eval_only:
-        if resume:
-            logger.info("resuming from %s", resume)
-        result = trainer.train(resume_from_checkpoint=resume)
-        metrics.update(result.metrics)  # with average_checkpoints, the model is already the average
-        if torch.cuda.is_available():
-            metrics["train_peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        # _internal_call: with push_to_hub, the stock save_model would push output_dir now (before evaluation,
-        # with training_args.bin); the push below uploads the final model, code and card once training is scored.
-        trainer.save_model(training_args.output_dir, _internal_call=True)
-        trainer.save_state()  # trainer_state.json with the whole log history (per-task losses included)
-    metrics.update(trainer.evaluate())
-    if trainer.is_world_process_zero():
-        os.makedirs(training_args.output_dir, exist_ok=True)
-        with open(os.path.join(training_args.output_dir, "metrics.json"), "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2, sort_keys=True)
-        if data_args.write_predictions:
-            written = write_predictions(
-                trainer.accelerator.unwrap_model(trainer.model),
-                {t: {"dev": d["dev"], "test": d["test"]} for t, d in data.items()},
-                os.path.join(training_args.output_dir, "predictions"),
-                batch_size=training_args.per_device_eval_batch_size,
-                pad_token_id=tokenizer.pad_token_id or 0,
-                known={(task, "dev"): result for task, result in trainer.last_eval_predictions.items()},
-            )
-            logger.info("wrote %d prediction files to %s", len(written), os.path.dirname(written[0]))
+    return tokenizer, tasks
+
+
+def save_model(trainer, output_dir: str) -> None:
+    """The trained model and tokenizer in ``output_dir``. With ``push_to_hub`` the stock ``save_model`` would also push
+    ``output_dir`` now (before evaluation, with ``training_args.bin``), so the weights are saved without it and
+    :func:`push_final_model` uploads the scored model, code and card once."""
+    if not trainer.args.push_to_hub:
+        trainer.save_model(output_dir)
+        return
     trainer.accelerator.wait_for_everyone()
-    summary = {k: round(v, 4) for k, v in metrics.items() if k.startswith("eval_") and not k.endswith("runtime")}
-    logger.info("dev metrics: %s", json.dumps(summary))
-    if training_args.push_to_hub and trainer.is_world_process_zero():
-        from .hub import push_to_hub
-
-        trainer._finish_current_push()  # a checkpoint upload (hub_strategy) still running
-        repo_id = trainer.hub_model_id or training_args.hub_model_id
-        commit = push_to_hub(
-            trainer.accelerator.unwrap_model(trainer.model),
-            tokenizer,
-            repo_id or os.path.basename(os.path.abspath(training_args.output_dir)),
-            metrics=metrics,
-            training_args=training_args,
-            data_args=data_args,
-            token=training_args.hub_token,
-            private=training_args.hub_private_repo,
-            revision=training_args.hub_revision,
-            commit_message="End of training",
-        )
-        logger.info("pushed model, tokenizer, code and model card: %s", commit.commit_url)
-    return metrics
+    if trainer.args.should_save:
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(output_dir)
+        if trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(output_dir)
 
 
-def predict(model_path: str, data_args: DataArguments, output_dir: str, batch_size: int = 128, device=None) -> list[str]:
+def write_metrics(output_dir: str, metrics: dict[str, float]) -> str:
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "metrics.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(metrics, handle, indent=2, sort_keys=True)
+    return path
+
+
+def write_leaderboard_files(trainer, data: dict[str, dict[str, datasets.Dataset]], output_dir: str) -> list[str]:
+    """minBERT leaderboard files (dev and test) for every task that has a test split; the dev predictions of the
+    last ``trainer.evaluate()`` are reused."""
+    with_test = {t: {"dev": d["dev"], "test": d["test"]} for t, d in data.items() if "test" in d and "dev" in d}
+    return write_predictions(
+        trainer.accelerator.unwrap_model(trainer.model),
+        with_test,
+        output_dir,
+        batch_size=trainer.args.per_device_eval_batch_size,
+        pad_token_id=getattr(trainer.processing_class, "pad_token_id", None) or 0,
+        known={(task, "dev"): result for task, result in trainer.last_eval_predictions.items()},
+    )
+
+
+def push_final_model(trainer, metrics: dict[str, float], data_args: DataArguments):
+    """One Hub commit with the final model, tokenizer, code and model card (``mtbert.hub.push_to_hub``), after any
+    checkpoint upload (``hub_strategy``) still running has finished. Main process only."""
+    from .hub import push_to_hub
+
+    args = trainer.args
+    pending = getattr(trainer, "push_in_progress", None)
+    if pending is not None:
+        pending.wait_until_done()
+    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id
+    return push_to_hub(
+        trainer.accelerator.unwrap_model(trainer.model),
+        trainer.processing_class,
+        repo_id or os.path.basename(os.path.abspath(args.output_dir)),
+        metrics=metrics,
+        training_args=args,
+        data_args=data_args,
+        token=args.hub_token,
+        private=args.hub_private_repo,
+        revision=args.hub_revision,
+        commit_message="End of training",
+    )
+
+
+def predict(
+    model_path: str, data_args: DataArguments, output_dir: str, batch_size: int = 128, device=None
+) -> list[str]:
     """Write the leaderboard files of a saved model for any data folder (dev and test splits)."""
-    if model_path.startswith((".", "/", "~")) and not is_mtbert_checkpoint(os.path.expanduser(model_path)):
-        raise MultitaskConfigError(f"--model {model_path!r}: not a saved mtbert model folder (no mtbert config.json)")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = MultitaskBertModel.from_pretrained(model_path, dtype="float32", use_safetensors=True)
-    except OSError as error:
-        raise MultitaskConfigError(f"could not load the model {model_path!r}: {error}") from None
-    if device is not None:
-        model.to(device)
+    model, tokenizer = load_model_and_tokenizer(model_path, device=device)
     data = load_tokenized(model.config.tasks, data_args, tokenizer, splits=("dev", "test"))
+    data = {task: splits for task, splits in data.items() if "test" in splits}  # files only for tasks with a test
     return write_predictions(model, data, output_dir, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
 
 
@@ -212,4 +189,17 @@ def main_guard(fn, *args, **kwargs):
         raise SystemExit(2) from None
 
 
-__all__ = ["train", "predict", "build_model", "load_tokenized", "main_guard"]
+__all__ = [
+    "build_model",
+    "count_parameters",
+    "load_tokenized",
+    "load_tokenizer_and_tasks",
+    "main_guard",
+    "predict",
+    "push_final_model",
+    "save_model",
+    "setup_logging",
+    "use_all_cores_when_alone",
+    "write_leaderboard_files",
+    "write_metrics",
+]

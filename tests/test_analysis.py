@@ -13,9 +13,10 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import SHARED_DATA_DIR, tiny_bert_config
-from mtbert.analysis import (
+from mtbert_research.analysis import (
+    AnalysisReport,
     analyze,
+    analyze_task,
     classification_analysis,
     confusion_matrix,
     paraphrase_analysis,
@@ -23,6 +24,8 @@ from mtbert.analysis import (
     row_normalise,
     summary,
 )
+
+from conftest import SHARED_DATA_DIR, tiny_bert_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,6 +72,37 @@ def test_confusion_matrix_and_row_normalisation():
     assert result["accuracy"] == pytest.approx(4 / 6)
     assert result["per_class_recall"][:3] == pytest.approx([0.5, 1.0, 2 / 3])
     assert result["per_class_recall"][3] is None  # no dev example of label "d"
+
+
+def test_each_task_gets_the_analysis_its_kind_allows():
+    """Binary pairs: paraphrase subsets; 3-way pairs (NLI) and sentences: a confusion matrix; any regression: a scatter
+    of predicted against gold."""
+    from types import SimpleNamespace
+
+    tasks = {
+        "qqp": {"kind": "pair_classification", "num_labels": 2, "pair_encoding": "separate"},
+        "nli": {"kind": "pair_classification", "num_labels": 3, "label_names": ["entail", "neutral", "contra"]},
+        "rate": {"kind": "sentence_regression", "score_range": [1, 5]},
+    }
+    model = SimpleNamespace(config=SimpleNamespace(tasks=tasks))
+    rows = {"id": ["a", "b", "c", "d"], "text": ["w", "x", "y", "z"], "text_pair": ["1", "2", "3", "4"]}
+    qqp = analyze_task(model, "qqp", {**rows, "label": [1, 0, 1, 0]},
+                       {"predictions": np.array([1, 1, 0, 0]), "scores": np.array([0.9, 0.8, 0.2, 0.1])})
+    assert (qqp["analysis"], qqp["paraphrase_accuracy"], qqp["non_paraphrase_accuracy"]) == ("paraphrase", 0.5, 0.5)
+    nli = analyze_task(model, "nli", {**rows, "label": [0, 1, 2, 2]},
+                       {"predictions": np.array([0, 2, 2, 1]), "scores": np.ones(4)})
+    assert nli["analysis"] == "confusion" and nli["kind"] == "pair_classification"
+    assert nli["confusion"].tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 1]] and nli["accuracy"] == 0.5
+    rate = analyze_task(model, "rate", {**rows, "label": [1.0, 2.0, 3.0, 5.0]},
+                        {"predictions": np.array([1.5, 2.0, 3.5, 4.0]), "scores": np.zeros(4)})
+    assert rate["analysis"] == "regression" and rate["score_range"] == [1, 5]
+    assert rate["mean_absolute_error"] == pytest.approx(0.5)
+    report = AnalysisReport(model="m", tasks={"qqp": qqp, "nli": nli, "rate": rate})
+    markdown = render_markdown(report)
+    assert "## QQP: accuracy on subsets" in markdown and "## NLI: confusion matrix" in markdown
+    assert "| true \\ predicted | entail | neutral | contra | recall |" in markdown
+    assert "## RATE: predicted against gold" in markdown
+    assert "nli: accuracy 0.500 (n=4)" in summary(report)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -119,7 +153,8 @@ def workspace(tmp_path_factory):
     def save(name, tasks):
         torch.manual_seed(0)
         model = MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=tasks))
-        if "qqp" in model.heads:  # spread the random paraphrase logits around 0: false positives *and* negatives
+        if "qqp" in model.heads and hasattr(model.heads["qqp"], "out_proj"):  # spread the random paraphrase
+            # logits around 0: false positives *and* negatives (a cosine head has no output layer)
             spread_logits(model, tokenizer, data, "qqp")
         folder = root / name
         model.save_pretrained(folder)
@@ -136,7 +171,7 @@ def workspace(tmp_path_factory):
 
 
 def direct_predictions(model_dir: Path, data_dir: Path, task: str):
-    """Predictions computed here, independently of mtbert.analysis."""
+    """Predictions computed here, independently of mtbert_research.analysis."""
     from transformers import AutoTokenizer
 
     from mtbert import MultitaskBertModel

@@ -87,7 +87,9 @@ def test_unknown_command_line_flag(write_config):
 
 def test_misspelled_strategy_lists_valid_ones(write_config):
     message = parse_error([write_config({"model_name_or_path": "bert-base-uncased", "strategy": "round_robn"})])
-    assert "'round_robn'" in message and "round_robin, sum, pcgrad" in message and "Did you mean 'round_robin'" in message
+    assert (
+        "'round_robn'" in message and "round_robin, sum, pcgrad" in message and "Did you mean 'round_robin'" in message
+    )
 
 
 def test_misspelled_task_sampling(write_config):
@@ -178,3 +180,30 @@ def test_task_list_in_yaml(write_config):
     model_args, _, _ = parse_args([path])
     assert list(model_args.tasks) == ["sst", "sts"]
     assert model_args.tasks["sts"]["kind"] == "pair_regression"
+
+
+def test_task_data_alone_needs_no_data_dir_and_merges_through_extends(tmp_path):
+    """A run of only one's own task names no minBERT folder; a child config changes one key of a task_data entry."""
+    folder = tmp_path / "nli"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        (folder / f"{split}.csv").write_text("text,text_pair,label\na,b,1\n")
+    base = {
+        "model_name_or_path": "bert-base-uncased",
+        "output_dir": str(tmp_path / "out"),
+        "report_to": "none",
+        "tasks": {"nli": {"kind": "pair_classification", "num_labels": 3}},
+        "task_data": {"nli": {"source": "files", "data_dir": str(folder), "format": "tsv"}},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "child.yaml").write_text(
+        yaml.safe_dump({"extends": "base.yaml", "task_data": {"nli": {"format": "csv"}}})
+    )
+    _, data_args, _ = parse_args([str(tmp_path / "child.yaml")])
+    assert data_args.data_dir is None
+    assert data_args.task_data == {"nli": {"source": "files", "data_dir": str(folder), "format": "csv"}}
+    # the minBERT tasks still need the folder
+    base["tasks"]["sst"] = {}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(ValueError, match="data_source: minbert needs data_dir"):
+        parse_args([str(tmp_path / "child.yaml")])

@@ -22,6 +22,7 @@ from mtbert.averaging import (
 from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
 from mtbert.predict import predict_task
+
 from conftest import load_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,14 +34,20 @@ TASKS = {
 }
 
 RAW = {
-    "sst": {"text": ["a great film", "awful", "fine i guess", "not bad at all", "boring and long", "meh"],
-            "label": [4, 0, 2, 3, 1, 2]},
-    "qqp": {"text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i"],
-            "text_pair": ["how to cook rice", "what color is the sea", "what is love exactly", "why"],
-            "label": [1, 0, 1, 0]},
-    "sts": {"text": ["a man sings", "a dog runs", "two cats", "a red car"],
-            "text_pair": ["a man is singing", "a cat sleeps", "two cats sit", "a blue car"],
-            "label": [4.8, 0.5, 3.9, 2.5]},
+    "sst": {
+        "text": ["a great film", "awful", "fine i guess", "not bad at all", "boring and long", "meh"],
+        "label": [4, 0, 2, 3, 1, 2],
+    },
+    "qqp": {
+        "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i"],
+        "text_pair": ["how to cook rice", "what color is the sea", "what is love exactly", "why"],
+        "label": [1, 0, 1, 0],
+    },
+    "sts": {
+        "text": ["a man sings", "a dog runs", "two cats", "a red car"],
+        "text_pair": ["a man is singing", "a cat sleeps", "two cats sit", "a blue car"],
+        "label": [4.8, 0.5, 3.9, 2.5],
+    },
 }
 
 
@@ -103,7 +110,9 @@ def test_two_checkpoints_average_to_the_elementwise_mean(make_model, tmp_path):
     model = load_averaged_model([a, b])
     state = model.state_dict()
     assert set(state) == set(averaged)
-    torch.testing.assert_close(state["heads.sst.out_proj.weight"], averaged["heads.sst.out_proj.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        state["heads.sst.out_proj.weight"], averaged["heads.sst.out_proj.weight"], rtol=0, atol=0
+    )
     assert not model.training
 
 
@@ -111,8 +120,10 @@ def test_non_floating_tensors_come_from_the_last_and_dtype_is_the_first(tmp_path
     for step, (value, count) in enumerate([(1.0, 3), (3.0, 7)], start=1):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        save_file({"w": torch.full((2,), value, dtype=torch.bfloat16), "n": torch.tensor([count])},
-                  str(folder / "model.safetensors"))
+        save_file(
+            {"w": torch.full((2,), value, dtype=torch.bfloat16), "n": torch.tensor([count])},
+            str(folder / "model.safetensors"),
+        )
     averaged = average_checkpoints(find_checkpoints(str(tmp_path)))
     assert averaged["w"].dtype == torch.bfloat16 and averaged["w"].tolist() == [2.0, 2.0]
     assert averaged["n"].tolist() == [7]
@@ -140,8 +151,16 @@ def test_checkpoints_of_different_models_name_the_key(make_model, tmp_path):
         average_checkpoints([a, b])
     with pytest.raises(MultitaskConfigError, match=r"has no tensor 'heads\.sts\.out_proj\.(weight|bias)'"):
         average_checkpoints([b, a])
-    c = save(make_model({"sst": {"num_labels": 3, "label_names": ["a", "b", "c"]}, "qqp": {"classifier_dropout": 0.0},
-                         "sts": TASKS["sts"]}), tmp_path / "c")
+    c = save(
+        make_model(
+            {
+                "sst": {"num_labels": 3, "label_names": ["a", "b", "c"]},
+                "qqp": {"classifier_dropout": 0.0},
+                "sts": TASKS["sts"],
+            }
+        ),
+        tmp_path / "c",
+    )
     with pytest.raises(MultitaskConfigError, match=r"'heads\.sst\.out_proj\.(weight|bias)' has shape \(5.*but \(3"):
         average_checkpoints([c, a])
 
@@ -205,15 +224,25 @@ def trained_run(tokenizer, data, tmp_path_factory):
 
     output_dir = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    config = MultitaskBertConfig(encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(), tasks=TASKS,
-                                 shared_encoder=False)
+    config = MultitaskBertConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(), tasks=TASKS, shared_encoder=False
+    )
     model = MultitaskBertModel(config)
     args = MultitaskTrainingArguments(
-        output_dir=str(output_dir), report_to="none", use_cpu=True, per_device_train_batch_size=2,
-        disable_tqdm=True, save_strategy="steps", save_steps=1, max_steps=3, learning_rate=1e-2, seed=0,
+        output_dir=str(output_dir),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        disable_tqdm=True,
+        save_strategy="steps",
+        save_steps=1,
+        max_steps=3,
+        learning_rate=1e-2,
+        seed=0,
     )
-    trainer = MultitaskTrainer(model=model, args=args, train_datasets=data, eval_datasets=data,
-                               processing_class=tokenizer)
+    trainer = MultitaskTrainer(
+        model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
+    )
     trainer.train()
     return output_dir, set(model.state_dict())
 
@@ -233,8 +262,9 @@ def test_trainer_checkpoints_hold_the_state_dict_keys_and_average(trained_run):
 def test_average_checkpoints_script_saves_a_loadable_model(trained_run, tmp_path, capsys):
     output_dir, _ = trained_run
     out = tmp_path / "averaged"
-    load_example_script("average_checkpoints").main(["--from_output_dir", str(output_dir), "--last", "2",
-                                             "--output_dir", str(out)])
+    load_example_script("average_checkpoints").main(
+        ["--from_output_dir", str(output_dir), "--last", "2", "--output_dir", str(out)]
+    )
     assert "averaged 2 checkpoint(s)" in capsys.readouterr().out
     from transformers import AutoTokenizer
 
@@ -247,10 +277,13 @@ def test_average_checkpoints_script_saves_a_loadable_model(trained_run, tmp_path
     assert [Path(c).name for c in recorded] == ["checkpoint-2", "checkpoint-3"]
 
     explicit = tmp_path / "explicit"
-    load_example_script("average_checkpoints").main(["--checkpoints", str(output_dir / "checkpoint-3"),
-                                             "--output_dir", str(explicit)])
+    load_example_script("average_checkpoints").main(
+        ["--checkpoints", str(output_dir / "checkpoint-3"), "--output_dir", str(explicit)]
+    )
     single = MultitaskBertModel.from_pretrained(explicit, dtype="float32", use_safetensors=True).state_dict()
-    assert all(torch.equal(single[k], v) for k, v in load_file(str(output_dir / "checkpoint-3" / "model.safetensors")).items())
+    assert all(
+        torch.equal(single[k], v) for k, v in load_file(str(output_dir / "checkpoint-3" / "model.safetensors")).items()
+    )
 
 
 @pytest.mark.parametrize(
@@ -263,8 +296,9 @@ def test_average_checkpoints_script_saves_a_loadable_model(trained_run, tmp_path
 def test_average_checkpoints_script_user_errors(trained_run, tmp_path, capsys, argv, message):
     output_dir, _ = trained_run
     with pytest.raises(SystemExit) as exit_info:
-        load_example_script("average_checkpoints").main(["--from_output_dir", str(output_dir), *argv,
-                                                 "--output_dir", str(tmp_path / "o")])
+        load_example_script("average_checkpoints").main(
+            ["--from_output_dir", str(output_dir), *argv, "--output_dir", str(tmp_path / "o")]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mtbert: error: ")
@@ -275,8 +309,9 @@ def test_average_checkpoints_script_user_errors(trained_run, tmp_path, capsys, a
 
 def test_average_checkpoints_script_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        load_example_script("average_checkpoints").main(["--checkpoints", str(tmp_path / "nope"),
-                                                 "--output_dir", str(tmp_path / "o")])
+        load_example_script("average_checkpoints").main(
+            ["--checkpoints", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")]
+        )
     assert exit_info.value.code == 2
     assert "nope' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

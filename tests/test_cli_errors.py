@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import load_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,8 @@ CASES = [
     ("model_name_or_path: ./no/such/backbone", r"model_name_or_path './no/such/backbone': no such folder"),
     ("max_train_samples: {sts: 10, nli: 5}", r"max_train_samples names unknown task\(s\): nli"),
     ("data_source: minbrt", r"data_source: 'minbrt' is not one of minbert, hub"),
+    ("label_smoothing_factor: 0.1", r"label_smoothing_factor=0.1 is not used .* set tasks.<task>.label_smoothing"),
+    ("train_sampling_strategy: sequential", r"train_sampling_strategy='sequential' is not supported"),
 ]
 
 

@@ -19,11 +19,34 @@ def parse(path: Path, tmp_path: Path, *extra: str):
     return parse_args([str(path), "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path), *extra])
 
 
+# configs that add tasks of their own beside the paper's three
+EXTRA_TASKS = {"own_task.yaml": {"nli"}}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "examples" / "configs")))
-def test_every_config_parses(path, tmp_path):
+def test_every_config_parses(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # configs name their paths from the repository root, as the README runs them
     model_args, data_args, training_args = parse(path, tmp_path)
-    assert set(model_args.tasks) == {"sst", "qqp", "sts"}
+    assert set(model_args.tasks) == {"sst", "qqp", "sts", *EXTRA_TASKS.get(path.name, ())}
     assert training_args.strategy in ("round_robin", "sum", "pcgrad")
+    sources = data_args.task_sources(model_args.tasks)  # every task's data resolved (files exist)
+    assert set(sources) == set(model_args.tasks)
+
+
+def test_own_task_config_reads_nli_from_local_files_beside_the_minbert_tasks(tmp_path, monkeypatch):
+    from mtbert.data import FileSource, MinbertSource
+
+    monkeypatch.chdir(ROOT)
+    model_args, data_args, _ = parse(ROOT / "examples" / "configs" / "own_task.yaml", tmp_path)
+    nli = model_args.tasks["nli"]
+    assert (nli["kind"], nli["num_labels"], nli["label_names"]) == (
+        "pair_classification",
+        3,
+        ["entailment", "neutral", "contradiction"],
+    )
+    sources = data_args.task_sources(model_args.tasks)
+    assert all(isinstance(sources[t], MinbertSource) for t in ("sst", "qqp", "sts"))
+    assert isinstance(sources["nli"], FileSource) and set(sources["nli"].data_files) == {"train", "dev"}
 
 
 # (config, task, expected subset of its spec, expected training settings)
@@ -35,9 +58,18 @@ PAPER_ROWS = [
     ("t2_qqp_cosine_cls_0.5", "qqp", {"pair_encoding": "cosine", "pooling": "cls", "cosine_threshold": 0.5}, {}),
     ("t2_qqp_cosine_mean_0.75", "qqp", {"pair_encoding": "cosine", "pooling": "mean", "cosine_threshold": 0.75}, {}),
     ("t2_qqp_cosine_mean_0.75", "sts", {"pair_encoding": "cosine", "pooling": "mean"}, {}),
-    ("t2_qqp_concat_sep_cls_1layer", "qqp", {"pair_encoding": "concat_sep", "pooling": "cls", "classifier": "linear",
-                                             "use_token_type_ids": False}, {}),
-    ("t2_qqp_concat_sep_mean_2layer", "qqp", {"pair_encoding": "concat_sep", "pooling": "mean", "classifier": "mlp"}, {}),
+    (
+        "t2_qqp_concat_sep_cls_1layer",
+        "qqp",
+        {"pair_encoding": "concat_sep", "pooling": "cls", "classifier": "linear", "use_token_type_ids": False},
+        {},
+    ),
+    (
+        "t2_qqp_concat_sep_mean_2layer",
+        "qqp",
+        {"pair_encoding": "concat_sep", "pooling": "mean", "classifier": "mlp"},
+        {},
+    ),
     ("t3_round_robin", "qqp", {"pair_encoding": "concat_sep", "pooling": "cls"}, {"strategy": "round_robin"}),
     ("t3_pcgrad", "qqp", {"pair_encoding": "concat_sep"}, {"strategy": "pcgrad", "pcgrad_reduction": "mean"}),
     ("t3_ensembling", "sts", {"pair_encoding": "cosine", "pooling": "mean"}, {"strategy": "round_robin"}),
@@ -69,7 +101,8 @@ def test_paper_final_trains_on_all_of_qqp(tmp_path):
 
 
 def test_minilm_best_is_the_measured_ablation_row(tmp_path):
-    """docs/results.md reports minilm_best.yaml with the runs of examples/configs/minilm/dual_sts.yaml: same settings."""
+    """docs/results.md reports minilm_best.yaml with the runs of examples/configs/minilm/dual_sts.yaml: same
+    settings."""
     best = parse(ROOT / "examples" / "configs" / "minilm_best.yaml", tmp_path)
     row = parse(ROOT / "examples" / "configs" / "minilm" / "dual_sts.yaml", tmp_path)
     assert [vars(a) for a in best[:2]] == [vars(a) for a in row[:2]]
@@ -86,7 +119,12 @@ MINILM_ABLATIONS = [
     ("checkpoint_avg", "sst", {"label_smoothing": 0.1}, {"average_checkpoints": 3, "load_best_model_at_end": False}),
     ("long_early_stop", "sts", {"regression_loss": "mse"}, {"early_stopping_patience": 2, "num_train_epochs": 5}),
     ("qqp_separate_full", "qqp", {"pair_encoding": "separate", "pair_features": "full"}, {}),
-    ("dual_sts", "sts", {"pair_encoding": "dual", "pooling": "mean", "regression_loss": "mse"}, {"layerwise_lr_decay": 1.0}),
+    (
+        "dual_sts",
+        "sts",
+        {"pair_encoding": "dual", "pooling": "mean", "regression_loss": "mse"},
+        {"layerwise_lr_decay": 1.0},
+    ),
     ("dual_sts_qqp", "qqp", {"pair_encoding": "dual", "pooling": "cls"}, {}),
     ("smart_sst", "sst", {"smart_alpha": 1.0, "smart_noise": 1e-5, "smart_step_size": 1e-3}, {}),
 ]
@@ -97,3 +135,30 @@ def test_minilm_ablations(name, task, spec, training, tmp_path):
     model_args, _, training_args = parse(ROOT / "examples" / "configs" / "minilm" / f"{name}.yaml", tmp_path)
     assert {k: model_args.tasks[task][k] for k in spec} == spec
     assert {k: getattr(training_args, k) for k in training} == training
+
+
+PAPER_CONFIGS = sorted((ROOT / "examples" / "configs" / "paper").glob("t*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.stem)
+def test_every_paper_config_trains(path, tiny_backbone, small_minbert, tmp_path, monkeypatch):
+    """Each row of the paper's tables takes real optimizer steps with its heads and strategy (a tiny random BERT on
+    60 rows of each file), then scores every dev set."""
+    import json
+
+    from conftest import load_example_script
+
+    monkeypatch.chdir(ROOT)
+    output = tmp_path / "run"
+    load_example_script("train").main(
+        [
+            str(path), "--model_name_or_path", str(tiny_backbone), "--data_dir", str(small_minbert),
+            "--output_dir", str(output), "--max_steps", "2", "--max_eval_samples", "16", "--eval_strategy", "no",
+            "--save_strategy", "no", "--load_best_model_at_end", "false", "--write_predictions", "false",
+            "--report_to", "none",
+        ]
+    )  # fmt: skip
+    assert json.loads((output / "trainer_state.json").read_text())["global_step"] == 2
+    metrics = json.loads((output / "metrics.json").read_text())
+    for key in ("eval_sst_accuracy", "eval_qqp_accuracy", "eval_sts_pearson"):
+        assert key in metrics

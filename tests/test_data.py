@@ -14,7 +14,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED_DATA_DIR, write_minbert_file
 from mtbert.collators import TaskCollator
 from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import (
@@ -28,6 +27,8 @@ from mtbert.data import (
     tokenize_batch,
     tokenize_task,
 )
+
+from conftest import SHARED_DATA_DIR, write_minbert_file
 
 SPECS = {task: normalize_task_spec(task, {}) for task in ("sst", "qqp", "sts")}
 COLUMNS = {task: (*files.text_columns, files.label_column) for task, files in MINBERT_FILES.items()}
@@ -256,7 +257,9 @@ def test_empty_file(tmp_path):
 
 
 def test_missing_columns_named_with_found_columns(tmp_path):
-    path = write_minbert_file(tmp_path / "quora-train.csv", ("question1", "question2", "is_duplicate"), [("a", "x", "y", "1")])
+    path = write_minbert_file(
+        tmp_path / "quora-train.csv", ("question1", "question2", "is_duplicate"), [("a", "x", "y", "1")]
+    )
     with pytest.raises(DataFileError) as excinfo:
         read(path, "qqp")
     message = str(excinfo.value)
@@ -303,7 +306,9 @@ def spec_with(task, **settings):
 
 
 def test_tokenize_single(tokenizer):
-    out = tokenize_batch({"text": ["Hello world", "A much longer sentence than the first one"]}, tokenizer, SPECS["sst"], 6)
+    out = tokenize_batch(
+        {"text": ["Hello world", "A much longer sentence than the first one"]}, tokenizer, SPECS["sst"], 6
+    )
     assert set(out) == {"input_ids", "length"}
     assert out["input_ids"][0] == tokenizer("Hello world")["input_ids"]
     assert out["input_ids"][0][0] == tokenizer.cls_token_id and out["input_ids"][0][-1] == tokenizer.sep_token_id
@@ -326,7 +331,12 @@ def test_tokenize_pair_separate(tokenizer):
 
 
 def test_tokenize_concat_sep(tokenizer):
-    out = tokenize_batch({"text": ["How do I cook rice?"], "text_pair": ["Rice?"]}, tokenizer, spec_with("qqp", pair_encoding="concat_sep"), 32)
+    out = tokenize_batch(
+        {"text": ["How do I cook rice?"], "text_pair": ["Rice?"]},
+        tokenizer,
+        spec_with("qqp", pair_encoding="concat_sep"),
+        32,
+    )
     assert set(out) == {"input_ids", "token_type_ids", "length"}
     a = tokenizer("How do I cook rice?", add_special_tokens=False)["input_ids"]
     b = tokenizer("Rice?", add_special_tokens=False)["input_ids"]
@@ -362,14 +372,21 @@ def test_tokenize_concat_nosep_truncates_longest_first(tokenizer):
 
 def test_tokenize_concat_sep_truncates_to_max_length(tokenizer):
     long_a = "one two three four five six seven eight nine ten"
-    out = tokenize_batch({"text": [long_a], "text_pair": ["red green blue"]}, tokenizer, spec_with("qqp", pair_encoding="concat_sep"), 10)
+    out = tokenize_batch(
+        {"text": [long_a], "text_pair": ["red green blue"]},
+        tokenizer,
+        spec_with("qqp", pair_encoding="concat_sep"),
+        10,
+    )
     ids = out["input_ids"][0]
     assert len(ids) == 10 and ids.count(tokenizer.sep_token_id) == 2
     assert len(out["token_type_ids"][0]) == 10
 
 
 def test_tokenize_task_keeps_text_columns(tokenizer):
-    ds = datasets.Dataset.from_dict({"id": ["a", "b"], "text": ["x y", "z"], "text_pair": ["p", "q r s"], "label": [1.0, 2.0]})
+    ds = datasets.Dataset.from_dict(
+        {"id": ["a", "b"], "text": ["x y", "z"], "text_pair": ["p", "q r s"], "label": [1.0, 2.0]}
+    )
     out = tokenize_task(ds, tokenizer, SPECS["sts"], 16)
     assert set(out.column_names) == {"id", "text", "text_pair", "label", "input_ids", "input_ids_b", "length"}
     assert out["length"] == [4, 5]  # [CLS] x y [SEP] / [CLS] q r s [SEP]
@@ -387,14 +404,22 @@ def write_jsonl(path: Path, rows: list[dict]):
 
 def test_hub_sst5_like_folder(tmp_path):
     folder = tmp_path / "sst5"
-    write_jsonl(folder / "train.jsonl", [{"text": " good ", "label": 4}, {"text": "bad", "label": 0}, {"text": "meh", "label": 9}])
+    write_jsonl(
+        folder / "train.jsonl", [{"text": " good ", "label": 4}, {"text": "bad", "label": 0}, {"text": "", "label": 1}]
+    )
     write_jsonl(folder / "validation.jsonl", [{"text": "fine", "label": 3}])
     write_jsonl(folder / "test.jsonl", [{"text": "ok", "label": 2}, {"text": "so so", "label": 1}])
     out = load_task_splits("sst", SPECS["sst"], "hub", hub_override=str(folder), cache_dir=str(tmp_path / "cache"))
     assert {k: len(v) for k, v in out.items()} == {"train": 2, "dev": 1, "test": 2}
-    assert out["train"]["text"] == ["good", "bad"] and out["train"]["label"] == [4, 0]
+    assert out["train"]["text"] == ["good", "bad"] and out["train"]["label"] == [4, 0]  # the empty text is skipped
     assert out["train"]["id"] == ["0", "1"]
     assert out["test"]["label"] == [2, 1]  # a test split with real labels keeps them
+    # a label the task does not know is a configuration mistake in a dataset of one's own: one clear error
+    write_jsonl(folder / "train.jsonl", [{"text": "good", "label": 4}, {"text": "meh", "label": 9}])
+    with pytest.raises(
+        DataFileError, match=r"split 'train': 1 row\(s\) with labels .* 9 \(row 1\); expected class indices 0..4"
+    ):
+        load_task_splits("sst", SPECS["sst"], "hub", hub_override=str(folder), cache_dir=str(tmp_path / "cache2"))
 
 
 def test_hub_glue_like_folder_with_config(tmp_path):
@@ -406,15 +431,21 @@ def test_hub_glue_like_folder_with_config(tmp_path):
         "  - split: validation\n    path: qqp/validation.jsonl\n"
         "  - split: test\n    path: qqp/test.jsonl\n---\n# glue-like\n"
     )
-    write_jsonl(folder / "qqp" / "train.jsonl", [
-        {"question1": "How?", "question2": "How so?", "label": 1, "idx": 10},
-        {"question1": "Why?", "question2": "Who?", "label": 0, "idx": 11},
-    ])
+    write_jsonl(
+        folder / "qqp" / "train.jsonl",
+        [
+            {"question1": "How?", "question2": "How so?", "label": 1, "idx": 10},
+            {"question1": "Why?", "question2": "Who?", "label": 0, "idx": 11},
+        ],
+    )
     write_jsonl(folder / "qqp" / "validation.jsonl", [{"question1": "A?", "question2": "B?", "label": 0, "idx": 5}])
-    write_jsonl(folder / "qqp" / "test.jsonl", [
-        {"question1": "C?", "question2": "D?", "label": -1, "idx": 0},
-        {"question1": "E?", "question2": "F?", "label": -1, "idx": 1},
-    ])
+    write_jsonl(
+        folder / "qqp" / "test.jsonl",
+        [
+            {"question1": "C?", "question2": "D?", "label": -1, "idx": 0},
+            {"question1": "E?", "question2": "F?", "label": -1, "idx": 1},
+        ],
+    )
     out = load_task_splits(
         "qqp", SPECS["qqp"], "hub", hub_override={"path": str(folder), "name": "qqp"}, cache_dir=str(tmp_path / "c")
     )
@@ -468,8 +499,15 @@ def test_clean_text_never_raises_and_is_idempotent(value):
 
 @pytest.mark.parametrize(
     "raw,expected",
-    [('"""What is """"X""""?"""', 'What is "X"?'), ('"a ""b"" c"', 'a "b" c'), ('He said "hi', 'He said "hi'),
-     ('"x" and "y"', '"x" and "y"'), ("  plain  ", "plain"), (None, ""), ('""', "")],
+    [
+        ('"""What is """"X""""?"""', 'What is "X"?'),
+        ('"a ""b"" c"', 'a "b" c'),
+        ('He said "hi', 'He said "hi'),
+        ('"x" and "y"', '"x" and "y"'),
+        ("  plain  ", "plain"),
+        (None, ""),
+        ('""', ""),
+    ],
 )
 def test_clean_text_examples(raw, expected):
     assert clean_text(raw) == expected
@@ -501,7 +539,10 @@ def test_parse_label_never_raises(raw, task):
 
 # Surrogates cannot be written as UTF-8; undecodable bytes are covered by the "not UTF-8" malformed-row case.
 field_text = st.text(
-    alphabet=st.one_of(st.sampled_from(['"', "\t", "'", " ", "\\", "\r", "é", "😀", "\x00", "\u2028"]), st.characters(exclude_categories=("Cs",))),
+    alphabet=st.one_of(
+        st.sampled_from(['"', "\t", "'", " ", "\\", "\r", "é", "😀", "\x00", "\u2028"]),
+        st.characters(exclude_categories=("Cs",)),
+    ),
     max_size=15,
 )
 label_text = st.one_of(st.sampled_from(["0", "1", "1.0", "4", "5", "0.5", "", "nan", "x"]), st.text(max_size=4))
@@ -572,7 +613,10 @@ def test_task_collator_shapes_and_masks(rows, layout, pad, multiple):
             assert (ids[k:] == pad).all()
         if layout == "concat_sep":
             tt = batch["token_type_ids"][r]
-            assert tt[: len(item["input_ids"])].tolist() == item["token_type_ids"] and (tt[len(item["input_ids"]):] == 0).all()
+            assert (
+                tt[: len(item["input_ids"])].tolist() == item["token_type_ids"]
+                and (tt[len(item["input_ids"]) :] == 0).all()
+            )
     assert batch["labels"].tolist() == [item["label"] for item in items]
 
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_modeling import inputs_for
 
 from mtbert import MultitaskBertModel, MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec, task_input_format
+from mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.heads_mtbert import input_layout
 from mtbert.modeling_mtbert import cosent_loss, pool
-
-from test_modeling import inputs_for
 
 
 def encode(model, input_ids, attention_mask, pooling):
-    return pool(model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask, pooling)
+    return pool(
+        model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask, pooling
+    )
 
 
 def views_by_hand(model, task, inputs):
@@ -120,7 +122,7 @@ def test_pair_input_ids_for_a_head_that_takes_none_is_a_clear_error(make_model):
 
 
 def test_dual_spec_checks():
-    assert task_input_format(normalize_task_spec("qqp", {"pair_encoding": "dual"})) == "dual"
+    assert input_layout(normalize_task_spec("qqp", {"pair_encoding": "dual"})) == "dual"
     with pytest.raises(MultitaskConfigError, match="rdrop_alpha is not supported"):
         normalize_task_spec("qqp", {"pair_encoding": "dual", "rdrop_alpha": 1.0})
     with pytest.raises(MultitaskConfigError, match="score_range must start at 0"):

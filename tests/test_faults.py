@@ -27,9 +27,12 @@ def tok():
 
 def tiny(tok):
     torch.manual_seed(0)
-    encoder = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)
-    return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks={"sst": {}, "sts": {"pair_encoding": "cosine"}}))
+    encoder = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    return MultitaskBertModel(
+        MultitaskBertConfig(encoder=encoder, tasks={"sst": {}, "sts": {"pair_encoding": "cosine"}})
+    )
 
 
 def data(tok, model, n=32):
@@ -47,10 +50,19 @@ def data(tok, model, n=32):
 
 def make_trainer(tok, tmp_path, model=None, **args):
     model = model or tiny(tok)
-    settings = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True,
-                    max_steps=6, logging_steps=1, disable_tqdm=True, save_strategy="no", learning_rate=1e-3)
+    settings = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        report_to="none",
+        use_cpu=True,
+        max_steps=6,
+        logging_steps=1,
+        disable_tqdm=True,
+        save_strategy="no",
+        learning_rate=1e-3,
+    )
     settings.update(args)
-    return MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_datasets=data(tok, model))
+    return MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_dataset=data(tok, model))
 
 
 def poison(model, bad_calls: set[int]):

@@ -46,7 +46,10 @@ TASKS = {
     "qqp": {"pair_encoding": "concat_sep", "pooling": "cls"},
     "sts": {"pair_encoding": "cosine", "pooling": "mean"},
 }
-AUTO_MAP = {"AutoConfig": "configuration_mtbert.MultitaskBertConfig", "AutoModel": "modeling_mtbert.MultitaskBertModel"}
+AUTO_MAP = {
+    "AutoConfig": "configuration_mtbert.MultitaskBertConfig",
+    "AutoModel": "modeling_mtbert.MultitaskBertModel",
+}
 CUSTOM_PIPELINES = {
     "multitask-text-bert": {"impl": "pipeline_mtbert.MultitaskTextPipeline", "pt": ["AutoModel"], "type": "text"}
 }
@@ -75,8 +78,12 @@ def tokenizer():
 
 def tiny_encoder_config(tokenizer) -> BertConfig:
     return BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        vocab_size=tokenizer.vocab_size, max_position_embeddings=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=tokenizer.vocab_size,
+        max_position_embeddings=128,
     )
 
 
@@ -85,7 +92,7 @@ def tiny_model(tokenizer, seed=0, **config_kwargs) -> MultitaskBertModel:
     config = MultitaskBertConfig(encoder=tiny_encoder_config(tokenizer).to_dict(), tasks=TASKS, **config_kwargs)
     model = MultitaskBertModel(config)
     with torch.no_grad():
-        for head in model.heads.values():
+        for head in (h for h in model.heads.values() if h.has_parameters):  # a cosine head has none
             head.out_proj.weight.mul_(20)
     return model.eval()
 
@@ -98,8 +105,11 @@ def labelled(task: str, n: int) -> datasets.Dataset:
     pairs = [PAIRS[i % 3] for i in range(n)]
     labels = [i % 2 for i in range(n)] if task == "qqp" else [float(i % 6) for i in range(n)]
     return datasets.Dataset.from_dict(
-        {"text": [p["text"] for p in pairs], "text_pair": [f"{p['text_pair']} {i}" for i, p in enumerate(pairs)],
-         "label": labels}
+        {
+            "text": [p["text"] for p in pairs],
+            "text_pair": [f"{p['text_pair']} {i}" for i, p in enumerate(pairs)],
+            "label": labels,
+        }
     )
 
 
@@ -109,8 +119,16 @@ def tokenized(model, tokenizer, n=12, max_length=32):
 
 def trainer_args(output_dir, **kwargs) -> MultitaskTrainingArguments:
     defaults = dict(
-        output_dir=str(output_dir), max_steps=3, per_device_train_batch_size=4, per_device_eval_batch_size=8,
-        learning_rate=1e-3, report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, use_cpu=True,
+        output_dir=str(output_dir),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        use_cpu=True,
     )
     return MultitaskTrainingArguments(**{**defaults, **kwargs})
 
@@ -138,7 +156,9 @@ class FakeHub:
             hub.commits.append({"repo_id": repo_id, "files": files, "message": commit_message, **kwargs})
             return CommitInfo(
                 commit_url=f"https://huggingface.co/{repo_id}/commit/{'a' * 40}",
-                commit_message=commit_message, commit_description="", oid="a" * 40,
+                commit_message=commit_message,
+                commit_description="",
+                oid="a" * 40,
             )
 
         def upload_folder(api, *, repo_id, folder_path, **kwargs):
@@ -148,7 +168,9 @@ class FakeHub:
             hub.uploads.append({"repo_id": repo_id, "files": files, **kwargs})
             return CommitInfo(
                 commit_url=f"https://huggingface.co/{repo_id}/commit/{'b' * 40}",
-                commit_message=kwargs.get("commit_message") or "", commit_description="", oid="b" * 40,
+                commit_message=kwargs.get("commit_message") or "",
+                commit_description="",
+                oid="b" * 40,
             )
 
         monkeypatch.setattr(HfApi, "create_repo", create_repo)
@@ -186,7 +208,7 @@ def test_trainer_checkpoint_carries_code(tokenizer, tmp_path):
     model = tiny_model(tokenizer)
     data = tokenized(model, tokenizer, n=8)
     args = trainer_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
-    trainer = MultitaskTrainer(model=model, args=args, train_datasets=data, processing_class=tokenizer)
+    trainer = MultitaskTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     trainer.train()
     checkpoint = tmp_path / "checkpoint-2"
     for name in ("config.json", "model.safetensors", *CODE_FILES):
@@ -240,10 +262,21 @@ def test_card_front_matter_model_index_round_trips(tokenizer, tmp_path):
     assert loaded.data.to_dict()["model-index"] == meta["model-index"]
     text = card.content
     for needle in (
-        "## Training", "| strategy | round_robin |", "| learning rate | 2e-05 |", "| max sequence length | 64 |",
-        "## Intended use", "## Limitations", "AutoModel.from_pretrained", "pipeline(model=\"user/mtbert-sst-qqp-sts\"",
-        "trust_remote_code=True", "revision=", "ReLU(cos(u, v)) x 5", "`[CLS] a [SEP] b [SEP]`", "**0.5367**",
-        "CS224N minBERT files", "Inputs longer than 64 tokens",
+        "## Training",
+        "| strategy | round_robin |",
+        "| learning rate | 2e-05 |",
+        "| max sequence length | 64 |",
+        "## Intended use",
+        "## Limitations",
+        "AutoModel.from_pretrained",
+        'pipeline(model="user/mtbert-sst-qqp-sts"',
+        "trust_remote_code=True",
+        "revision=",
+        "ReLU(cos(u, v)) x 5",
+        "`[CLS] a [SEP] b [SEP]`",
+        "**0.5367**",
+        "CS224N minBERT files",
+        "Inputs longer than 64 tokens",
     ):
         assert needle in text, needle
     assert "{{" not in text and "{%" not in text
@@ -273,7 +306,7 @@ def test_trainer_create_model_card_writes_the_multitask_card(tokenizer, tmp_path
     model = tiny_model(tokenizer)
     data = tokenized(model, tokenizer, n=8)
     trainer = MultitaskTrainer(
-        model=model, args=trainer_args(tmp_path), train_datasets=data, eval_datasets=data, processing_class=tokenizer
+        model=model, args=trainer_args(tmp_path), train_dataset=data, eval_dataset=data, processing_class=tokenizer
     )
     metrics = trainer.evaluate()
     trainer.create_model_card(model_name="tiny")
@@ -291,7 +324,7 @@ def test_trainer_push_to_hub_keeps_the_multitask_card(tokenizer, tmp_path, monke
     data = tokenized(model, tokenizer, n=8)
     args = trainer_args(tmp_path, push_to_hub=True, hub_model_id="user/tiny")
     trainer = MultitaskTrainer(
-        model=model, args=args, train_datasets=data, eval_datasets=data, processing_class=tokenizer
+        model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
     )
     trainer.evaluate()
     trainer.push_to_hub()
@@ -317,8 +350,13 @@ def test_push_to_hub_uploads_exactly_the_repo_files(tokenizer, tmp_path, monkeyp
     hub = FakeHub(monkeypatch)
     model = tiny_model(tokenizer)
     commit = push_to_hub(
-        model, tokenizer, "mtbert-tiny", metrics=METRICS, data_args=DataArguments(data_source="hub", max_seq_length=40),
-        private=True, revision="main",
+        model,
+        tokenizer,
+        "mtbert-tiny",
+        metrics=METRICS,
+        data_args=DataArguments(data_source="hub", max_seq_length=40),
+        private=True,
+        revision="main",
     )
     assert commit.oid == "a" * 40
     assert hub.repos == [{"repo_id": "mtbert-tiny", "token": None, "private": True, "exist_ok": True}]
@@ -336,7 +374,7 @@ def test_push_to_hub_uploads_exactly_the_repo_files(tokenizer, tmp_path, monkeyp
         assert torch.equal(weights[key], value), key
     meta = front_matter(files["README.md"].decode())
     assert meta["model-index"][0]["name"] == "mtbert-tiny"
-    assert "pipeline(model=\"user/mtbert-tiny\"" in files["README.md"].decode()
+    assert 'pipeline(model="user/mtbert-tiny"' in files["README.md"].decode()
 
 
 def test_save_for_hub_refuses_pickles(tokenizer, tmp_path):
@@ -359,11 +397,25 @@ def write_minbert_data(folder: Path, n: int = 12) -> None:
         suffix = "test-student" if test else split
         sst = [(f"s{split}{i}", f"a {words[i % 6]} film {i}", *(() if test else (i % 5,))) for i in range(n)]
         write(f"ids-sst-{suffix}.csv", ["id", "sentence", *(() if test else ("sentiment",))], sst)
-        qqp = [(f"q{split}{i}", f"how is {words[i % 6]} {i}?", f"why is {words[(i + 1) % 6]}?",
-                *(() if test else (f"{i % 2}.0",))) for i in range(n)]
+        qqp = [
+            (
+                f"q{split}{i}",
+                f"how is {words[i % 6]} {i}?",
+                f"why is {words[(i + 1) % 6]}?",
+                *(() if test else (f"{i % 2}.0",)),
+            )
+            for i in range(n)
+        ]
         write(f"quora-{suffix}.csv", ["id", "sentence1", "sentence2", *(() if test else ("is_duplicate",))], qqp)
-        sts = [(f"t{split}{i}", f"two {words[i % 6]} dogs", f"a {words[(i + 2) % 6]} dog {i}",
-                *(() if test else (f"{i % 6}.0",))) for i in range(n)]
+        sts = [
+            (
+                f"t{split}{i}",
+                f"two {words[i % 6]} dogs",
+                f"a {words[(i + 2) % 6]} dog {i}",
+                *(() if test else (f"{i % 6}.0",)),
+            )
+            for i in range(n)
+        ]
         write(f"sts-{suffix}.csv", ["id", "sentence1", "sentence2", *(() if test else ("similarity",))], sts)
 
 
@@ -377,10 +429,22 @@ def test_examples_train_push_to_hub(tokenizer, tmp_path, monkeypatch):
     write_minbert_data(tmp_path / "data")
     out = tmp_path / "out"
     config = {
-        "model_name_or_path": str(backbone), "data_source": "minbert", "data_dir": str(tmp_path / "data"),
-        "output_dir": str(out), "max_seq_length": 32, "tasks": TASKS, "strategy": "round_robin", "max_steps": 3,
-        "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "learning_rate": 1e-3,
-        "save_strategy": "no", "eval_strategy": "no", "report_to": "none", "use_cpu": True, "disable_tqdm": True,
+        "model_name_or_path": str(backbone),
+        "data_source": "minbert",
+        "data_dir": str(tmp_path / "data"),
+        "output_dir": str(out),
+        "max_seq_length": 32,
+        "tasks": TASKS,
+        "strategy": "round_robin",
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 8,
+        "learning_rate": 1e-3,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
     }
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -412,8 +476,11 @@ def test_examples_train_push_to_hub(tokenizer, tmp_path, monkeypatch):
     readme = files["README.md"].decode()
     meta = front_matter(readme)
     results = meta["model-index"][0]["results"]
-    values = {(r["task"]["name"].split()[0], m["type"]): (r["dataset"]["split"], m["value"]) for r in results
-              for m in r["metrics"]}
+    values = {
+        (r["task"]["name"].split()[0], m["type"]): (r["dataset"]["split"], m["value"])
+        for r in results
+        for m in r["metrics"]
+    }
     saved_metrics = json.loads((out / "metrics.json").read_text())
     assert values[("sst", "accuracy")] == ("dev", pytest.approx(saved_metrics["eval_sst_accuracy"], abs=1e-6))
     assert values[("qqp", "f1")] == ("dev", pytest.approx(saved_metrics["eval_qqp_f1"], abs=1e-6))
@@ -487,7 +554,7 @@ def test_saved_model_runs_where_mtbert_is_not_installed(tokenizer, tmp_path):
     model = tiny_model(tokenizer)
     data = tokenized(model, tokenizer, n=8)
     trainer = MultitaskTrainer(
-        model=model, args=trainer_args(tmp_path / "run"), train_datasets=data, processing_class=tokenizer
+        model=model, args=trainer_args(tmp_path / "run"), train_dataset=data, processing_class=tokenizer
     )
     trainer.train()
     model = trainer.model.eval()
@@ -499,9 +566,11 @@ def test_saved_model_runs_where_mtbert_is_not_installed(tokenizer, tmp_path):
     expected = {}
     for task, rows in inputs.items():
         spec = model.config.tasks[task]
-        columns = {"text": rows} if task == "sst" else {
-            "text": [r["text"] for r in rows], "text_pair": [r["text_pair"] for r in rows]
-        }
+        columns = (
+            {"text": rows}
+            if task == "sst"
+            else {"text": [r["text"] for r in rows], "text_pair": [r["text_pair"] for r in rows]}
+        )
         dataset = tokenize_task(datasets.Dataset.from_dict(columns), tokenizer, spec, max_length=128)
         result = predict_task(model, task, dataset, batch_size=1, pad_token_id=tokenizer.pad_token_id, progress=False)
         expected[task] = []
@@ -519,9 +588,19 @@ def test_saved_model_runs_where_mtbert_is_not_installed(tokenizer, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     done = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "script.py"), str(model_dir), str(tmp_path / "inputs.json"),
-         str(tmp_path / "out.json")],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-I",
+            str(tmp_path / "script.py"),
+            str(model_dir),
+            str(tmp_path / "inputs.json"),
+            str(tmp_path / "out.json"),
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())

@@ -1,4 +1,5 @@
-"""The similarity and regularisation losses of issue 7: CoSENT, AnglE, label smoothing, R-Drop, richer pair features."""
+"""The similarity and regularisation losses of issue 7: CoSENT, AnglE, label smoothing, R-Drop, richer pair
+features."""
 
 from __future__ import annotations
 
@@ -126,6 +127,7 @@ def test_cosent_on_a_cross_encoder_ranks_its_scores_on_the_cosine_scale(make_mod
 def dropout_model(make_model, tasks, dropout):
     """A tiny model whose encoder has dropout ``dropout`` (the shared fixture's encoder has none)."""
     from mtbert import MultitaskBertConfig, MultitaskBertModel
+
     from conftest import tiny_bert_config
 
     encoder = tiny_bert_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout).to_dict()
@@ -133,11 +135,14 @@ def dropout_model(make_model, tasks, dropout):
     return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=tasks))
 
 
-@pytest.mark.parametrize("task,spec,labels", [
-    ("sst", {}, torch.tensor([0, 3, 4, 1])),
-    ("qqp", {"pair_encoding": "concat_sep"}, torch.tensor([0, 1, 1, 0])),
-    ("sts", {"pair_encoding": "cosine"}, torch.tensor([0.5, 2.0, 4.0, 5.0])),
-])
+@pytest.mark.parametrize(
+    "task,spec,labels",
+    [
+        ("sst", {}, torch.tensor([0, 3, 4, 1])),
+        ("qqp", {"pair_encoding": "concat_sep"}, torch.tensor([0, 1, 1, 0])),
+        ("sts", {"pair_encoding": "cosine"}, torch.tensor([0.5, 2.0, 4.0, 5.0])),
+    ],
+)
 def test_rdrop_without_dropout_is_the_plain_loss(make_model, task, spec, labels):
     """Two passes with no dropout agree exactly: the consistency term is 0 and the loss is the plain one."""
     ids = pair_batch(batch=4) if spec.get("pair_encoding") == "cosine" else torch.randint(5, 100, (4, 7))
@@ -159,8 +164,9 @@ def test_rdrop_adds_a_disagreement_penalty_only_in_training(make_model):
     out = rdrop(input_ids=ids, labels=labels, task="sst")
     assert out.logits.shape == (8, 5)
     rdrop.eval(), plain.eval()
-    torch.testing.assert_close(rdrop(input_ids=ids, labels=labels, task="sst").loss,
-                               plain(input_ids=ids, labels=labels, task="sst").loss)
+    torch.testing.assert_close(
+        rdrop(input_ids=ids, labels=labels, task="sst").loss, plain(input_ids=ids, labels=labels, task="sst").loss
+    )
     # the consistency term: positive for two different predictions, 0 for the same one
     consistency = rdrop.consistency_loss("sst", torch.randn(8, 5), torch.randn(8, 5))
     assert consistency.item() > 0

@@ -118,6 +118,7 @@ def test_average_score_uses_primary_metrics():
     assert PRIMARY_METRIC == {
         "sentence_classification": "accuracy",
         "pair_classification": "accuracy",
+        "sentence_regression": "pearson",
         "pair_regression": "pearson",
     }
     task_metrics = {
@@ -168,3 +169,24 @@ def test_loads_offline_without_network(monkeypatch):
         )
     finally:
         load_metric.cache_clear()
+
+
+def test_three_way_pair_classification_reports_macro_f1():
+    """A 3-class pair task (NLI) gets accuracy and the macro F1 over its classes, not a binary F1 of class 1."""
+    predictions, references = [0, 1, 2, 2, 1, 0], [0, 1, 2, 1, 1, 2]
+    result = metrics.compute_task_metrics("pair_classification", predictions, references, num_labels=3)
+    per_class = []
+    for c in (0, 1, 2):
+        tp = sum(p == c and r == c for p, r in zip(predictions, references))
+        fp = sum(p == c and r != c for p, r in zip(predictions, references))
+        fn = sum(p != c and r == c for p, r in zip(predictions, references))
+        per_class.append(2 * tp / (2 * tp + fp + fn))
+    assert result["f1"] == pytest.approx(sum(per_class) / 3)
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    binary = metrics.compute_task_metrics("pair_classification", [0, 1, 1], [0, 1, 0])
+    assert binary["f1"] == pytest.approx(2 / 3)  # two classes: still the binary F1 of class 1
+
+
+def test_sentence_regression_reports_correlations():
+    result = metrics.compute_task_metrics("sentence_regression", [0.1, 0.5, 0.9, 0.2], [1.0, 2.0, 3.5, 1.5])
+    assert set(result) == {"pearson", "spearman"} and result["spearman"] == pytest.approx(1.0)

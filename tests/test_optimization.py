@@ -9,7 +9,6 @@ from mtbert.optimization import encoder_depth, parameter_learning_rates
 from mtbert.training_args import MultitaskTrainingArguments
 
 
-
 def test_encoder_depth_of_bert_parameter_names():
     assert encoder_depth("encoder.embeddings.word_embeddings.weight", 6) == 0
     assert encoder_depth("encoder.encoder.layer.0.attention.self.query.weight", 6) == 1

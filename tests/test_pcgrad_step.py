@@ -61,7 +61,7 @@ def trainer_for(model, data, tmp_path, **args):
     settings = dict(output_dir=str(tmp_path), strategy="pcgrad", per_device_train_batch_size=8, report_to="none",
                     use_cpu=True, seed=3, max_steps=2, disable_tqdm=True, save_strategy="no")
     settings.update(args)
-    trainer = MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_datasets=data)
+    trainer = MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_dataset=data)
     trainer.create_optimizer_and_scheduler(num_training_steps=2)
     return trainer
 

@@ -13,8 +13,8 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, pipeline
 
 import mtbert
 from mtbert import PIPELINE_TASK, MultitaskBertConfig, MultitaskBertModel, MultitaskTextPipeline
-from mtbert.configuration_mtbert import task_input_format
 from mtbert.data import tokenize_batch, tokenize_task
+from mtbert.heads_mtbert import input_layout
 from mtbert.hub import load_pipeline
 from mtbert.pipeline_mtbert import collate_rows, encode_texts
 from mtbert.predict import predict_task
@@ -63,7 +63,7 @@ def tiny_model(tokenizer, tasks=None, seed=0) -> MultitaskBertModel:
     )
     model = MultitaskBertModel(MultitaskBertConfig(encoder=encoder.to_dict(), tasks=tasks or TASKS))
     with torch.no_grad():  # larger head weights, so that labels are not all decided by a hair
-        for head in model.heads.values():
+        for head in (h for h in model.heads.values() if h.has_parameters):  # a cosine head has none
             getattr(head, "cross", head).out_proj.weight.mul_(20)  # a dual head's classifier is its cross view
     return model.eval()
 
@@ -127,8 +127,8 @@ def test_encode_texts_equals_data_tokenize_batch(tokenizer, model, task, max_len
 
 
 def test_every_input_format_is_covered(model):
-    assert {task_input_format(s) for s in model.config.tasks.values()} == {
-        "single", "pair_separate", "concat_sep", "concat_nosep", "dual"
+    assert {input_layout(s) for s in model.config.tasks.values()} == {
+        "single", "pair", "joined", "joined_nosep", "dual"
     }
 
 
@@ -303,17 +303,17 @@ def test_pipeline_save_pretrained_records_custom_pipelines(pipe, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["custom_pipelines"][PIPELINE_TASK]["impl"] == "pipeline_mtbert.MultitaskTextPipeline"
     assert config["custom_pipelines"][PIPELINE_TASK]["pt"] == ["AutoModel"]
-    for name in ("configuration_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"):
+    for name in ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"):
         assert (tmp_path / name).is_file()
 
 
 def test_remote_code_files_import_only_relatively():
     package = os.path.dirname(mtbert.__file__)
-    for name in ("configuration_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"):
+    for name in ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"):
         source = open(os.path.join(package, name), encoding="utf-8").read()
         for line in source.splitlines():
             stripped = line.strip()
             assert not stripped.startswith(("import mtbert", "from mtbert")), (name, line)
             if stripped.startswith("from .") or stripped.startswith("import ."):
                 module = stripped.split()[1].lstrip(".")
-                assert module in ("configuration_mtbert", "modeling_mtbert", "pipeline_mtbert"), line
+                assert module in ("configuration_mtbert", "heads_mtbert", "modeling_mtbert", "pipeline_mtbert"), line

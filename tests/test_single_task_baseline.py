@@ -1,4 +1,5 @@
-"""examples/single_task_baseline.py: the stock single-task recipe (plain Trainer) trains, scores dev, writes metrics.json.
+"""examples/single_task_baseline.py: the stock single-task recipe (plain Trainer) trains, scores dev, writes
+metrics.json.
 
 Runs in-process on a tiny random BERT (saved with the offline MiniLM tokenizer) and tiny minBERT files.
 """
@@ -22,7 +23,9 @@ ROWS = 40  # train rows per file (more than --max_train_samples 32); dev gets 16
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("single_task_baseline", ROOT / "examples" / "single_task_baseline.py")
+    spec = importlib.util.spec_from_file_location(
+        "single_task_baseline", ROOT / "examples" / "single_task_baseline.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,29 +52,57 @@ def minbert_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     for split, n in (("train", ROWS), ("dev", 16)):
         sst = [(f"s{split}{i}", f"a {WORDS[i % 8]} film number {i}", i % 5) for i in range(n)]
-        qqp = [(f"q{split}{i}", f"is it {WORDS[i % 8]} ?", f"is it {WORDS[(i + i % 2) % 8]} ?", f"{i % 2}.0")
-               for i in range(n)]
-        sts = [(f"t{split}{i}", f"two {WORDS[i % 8]} dogs", f"a {WORDS[(i + 1) % 8]} dog", f"{(i % 11) / 2:.1f}")
-               for i in range(n)]
+        qqp = [
+            (f"q{split}{i}", f"is it {WORDS[i % 8]} ?", f"is it {WORDS[(i + i % 2) % 8]} ?", f"{i % 2}.0")
+            for i in range(n)
+        ]
+        sts = [
+            (f"t{split}{i}", f"two {WORDS[i % 8]} dogs", f"a {WORDS[(i + 1) % 8]} dog", f"{(i % 11) / 2:.1f}")
+            for i in range(n)
+        ]
         write_minbert_file(folder / f"ids-sst-{split}.csv", ("sentence", "sentiment"), [*sst, "9\tbad\tno label\t7"])
-        write_minbert_file(folder / f"quora-{split}.csv", ("sentence1", "sentence2", "is_duplicate"),
-                           [*qqp, "9\tbad\tonly one field"])
-        write_minbert_file(folder / f"sts-{split}.csv", ("sentence1", "sentence2", "similarity"),
-                           [*sts, "9\tbad\tx\ty\t6.5"])
+        write_minbert_file(
+            folder / f"quora-{split}.csv", ("sentence1", "sentence2", "is_duplicate"), [*qqp, "9\tbad\tonly one field"]
+        )
+        write_minbert_file(
+            folder / f"sts-{split}.csv", ("sentence1", "sentence2", "similarity"), [*sts, "9\tbad\tx\ty\t6.5"]
+        )
     return folder
 
 
 @pytest.mark.parametrize(
     "task, key, low, high",
-    [("sst", "eval_sst_accuracy", 0.0, 1.0), ("qqp", "eval_qqp_accuracy", 0.0, 1.0), ("sts", "eval_sts_pearson", -1.0, 1.0)],
+    [
+        ("sst", "eval_sst_accuracy", 0.0, 1.0),
+        ("qqp", "eval_qqp_accuracy", 0.0, 1.0),
+        ("sts", "eval_sts_pearson", -1.0, 1.0),
+    ],
 )
 def test_trains_and_writes_metrics(baseline, backbone, minbert_dir, tmp_path, capsys, task, key, low, high):
     out = tmp_path / "out"
-    returned = baseline.main([
-        "--task", task, "--model", str(backbone), "--data_dir", str(minbert_dir), "--output_dir", str(out),
-        "--max_train_samples", "32", "--epochs", "1", "--batch_size", "8", "--eval_batch_size", "16",
-        "--max_seq_length", "32", "--disable_tqdm",
-    ])
+    returned = baseline.main(
+        [
+            "--task",
+            task,
+            "--model",
+            str(backbone),
+            "--data_dir",
+            str(minbert_dir),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "32",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "8",
+            "--eval_batch_size",
+            "16",
+            "--max_seq_length",
+            "32",
+            "--disable_tqdm",
+        ]
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(returned))
     assert math.isfinite(metrics[key]) and low <= metrics[key] <= high
@@ -91,7 +122,10 @@ def test_heads_follow_the_task(baseline):
 
     assert baseline.model_head_kwargs(normalize_task_spec("sst", {}))["num_labels"] == 5
     assert baseline.model_head_kwargs(normalize_task_spec("qqp", {}))["num_labels"] == 2
-    assert baseline.model_head_kwargs(normalize_task_spec("sts", {})) == {"num_labels": 1, "problem_type": "regression"}
+    assert baseline.model_head_kwargs(normalize_task_spec("sts", {})) == {
+        "num_labels": 1,
+        "problem_type": "regression",
+    }
 
 
 def test_pairs_are_joined_with_sep(baseline, tokenizer):
@@ -106,13 +140,18 @@ def test_pairs_are_joined_with_sep(baseline, tokenizer):
 
 def test_metrics_use_mtbert_names(baseline):
     logits = [[2.0, 0.1], [0.1, 2.0], [3.0, 0.0]]
-    assert baseline.task_metrics("qqp", "pair_classification", logits, [0, 1, 1])["eval_qqp_accuracy"] == pytest.approx(2 / 3)
+    assert baseline.task_metrics("qqp", "pair_classification", logits, [0, 1, 1])[
+        "eval_qqp_accuracy"
+    ] == pytest.approx(2 / 3)
     sts = baseline.task_metrics("sts", "pair_regression", [[0.5], [2.0], [4.0]], [1.0, 2.5, 4.5])
     assert sts["eval_sts_pearson"] == pytest.approx(1.0, abs=1e-2) and "eval_sts_spearman" in sts
 
 
-@pytest.mark.parametrize("argv", [["--task", "mnli"], [], ["--task", "sst", "--model", "./no/such/folder"]],
-                         ids=["unknown-task", "no-task", "missing-model-folder"])
+@pytest.mark.parametrize(
+    "argv",
+    [["--task", "mnli"], [], ["--task", "sst", "--model", "./no/such/folder"]],
+    ids=["unknown-task", "no-task", "missing-model-folder"],
+)
 def test_bad_arguments_exit_2(baseline, argv, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         baseline.main([*argv, "--output_dir", str(tmp_path)])

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_modeling import inputs_for
 from torch import nn
 
 from mtbert import MultitaskConfigError
 from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.modeling_mtbert import EmbeddingNoise
-
-from test_modeling import inputs_for
 
 HEADS = [
     ("sst", {}),
@@ -34,7 +33,7 @@ def model_inputs(spec):
 
 def positional(inputs):
     """``(input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)``, as the model's
-    ``_task_logits`` and ``smoothness_loss`` take them."""
+    ``_head_output`` and ``smoothness_loss`` take them."""
     keys = ("input_ids", "attention_mask", "token_type_ids", "pair_input_ids", "pair_attention_mask")
     return tuple(inputs.get(key) for key in keys)
 
@@ -100,18 +99,22 @@ def smoothness_by_hand(model, task, inputs, clean_logits):
 
     handle = embeddings.register_forward_hook(add_noise)
     try:
-        perturbed = model._task_logits(task, spec, *positional(inputs))[0]
+        perturbed = model._head_output(task, *positional(inputs)).logits
         grads = torch.autograd.grad(model.consistency_loss(task, perturbed, clean_logits.detach()), noises)
         for i, grad in enumerate(grads):
-            noises[i] = (noises[i] + spec["smart_step_size"] * grad / (grad.abs().amax(-1, keepdim=True) + 1e-6)).detach()
+            noises[i] = (
+                noises[i] + spec["smart_step_size"] * grad / (grad.abs().amax(-1, keepdim=True) + 1e-6)
+            ).detach()
         calls[0] = 0
-        perturbed = model._task_logits(task, spec, *positional(inputs))[0]
+        perturbed = model._head_output(task, *positional(inputs)).logits
     finally:
         handle.remove()
     return model.consistency_loss(task, perturbed, clean_logits)
 
 
-@pytest.mark.parametrize("task,spec", HEADS, ids=lambda x: x if isinstance(x, str) else x.get("pair_encoding", "single"))
+@pytest.mark.parametrize(
+    "task,spec", HEADS, ids=lambda x: x if isinstance(x, str) else x.get("pair_encoding", "single")
+)
 def test_the_training_loss_adds_alpha_times_the_smoothness_term(make_model, task, spec):
     model = make_model({task: {**spec, "classifier_dropout": 0.0, "smart_alpha": 2.0}})  # dropout off: deterministic
     model.train()
@@ -127,20 +130,22 @@ def test_the_training_loss_adds_alpha_times_the_smoothness_term(make_model, task
     torch.testing.assert_close(with_smart.loss, plain.loss + 2.0 * term, rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("task,spec", HEADS, ids=lambda x: x if isinstance(x, str) else x.get("pair_encoding", "single"))
+@pytest.mark.parametrize(
+    "task,spec", HEADS, ids=lambda x: x if isinstance(x, str) else x.get("pair_encoding", "single")
+)
 def test_the_ascent_step_finds_a_worse_perturbation_than_random_noise(make_model, task, spec):
     """The point of the ascent: after one step the predictions disagree far more than under the random start."""
     model = make_model({task: {**spec, "smart_alpha": 1.0}}).eval()
     task_spec = model.config.tasks[task]
     inputs, _ = model_inputs(task_spec)
     args = positional(inputs)
-    clean = model._task_logits(task, task_spec, *args)[0]
+    clean = model._head_output(task, *args).logits
     noise = EmbeddingNoise(task_spec["smart_noise"])
     handle = model.encoder.get_input_embeddings().register_forward_hook(noise)
     try:
-        start = model.consistency_loss(task, model._task_logits(task, task_spec, *args)[0], clean.detach())
+        start = model.consistency_loss(task, model._head_output(task, *args).logits, clean.detach())
         noise.ascend(torch.autograd.grad(start, noise.noises), task_spec["smart_step_size"])
-        moved = model.consistency_loss(task, model._task_logits(task, task_spec, *args)[0], clean.detach())
+        moved = model.consistency_loss(task, model._head_output(task, *args).logits, clean.detach())
     finally:
         handle.remove()
     assert len(noise.noises) == (2 if task_spec.get("pair_encoding") == "dual" else 1)
@@ -154,7 +159,9 @@ def test_smart_is_off_at_evaluation_and_without_labels(make_model, task, spec):
     plain.load_state_dict(smart.state_dict())
     inputs, labels = model_inputs(smart.config.tasks[task])
     smart.eval(), plain.eval()
-    torch.testing.assert_close(smart(task=task, labels=labels, **inputs).loss, plain(task=task, labels=labels, **inputs).loss)
+    torch.testing.assert_close(
+        smart(task=task, labels=labels, **inputs).loss, plain(task=task, labels=labels, **inputs).loss
+    )
     smart.train()
     assert smart(task=task, **inputs).loss is None
 

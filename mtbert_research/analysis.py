@@ -6,8 +6,8 @@
   whose colours are normalised per row;
 - similarity (STS): predicted against gold scores as a scatter PNG, Pearson and Spearman in its title.
 
-``examples/analyze.py`` is the command line. Only the tasks the model has are analysed; a task whose dev file is
-missing is skipped with a note.
+``examples/analyze.py`` is the command line; the charts need matplotlib (the ``research`` extra). Only the tasks the
+model has are analysed; a task whose dev file is missing is skipped with a note.
 """
 
 from __future__ import annotations
@@ -19,10 +19,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# A task kind → what is analysed for it.
 PAIR_CLASSIFICATION = "pair_classification"
 SENTENCE_CLASSIFICATION = "sentence_classification"
 PAIR_REGRESSION = "pair_regression"
+
+# What is analysed for a task: binary pair classification → accuracy on paraphrases / non-paraphrases and the most
+# confident errors; any other classification (sentences, 3-way NLI pairs) → a confusion matrix; regression → a
+# scatter of predicted against gold.
+PARAPHRASE, CONFUSION, REGRESSION = "paraphrase", "confusion", "regression"
+
+
+def analysis_kind(spec: dict[str, Any]) -> str:
+    """``PARAPHRASE``, ``CONFUSION`` or ``REGRESSION`` for a task specification."""
+    if spec["kind"].endswith("_regression"):
+        return REGRESSION
+    if spec["kind"] == PAIR_CLASSIFICATION and int(spec.get("num_labels") or 2) <= 2:
+        return PARAPHRASE
+    return CONFUSION
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -208,32 +221,28 @@ def plot_regression_scatter(
 @dataclass
 class AnalysisReport:
     model: str
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task → its analysis (with "kind")
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task → its analysis ("kind", "analysis")
     skipped: dict[str, str] = field(default_factory=dict)  # task → why
     files: list[str] = field(default_factory=list)
 
 
 def load_model(model_dir: str, device: str | None = None):
-    """``(model, tokenizer)`` of a saved mtbert model folder, in eval mode on ``device`` (default: cuda if any)."""
+    """``(model, tokenizer)`` of a saved mtbert model folder (``mtbert.loading``: safetensors only, float32), in
+    eval mode on ``device`` (default: cuda if any)."""
     import torch
-    from transformers import AutoTokenizer
 
-    from .modeling_mtbert import MultitaskBertModel
+    from mtbert.loading import load_model_and_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = MultitaskBertModel.from_pretrained(model_dir, dtype="float32")
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.eval()
-    return model, tokenizer
+    return load_model_and_tokenizer(model_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def load_dev_sets(
     model, tokenizer, data_dir: str, tasks: Sequence[str] | None = None, max_seq_length: int = 128
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``({task: tokenized dev Dataset}, {task: why it was skipped})`` for the model's tasks (or ``tasks``)."""
-    from .arguments import DataArguments
-    from .data import DataFileError
-    from .run import load_tokenized
+    from mtbert.arguments import DataArguments
+    from mtbert.data import DataFileError
+    from mtbert.run import load_tokenized
 
     data_args = DataArguments(data_source="minbert", data_dir=data_dir, max_seq_length=max_seq_length)
     model_tasks = model.config.tasks
@@ -251,25 +260,23 @@ def load_dev_sets(
 
 
 def analyze_task(model, task: str, dataset, predictions: dict[str, np.ndarray], top_n: int = 5) -> dict[str, Any]:
-    """The analysis of one task's kind from ``predict_task``'s output on its dev ``dataset``."""
+    """The analysis of one task (see ``analysis_kind``) from ``predict_task``'s output on its dev ``dataset``."""
     spec = model.config.tasks[task]
-    kind = spec["kind"]
+    kind, analysis = spec["kind"], analysis_kind(spec)
     labels = np.asarray(dataset["label"])
-    if kind == PAIR_CLASSIFICATION:
+    if analysis == PARAPHRASE:
         result = paraphrase_analysis(dataset["id"], dataset["text"], dataset["text_pair"], labels,
                                      predictions["predictions"], predictions["scores"], top_n=top_n)
         result["score_name"] = "cosine" if spec.get("pair_encoding") == "cosine" else "P(paraphrase)"
         if spec.get("pair_encoding") == "cosine":
             result["threshold"] = spec.get("cosine_threshold")
-    elif kind == SENTENCE_CLASSIFICATION:
+    elif analysis == CONFUSION:
         names = spec.get("label_names") or [str(i) for i in range(spec["num_labels"])]
         result = classification_analysis(labels, predictions["predictions"], names)
-    elif kind == PAIR_REGRESSION:
+    else:
         result = regression_analysis(labels, predictions["predictions"])
         result["score_range"] = spec.get("score_range")
-    else:  # pragma: no cover - configuration_mtbert refuses other kinds
-        raise ValueError(f"task {task!r}: unknown kind {kind!r}")
-    result["kind"] = kind
+    result["kind"], result["analysis"] = kind, analysis
     return result
 
 
@@ -287,7 +294,7 @@ def analyze(
     tokenizer=None,
 ) -> AnalysisReport:
     """Predict the dev sets of a saved model and write ``analysis.md`` and the PNGs into ``output_dir``."""
-    from .predict import predict_task
+    from mtbert.predict import predict_task
 
     if model is None or tokenizer is None:
         model, tokenizer = load_model(model_dir, device)
@@ -301,14 +308,14 @@ def analyze(
         predictions = predict_task(model, task, dataset, batch_size=batch_size,
                                    pad_token_id=tokenizer.pad_token_id or 0, progress=progress)
         result = analyze_task(model, task, dataset, predictions, top_n=top_n)
-        if result["kind"] == SENTENCE_CLASSIFICATION:
+        if result["analysis"] == CONFUSION:
             path = os.path.join(output_dir, f"{task}_confusion_matrix.png")
             plot_confusion_matrix(result["confusion"], result["label_names"], path,
                                   f"{task.upper()} dev: accuracy {result['accuracy']:.3f} (n={result['n']})\n"
                                   "rows: true label, columns: predicted; colour: share of the row")
             result["png"] = path
             report.files.append(path)
-        elif result["kind"] == PAIR_REGRESSION:
+        elif result["analysis"] == REGRESSION:
             path = os.path.join(output_dir, f"{task}_scatter.png")
             plot_regression_scatter(result["gold"], result["predicted"], path, f"{task.upper()} dev",
                                     result.get("score_range"))
@@ -352,8 +359,8 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
         return os.path.relpath(path, output_dir) if output_dir else path
 
     for task, result in report.tasks.items():
-        kind = result["kind"]
-        if kind == PAIR_CLASSIFICATION:
+        analysis = result["analysis"]
+        if analysis == PARAPHRASE:
             lines += [f"## {task.upper()}: accuracy on subsets of the dev set", ""]
             lines += [
                 f"| | Overall {task.upper()} (n={result['n']}) | Paraphrases (n={result['n_paraphrases']}) | "
@@ -368,8 +375,10 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
             score = result.get("score_name", "score")
             threshold = f" (threshold {result['threshold']})" if result.get("threshold") is not None else ""
             for key, title, how in (
-                ("false_positives", "False positives", f"non-paraphrases predicted as paraphrases, highest {score} first"),
-                ("false_negatives", "False negatives", f"paraphrases predicted as non-paraphrases, lowest {score} first"),
+                ("false_positives", "False positives",
+                 f"non-paraphrases predicted as paraphrases, highest {score} first"),
+                ("false_negatives", "False negatives",
+                 f"paraphrases predicted as non-paraphrases, lowest {score} first"),
             ):
                 total = result[f"n_{key}"]
                 shown = result[key]
@@ -382,10 +391,11 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
                     lines += [f"| {i} | {_cell(e['text'])} | {_cell(e['text_pair'])} | {e['score']:.3f} |"
                               for i, e in enumerate(shown, 1)]
                     lines.append("")
-        elif kind == SENTENCE_CLASSIFICATION:
+        elif analysis == CONFUSION:
             names = result["label_names"]
             lines += [f"## {task.upper()}: confusion matrix", "",
-                      f"Accuracy {_fmt(result['accuracy'])} (n={result['n']}). Rows: true label; columns: predicted.", ""]
+                      f"Accuracy {_fmt(result['accuracy'])} (n={result['n']}). Rows: true label; columns: predicted.",
+                      ""]
             lines.append("| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " | recall |")
             lines.append("| --- | " + " | ".join("---:" for _ in names) + " | ---: |")
             for i, label in enumerate(names):
@@ -394,7 +404,7 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
             if result.get("png"):
                 lines += ["", f"![{task} confusion matrix]({rel(result['png'])})"]
             lines.append("")
-        elif kind == PAIR_REGRESSION:
+        elif analysis == REGRESSION:
             lines += [f"## {task.upper()}: predicted against gold", "",
                       f"Pearson {_fmt(result['pearson'])}, Spearman {_fmt(result['spearman'])}, "
                       f"mean absolute error {_fmt(result['mean_absolute_error'])} (n={result['n']}).", ""]
@@ -409,13 +419,13 @@ def summary(report: AnalysisReport) -> str:
     """A few lines for the terminal."""
     lines = []
     for task, r in report.tasks.items():
-        if r["kind"] == PAIR_CLASSIFICATION:
+        if r["analysis"] == PARAPHRASE:
             lines.append(f"{task}: accuracy {_fmt(r['accuracy'])} (paraphrases {_fmt(r['paraphrase_accuracy'])}, "
                          f"non-paraphrases {_fmt(r['non_paraphrase_accuracy'])}); "
                          f"{r['n_false_positives']} false positives, {r['n_false_negatives']} false negatives")
-        elif r["kind"] == SENTENCE_CLASSIFICATION:
+        elif r["analysis"] == CONFUSION:
             lines.append(f"{task}: accuracy {_fmt(r['accuracy'])} (n={r['n']})")
-        elif r["kind"] == PAIR_REGRESSION:
+        elif r["analysis"] == REGRESSION:
             lines.append(f"{task}: Pearson {_fmt(r['pearson'])}, Spearman {_fmt(r['spearman'])} (n={r['n']})")
     lines += [f"{task}: skipped ({why})" for task, why in report.skipped.items()]
     lines += [f"wrote {path}" for path in report.files]
@@ -424,6 +434,6 @@ def summary(report: AnalysisReport) -> str:
 
 __all__ = [
     "paraphrase_analysis", "classification_analysis", "regression_analysis", "confusion_matrix", "row_normalise",
-    "correlations", "plot_confusion_matrix", "plot_regression_scatter", "load_model", "load_dev_sets",
+    "correlations", "analysis_kind", "plot_confusion_matrix", "plot_regression_scatter", "load_model", "load_dev_sets",
     "analyze_task", "analyze", "render_markdown", "summary", "AnalysisReport",
 ]
