@@ -29,7 +29,7 @@ for seed in $SEEDS_BASELINE; do
   for task in sts sst qqp; do
     out="$RUNS/baseline/$task/seed$seed"
     [ -f "$out/metrics.json" ] && continue
-    $PY examples/single_task_baseline.py --task "$task" --seed "$seed" --model "$MODEL" --data_dir "$DATA" \
+    $PY examples/single_task_baseline.py --task "$task" --seed "$seed" --model_name_or_path "$MODEL" --data_dir "$DATA" \
       --output_dir "$out" --disable_tqdm "${BASELINE_EXTRA[@]}" > "$RUNS/baseline/$task.seed$seed.log" 2>&1 &
     pids+=($!)
   done
@@ -56,7 +56,7 @@ echo "runs done after $(( $(date +%s) - start )) s"
 seeds=()
 for folder in "$RUNS"/paper/cosent_ls_llrd/seed*; do [ -f "$folder/metrics.json" ] && seeds+=("$folder"); done
 if [ "${#seeds[@]}" -ge 2 ]; then
-  $PY examples/predict.py --model "${seeds[@]}" --data_dir "$DATA" --output_dir "$RUNS/ensemble" \
+  $PY examples/predict.py --model_name_or_path "${seeds[@]}" --data_dir "$DATA" --output_dir "$RUNS/ensemble" \
     --device "$( $PY -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')" > "$RUNS/ensemble.log" 2>&1
   tail -n 12 "$RUNS/ensemble.log"
 fi

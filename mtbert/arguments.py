@@ -7,6 +7,7 @@ any model or data is loaded, so a typo costs a second, not a download.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
@@ -47,6 +48,13 @@ class ModelArguments:
     hidden_dropout_prob: float | None = field(default=None, metadata={"help": "Override the backbone's dropout."})
     attention_probs_dropout_prob: float | None = field(default=None, metadata={"help": "Override attention dropout."})
     attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2, ..."})
+    default_task: str | None = field(
+        default=None,
+        metadata={
+            "help": "The task that the model and its pipeline run when no task= is given (saved in config.json); "
+            "default: the only task of a one-task model."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.tasks, str):
@@ -58,6 +66,13 @@ class ModelArguments:
         if not isinstance(self.tasks, dict) or not self.tasks:
             raise MultitaskConfigError("tasks must be a mapping of task name to settings (or a list of task names)")
         self.tasks = {name: normalize_task_spec(name, spec) for name, spec in self.tasks.items()}
+        if self.default_task is not None and self.default_task not in self.tasks:
+            from .loading import is_mtbert_checkpoint  # a checkpoint brings its own tasks (build_model checks those)
+
+            if not is_mtbert_checkpoint(self.model_name_or_path):
+                raise MultitaskConfigError(
+                    f"default_task {self.default_task!r} is not one of the tasks: {', '.join(self.tasks)}"
+                )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -88,7 +103,12 @@ class DataArguments:
     max_train_samples: dict | str | int | None = field(
         default=None, metadata={"help": "Per task {task: n} (or one n for all): random rows per epoch, redrawn."}
     )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Score only the first n dev rows."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Score only the first n dev rows (the dev leaderboard files hold them)."}
+    )
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Predict only the first n test rows (test leaderboard files are partial)."}
+    )
     write_predictions: bool = field(default=True, metadata={"help": "Write leaderboard files after training."})
 
     def __post_init__(self):
@@ -111,6 +131,9 @@ class DataArguments:
                 raise MultitaskConfigError("data_source: minbert needs data_dir (the folder of minBERT .csv files)")
             if self.data_dir and not os.path.isdir(self.data_dir):
                 raise MultitaskConfigError(f"data_dir {self.data_dir!r} is not a folder")
+        for name in ("max_eval_samples", "max_predict_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise MultitaskConfigError(f"{name} must be >= 1 (or unset for every row), got {getattr(self, name)}")
         if self.max_seq_length < 8:
             raise MultitaskConfigError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
 
@@ -253,6 +276,44 @@ def _split_task_overrides(argv: list[str]) -> tuple[list[str], dict[str, dict[st
     return rest, overrides
 
 
+USAGE = "%(prog)s [CONFIG.yaml] [--<setting> VALUE ...] [--tasks.<task>.<key> VALUE ...]"
+HELP_DESCRIPTION = """\
+Train one multitask BERT. Settings come from three places, later ones winning:
+
+positional arguments:
+  CONFIG.yaml           optional first argument: a YAML or JSON file of settings (any flag below, without --,
+                        plus tasks:, task_data:, extends: other.yaml); output_dir defaults to outputs/<file stem>
+  --<setting> VALUE     any flag below (TrainingArguments flags included)
+  --tasks.<task>.<key> VALUE
+                        one task setting (pooling, pair_encoding, classifier, loss_weight, ...); the value is
+                        read as YAML, so 0.5, true and [a, b] keep their types; --tasks.<task>.<key>=VALUE works too
+"""
+HELP_EPILOG = """\
+examples:
+  %(prog)s examples/configs/quickstart.yaml
+  %(prog)s examples/configs/quickstart.yaml --learning_rate 3e-5 --max_steps 100
+  %(prog)s examples/configs/quickstart.yaml --tasks.sts.pooling cls --tasks.qqp.loss_weight 0.5
+  %(prog)s config.yaml --model_name_or_path outputs/run --do_eval      # score a trained model, no training
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Flag defaults shown (as HfArgumentParser does), description and examples kept as written."""
+
+
+def build_parser() -> HfArgumentParser:
+    """The command-line parser of ``examples/train.py``: the three dataclasses' flags, with a help text that
+    explains the config file and the ``--tasks.<task>.<key>`` overrides (parsed before it, in :func:`parse_args`)."""
+    return HfArgumentParser(
+        ARGUMENT_CLASSES,
+        usage=USAGE,
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,  # a typo must not pick a flag by prefix
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, MultitaskTrainingArguments]:
     """Config file (optional first argument) → defaults; flags → overrides; everything validated."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -274,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         config["tasks"] = tasks
     if "output_dir" not in config and config_path:
         config["output_dir"] = os.path.join("outputs", os.path.splitext(os.path.basename(config_path))[0])
-    parser = HfArgumentParser(ARGUMENT_CLASSES, allow_abbrev=False)  # a typo must not pick a flag by prefix
+    parser = build_parser()
     parser.set_defaults(**config)
     model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True
@@ -287,3 +348,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     data_args.train_caps(model_args.tasks)
     data_args.task_sources(_checkpoint_tasks(model_args.model_name_or_path) or model_args.tasks)
     return model_args, data_args, training_args
+
+
+def add_argument_with_aliases(parser, name: str, *aliases: str, **kwargs) -> argparse.Action:
+    """``parser.add_argument(name, **kwargs)`` plus older spellings (``--model`` for ``--model_name_or_path``) that
+    set the same value and stay out of ``--help``. The helper scripts take the Trainer's names this way and still
+    accept the ones they used before."""
+    action = parser.add_argument(name, **kwargs)
+    alias_kwargs = {k: v for k, v in kwargs.items() if k not in ("default", "help", "required", "dest")}
+    for alias in aliases:
+        parser.add_argument(alias, dest=action.dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias_kwargs)
+    return action

@@ -4,8 +4,8 @@
   resuming and checkpoint averaging check for;
 - :class:`CheckpointAveragingCallback`: at the end of training, the model becomes the mean of the weights of the last
   N complete checkpoints;
-- :class:`ModelCardCallback`: writes mtbert's model card (heads, training settings, per-task ``model-index``) into
-  ``output_dir`` before a push, instead of the stock Trainer card.
+- :class:`ModelCardCallback`: writes mtbert's model card (heads, training settings, per-task ``model-index``) as
+  ``README.md`` into every saved checkpoint, and into ``output_dir`` before a push, instead of the stock card.
 
 ``MultitaskTrainer`` adds the first always and the others when its arguments ask for them.
 """
@@ -79,17 +79,30 @@ class CheckpointAveragingCallback(TrainerCallback):
 
 
 class ModelCardCallback(TrainerCallback):
-    """Renders ``<output_dir>/README.md`` from mtbert's ``model_card.md``: the model's heads, the training settings and
-    the latest per-task dev metrics of the log history. ``data_args`` names each task's dataset and split;
+    """Renders ``README.md`` from mtbert's ``model_card.md``: the model's heads, the training settings and the latest
+    per-task dev metrics of the log history. ``data_args`` names each task's dataset and split; ``examples``
+    (``{task: {"text", "text_pair"}}``, e.g. each task's first dev row) are the card's widget and usage inputs;
     ``card_kwargs`` (``license``, ``language``, ``tags``, ``finetuned_from``, ``dataset``, ``model_name``) are the
     stock ``create_model_card`` options. ``MultitaskTrainer.create_model_card`` (which ``push_to_hub`` calls) writes
-    through this callback."""
+    ``<output_dir>/README.md`` through this callback, and every saved ``checkpoint-<step>`` gets its own card (with
+    the dev metrics logged so far; rendering takes milliseconds). A card that cannot be rendered at a checkpoint is
+    logged as a warning and does not stop training."""
 
-    def __init__(self, data_args=None, **card_kwargs):
+    def __init__(self, data_args=None, examples=None, **card_kwargs):
         self.data_args = data_args
+        self.examples = examples
         self.card_kwargs = card_kwargs
 
-    def write(self, model, args, state, repo_id: str | None = None, **overrides) -> str:
+    def on_save(self, args, state, control, model=None, **kwargs):
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if args.should_save and model is not None and os.path.isdir(folder):
+            try:
+                self.write(model, args, state, folder=folder)
+            except Exception as error:  # noqa: BLE001 - a card is documentation: never lose a run over it
+                logger.warning("could not write the model card of %s: %s", folder, error)
+        return control
+
+    def write(self, model, args, state, repo_id: str | None = None, folder: str | None = None, **overrides) -> str:
         from .hub import eval_metrics_from_log_history, render_model_card
 
         options = {**self.card_kwargs, **{k: v for k, v in overrides.items() if v is not None}}
@@ -106,8 +119,10 @@ class ModelCardCallback(TrainerCallback):
             language=options.get("language") or "en",
             tags=[tags] if isinstance(tags, str) else tags,
             datasets=[dataset] if isinstance(dataset, str) else dataset,
+            examples=options.pop("examples", self.examples),
         )
-        os.makedirs(args.output_dir, exist_ok=True)
-        path = os.path.join(args.output_dir, "README.md")
+        folder = folder or args.output_dir
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "README.md")
         card.save(path)
         return path

@@ -64,6 +64,25 @@ CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
 }
 
 
+class LocalPipelines(dict):
+    """``custom_pipelines`` of a config built by the installed mtbert package.
+
+    ``config.json`` names the remote-code pipeline under ``custom_pipelines``, and ``transformers.pipeline`` demands
+    ``trust_remote_code=True`` for any task found there (``task in config.custom_pipelines``). When mtbert is
+    installed and imported, ``mtbert.hub.register_auto_classes`` registers the same pipeline task locally and lists it
+    in ``MultitaskBertConfig.local_pipeline_tasks``; this mapping then answers ``False`` to ``task in ...`` for those
+    tasks, so ``pipeline(model=path)`` infers the task from the one entry and builds it from ``PIPELINE_REGISTRY``
+    (the installed code) without remote code. Its items, and ``config.json``, are unchanged.
+    """
+
+    def __init__(self, pipelines: dict[str, Any], local_tasks=()):
+        super().__init__(pipelines)
+        self.local_tasks = tuple(local_tasks)
+
+    def __contains__(self, task) -> bool:
+        return super().__contains__(task) and task not in self.local_tasks
+
+
 class MultitaskConfigError(ValueError):
     """A configuration mistake, raised before any model weights are touched."""
 
@@ -199,9 +218,20 @@ class MultitaskBertConfig(PretrainedConfig):
         encoder_name_or_path (`str`): where the backbone weights came from, recorded for the model card.
         encoder_attn_implementation (`str`, *optional*): the backbone's attention (``eager``, ``sdpa``, ...); unset,
             each backbone gets SDPA where its family supports it and eager attention elsewhere.
+        default_task (`str`, *optional*): the task that the model's ``forward`` and the pipeline run when no
+            ``task=`` is given; unset, the only task of a one-task model (a model of several tasks then needs
+            ``task=``).
+
+    ``id2label``/``label2id`` are derived from the tasks: the labels of the default task (or of the only task) when
+    it is a classification task, else of the first classification task; a model without a classification task keeps
+    transformers' defaults. An ``id2label`` passed in (a saved config's) only picks which classification task comes
+    first, since config.json stores the tasks in sorted order. Every task's own labels stay in ``tasks``.
     """
 
     model_type = "mtbert"
+    #: pipeline tasks that the installed mtbert serves itself (``mtbert.hub.register_auto_classes`` sets this on the
+    #: installed class; a class loaded as remote code keeps it empty), see :class:`LocalPipelines`
+    local_pipeline_tasks = ()
 
     def __init__(
         self,
@@ -210,6 +240,7 @@ class MultitaskBertConfig(PretrainedConfig):
         shared_encoder: bool = True,
         encoder_name_or_path: str | None = None,
         encoder_attn_implementation: str | None = None,
+        default_task: str | None = None,
         **kwargs,
     ):
         if isinstance(encoder, PretrainedConfig):
@@ -226,9 +257,51 @@ class MultitaskBertConfig(PretrainedConfig):
         self.shared_encoder = bool(shared_encoder)
         self.encoder_name_or_path = encoder_name_or_path
         self.encoder_attn_implementation = encoder_attn_implementation
+        self.default_task = None
         kwargs.pop("hidden_size", None)
+        saved = kwargs.pop("id2label", None)  # derived from the tasks (set_default_task), as are these two
+        kwargs.pop("label2id", None)
+        kwargs.pop("num_labels", None)
         kwargs.setdefault("custom_pipelines", copy.deepcopy(CUSTOM_PIPELINES))
+        if type(self).local_pipeline_tasks and isinstance(kwargs["custom_pipelines"], dict):
+            kwargs["custom_pipelines"] = LocalPipelines(kwargs["custom_pipelines"], type(self).local_pipeline_tasks)
         super().__init__(**kwargs)
+        # config.json keeps its keys sorted, so the tasks' order is not the user's after a reload: a saved id2label
+        # that is some task's labels keeps naming that task
+        saved = [saved[key] for key in sorted(saved, key=int)] if isinstance(saved, dict) else []
+        self.set_default_task(default_task, saved_labels=saved)
+
+    def set_default_task(self, task: str | None, saved_labels: list[str] | None = None) -> None:
+        """Set ``default_task`` (checked: one of the tasks, or ``None``) and the ``id2label``/``label2id`` it
+        implies (see the class docstring; among the classification tasks, the one whose labels are ``saved_labels``,
+        by default the current ``id2label``, comes first)."""
+        if task is not None and (not isinstance(task, str) or task not in self.tasks):
+            raise MultitaskConfigError(f"default_task {task!r} is not one of the tasks: {', '.join(self.tasks)}")
+        self.default_task = task
+        if saved_labels is None and isinstance(getattr(self, "id2label", None), dict):
+            saved_labels = [self.id2label[key] for key in sorted(self.id2label)]  # keep naming the same task
+        labelled = self.label_task(saved_labels)
+        if labelled is not None:
+            names = self.tasks[labelled]["label_names"]
+            self.id2label = dict(enumerate(names))
+            self.label2id = {name: i for i, name in enumerate(names)}
+
+    def resolved_default_task(self) -> str | None:
+        """``default_task``, else the only task of a one-task model, else ``None``."""
+        if self.default_task is not None:
+            return self.default_task
+        return next(iter(self.tasks)) if len(self.tasks) == 1 else None
+
+    def label_task(self, saved_labels: list[str] | None = None) -> str | None:
+        """The task whose labels are ``id2label``: the default (or only) task when it is a classification task, else
+        the first classification task (the first whose labels are ``saved_labels``, the id2label of a saved config,
+        when there is one); ``None`` when no task has labels."""
+        default = self.resolved_default_task()
+        if default is not None and self.tasks[default]["label_names"]:
+            return default
+        labelled = [name for name, spec in self.tasks.items() if spec["label_names"]]
+        saved = [name for name in labelled if saved_labels and self.tasks[name]["label_names"] == list(saved_labels)]
+        return (saved or labelled or [None])[0]
 
     @property
     def encoder_config(self) -> PretrainedConfig:

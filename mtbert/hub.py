@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -51,6 +52,17 @@ HUB_TASK_TYPES = {
     "pair_regression": "sentence-similarity",
 }
 DATASET_NAMES = {"sst": "SST-5", "qqp": "Quora Question Pairs", "sts": "STS Benchmark"}
+#: Usage and widget examples of the known tasks when their own dev data is not at hand.
+DEFAULT_EXAMPLES = {
+    "sst": {"text": "a gripping, beautifully shot film"},
+    "qqp": {"text": "How do I learn Python?", "text_pair": "What is the best way to learn Python?"},
+    "sts": {"text": "A man is playing a guitar.", "text_pair": "A person plays an instrument."},
+}
+#: Neutral examples per head for any other task (never a sentiment sentence for a task that is not about sentiment).
+NEUTRAL_EXAMPLES = {
+    False: {"text": "The train leaves the station at noon."},
+    True: {"text": "A man is playing a guitar on stage.", "text_pair": "Someone is making music."},
+}
 
 _registered = False
 
@@ -61,7 +73,11 @@ _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register mtbert with ``AutoConfig``, ``AutoModel`` and the pipeline registry (idempotent)."""
+    """Register mtbert with ``AutoConfig``, ``AutoModel`` and the pipeline registry (idempotent).
+
+    Afterwards ``AutoModel.from_pretrained(path)`` and ``transformers.pipeline(model=path)`` (task inferred from
+    ``config.json``) load a saved mtbert model with the installed code, without ``trust_remote_code``.
+    """
     global _registered
     if _registered:
         return
@@ -72,11 +88,17 @@ def register_auto_classes() -> None:
     PIPELINE_REGISTRY.register_pipeline(
         PIPELINE_TASK, pipeline_class=MultitaskTextPipeline, pt_model=AutoModel, type="text"
     )
+    # Configs built from now on by this (installed) class serve the pipeline named in config.json's
+    # custom_pipelines from the registry above, so pipeline(model=path) needs no trust_remote_code
+    # (configuration_mtbert.LocalPipelines); a config loaded as remote code keeps asking for it.
+    MultitaskBertConfig.local_pipeline_tasks = (PIPELINE_TASK,)
     _registered = True
 
 
 def load_pipeline(model, tokenizer=None, **kwargs) -> MultitaskTextPipeline:
-    """The ``multitask-text-bert`` pipeline with mtbert's own code (no ``trust_remote_code``).
+    """The ``multitask-text-bert`` pipeline with mtbert's own code (no ``trust_remote_code``): what
+    ``transformers.pipeline(model=path)`` builds once mtbert is imported, with the folder checked first and the
+    weights read from safetensors only.
 
     ``model`` is a folder, a Hub id or a loaded :class:`MultitaskBertModel`; other arguments go to
     ``transformers.pipeline`` (``device``, ``batch_size``, ``revision``, ...). Weights load from safetensors only.
@@ -128,36 +150,66 @@ def resolve_base_model(encoder_name_or_path: str | None) -> str | None:
     return path if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", path) else None
 
 
-def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[str, Any]]:
-    """``{task: {dataset_id, dataset_config, dataset_name, split}}``: where each task's dev scores come from.
+def _local_name(paths: Iterable[str]) -> tuple[str, str]:
+    """``(folder name, files)`` of local files: the folder they share (or ``local``) and each as ``folder/name``."""
+    paths = [os.path.abspath(str(p)) for p in paths]
+    folders = {os.path.basename(os.path.dirname(p)) for p in paths}
+    folder = folders.pop() if len(folders) == 1 else "local"
+    return folder, ", ".join(f"{os.path.basename(os.path.dirname(p))}/{os.path.basename(p)}" for p in paths)
 
-    A task read from the minBERT folder names its benchmark's Hub dataset with minBERT's ``dev`` split; a Hub task its
-    dataset and dev split; a task read from local files has no Hub dataset and is left out. Without ``data_args`` the
-    default Hub source of each known task is assumed.
+
+def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[str, Any]]:
+    """``{task: {dataset_id, dataset_config, dataset_name, split, on_hub, files, origin}}``: where each task's dev
+    scores come from, for every task.
+
+    - minBERT folder: the CS224N re-split of the benchmark, which is not on the Hub: ``dataset_id`` is
+      ``cs224n-minbert-<task>`` (not a Hub id), the split ``dev``, ``files`` the dev file read and ``origin`` the
+      benchmark it was cut from;
+    - Hub dataset: its id, configuration and real dev split name (``validation`` unless ``splits`` says otherwise);
+      a Hub-style local folder is named by its folder name instead (``on_hub`` false);
+    - local files: the folder holding the dev file(s) as ``dataset_id`` and the dev file's name (without extension)
+      as the split.
+
+    Without ``data_args`` the default Hub source of ``sst``/``qqp``/``sts`` is assumed, and other tasks are listed
+    with an unrecorded source. Only ``on_hub`` entries belong in the card's ``datasets:`` list.
     """
-    from .data import HUB_SOURCES, HubSource, MinbertSource  # datasets is heavy: import only when a card is written
+    # datasets is heavy: import only when a card is written
+    from .data import HUB_SOURCES, MINBERT_FILES, FileSource, HubSource, MinbertSource
 
     try:
-        sources = data_args.task_sources(tasks) if data_args is not None else {}
-    except Exception:  # noqa: BLE001 - an unusable source simply leaves its task without a dataset entry
+        sources = data_args.task_sources(tasks) if data_args is not None else dict(HUB_SOURCES)
+    except Exception:  # noqa: BLE001 - an unusable source leaves its task with an unrecorded source
         sources = {}
     out = {}
     for task in tasks:
-        source = sources.get(task) if data_args is not None else HUB_SOURCES.get(task)
+        source = sources.get(task)
+        label = DATASET_NAMES.get(task, task)
+        entry = {"dataset_config": None, "on_hub": False, "files": None, "origin": None}
         if isinstance(source, MinbertSource):
-            hub = HUB_SOURCES.get(task)
-            if hub is not None:
-                name = f"{DATASET_NAMES.get(task, hub.path)} (CS224N minBERT files)"
-                out[task] = {"dataset_id": hub.path, "dataset_config": hub.name, "dataset_name": name, "split": "dev"}
+            dev_file = MINBERT_FILES[task].dev
+            entry.update(
+                dataset_id=f"cs224n-minbert-{task}",
+                dataset_name=f"{label} (CS224N minBERT split)",
+                split="dev",
+                files=f"{os.path.basename(os.path.abspath(source.data_dir))}/{dev_file}",
+                origin=HUB_SOURCES[task].path if task in HUB_SOURCES else None,
+            )
         elif isinstance(source, HubSource):
             split = source.splits.get("dev", "validation")
-            name = DATASET_NAMES.get(task, source.path)
-            out[task] = {
-                "dataset_id": source.path,
-                "dataset_config": source.name,
-                "dataset_name": name,
-                "split": split,
-            }
+            if os.path.exists(source.path):  # a folder laid out like a Hub dataset
+                folder = os.path.basename(os.path.abspath(source.path))
+                entry.update(dataset_id=folder, dataset_name=f"{label} (local folder)", split=split, files=folder)
+            else:
+                entry.update(dataset_id=source.path, dataset_config=source.name, on_hub=True, split=split,
+                             dataset_name=label if task in DATASET_NAMES else source.path)
+        elif isinstance(source, FileSource) and source.data_files.get("dev"):
+            dev = source.data_files["dev"]
+            folder, names = _local_name(dev)
+            split = os.path.splitext(os.path.basename(str(dev[0])))[0] if len(dev) == 1 else "dev"
+            entry.update(dataset_id=folder, dataset_name=f"{folder} (local files)", split=split, files=names)
+        else:
+            entry.update(dataset_id=task, dataset_name=f"{task} (data source not recorded)", split="dev")
+        out[task] = entry
     return out
 
 
@@ -186,15 +238,47 @@ def eval_metrics_from_log_history(log_history: Iterable[Mapping[str, Any]]) -> d
     return {}
 
 
-def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
+def examples_from_data(data: Mapping[str, Mapping[str, Any]], split: str = "dev") -> dict[str, dict[str, str]]:
+    """``{task: {"text": ..., "text_pair": ...}}``: the first row of each task's ``split`` (``{task: {split:
+    Dataset}}`` with mtbert's ``text``/``text_pair`` columns, as :func:`mtbert.run.load_tokenized` returns)."""
+    out = {}
+    for task, splits in data.items():
+        dataset = splits.get(split) if isinstance(splits, Mapping) else None
+        if dataset is None or len(dataset) == 0 or "text" not in dataset.column_names:
+            continue
+        row = dataset[0]
+        out[task] = {k: str(row[k]) for k in ("text", "text_pair") if row.get(k) is not None}
+    return out
+
+
+def task_examples(tasks: Mapping[str, dict], examples: Mapping[str, Mapping[str, str]] | None = None):
+    """``{task: {"text"[, "text_pair"]}}``: one input per task for the card's widget and usage code. A task's own
+    example (e.g. its first dev row, :func:`examples_from_data`) when it fits the head (a pair for a pair task),
+    else the known task's default, else a neutral sentence or pair."""
+    out = {}
+    for task, spec in tasks.items():
+        pair = head_class(spec).pair
+        keys = ("text", "text_pair") if pair else ("text",)
+        for candidate in ((examples or {}).get(task), DEFAULT_EXAMPLES.get(task), NEUTRAL_EXAMPLES[pair]):
+            if candidate and all(str(candidate.get(k) or "").strip() for k in keys):
+                out[task] = {k: str(candidate[k]).strip() for k in keys}
+                break
+    return out
+
+
+def _example_literal(example: Mapping[str, str]) -> str:
+    """The pipeline input as Python source: a string, or a ``{"text", "text_pair"}`` dict."""
+    value = example["text"] if len(example) == 1 else dict(example)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _task_rows(config: MultitaskBertConfig, examples=None) -> list[dict[str, Any]]:
     rows = []
+    inputs = task_examples(config.tasks, examples)
     for name, spec in config.tasks.items():
         kind, head = spec["kind"], head_class(spec)
         what = "two sentences" if head.pair else "one sentence"
-        if head.pair:
-            example = '{"text": "How do I learn Python?", "text_pair": "What is the best way to learn Python?"}'
-        else:
-            example = '"a gripping, beautifully shot film"'
+        example = _example_literal(inputs[name])
         if spec["label_names"]:
             description = f"the label of {what} ({', '.join(spec['label_names'])})"
             output, example_output = '`{"label", "score"}`', "{'label': ..., 'score': ...}"
@@ -203,7 +287,9 @@ def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
         else:
             low, high = spec["score_range"]
             description = f"a score for {what}, from {low:g} to {high:g}"
-            output, example_output = '`{"score"}`', "{'score': ...}"
+            output, example_output = f'`{{"label": "{name}", "score"}}`', f"{{'label': '{name}', 'score': ...}}"
+        if not head.pair:  # a string in: a one-item list out, as the stock text-classification pipeline answers
+            example_output = f"[{example_output}]"
         rows.append(
             {
                 "name": name,
@@ -212,6 +298,9 @@ def _task_rows(config: MultitaskBertConfig) -> list[dict[str, Any]]:
                 "description": description,
                 "output": output,
                 "example": example,
+                "example_text": json.dumps(inputs[name]["text"], ensure_ascii=False),
+                "example_pair": json.dumps(inputs[name].get("text_pair"), ensure_ascii=False),
+                "layout": head.layout,
                 "example_output": example_output,
                 "input_format": head.describe_input(spec),
                 "pooling": spec["pooling"],
@@ -279,8 +368,11 @@ def build_card_data(
     language: str | list[str] = "en",
     tags: Iterable[str] | None = None,
     datasets: Iterable[str] | None = None,
+    examples: Mapping[str, Mapping[str, str]] | None = None,
 ):
-    """The card's YAML metadata: ``model-index`` (one result per task and metric), base model, datasets, tags."""
+    """The card's YAML metadata: ``model-index`` (one result per task and metric, each with the dataset its dev scores
+    came from), base model, the Hub datasets used, tags, and ``widget`` examples (one per task, ``text`` and for a
+    pair task ``text_pair``; see :func:`task_examples`)."""
     from huggingface_hub import EvalResult, ModelCardData
 
     config = model.config
@@ -289,9 +381,7 @@ def build_card_data(
     sources = task_datasets(config.tasks, data_args)
     results, metric_ids = [], []
     for task, values in task_metrics(metrics, config.tasks).items():
-        source = sources.get(task)
-        if source is None:
-            continue
+        source = sources[task]
         kind = config.tasks[task]["kind"]
         for metric, value in values.items():
             metric_id, metric_name = METRIC_IDS[metric]
@@ -309,7 +399,8 @@ def build_card_data(
                     metric_value=round(value, 6),
                 )
             )
-    dataset_ids = [s["dataset_id"] for s in sources.values()] + list(datasets or [])
+    dataset_ids = [s["dataset_id"] for s in sources.values() if s["on_hub"]] + list(datasets or [])
+    widget = [{**example, "example_title": task} for task, example in task_examples(config.tasks, examples).items()]
     all_tags = ["mtbert", "multitask", "bert", "text-classification", "sentence-similarity", "custom_code"]
     all_tags += [t for t in (tags or []) if t not in all_tags]
     return ModelCardData(
@@ -323,6 +414,7 @@ def build_card_data(
         metrics=list(dict.fromkeys(metric_ids)) or None,
         model_name=model_name,
         eval_results=results or None,
+        widget=widget or None,
     )
 
 
@@ -339,10 +431,13 @@ def render_model_card(
     tags: Iterable[str] | None = None,
     datasets: Iterable[str] | None = None,
     template_path: str | os.PathLike | None = None,
+    examples: Mapping[str, Mapping[str, str]] | None = None,
 ):
     """Render ``model_card.md`` into a ``huggingface_hub.ModelCard`` (save it as the repo's ``README.md``).
 
-    ``metrics`` are the trainer's ``eval_*`` results; ``training_args``/``data_args`` fill the training section.
+    ``metrics`` are the trainer's ``eval_*`` results; ``training_args``/``data_args`` fill the training section and
+    name each task's dataset; ``examples`` (``{task: {"text", "text_pair"}}``, e.g. :func:`examples_from_data`) are
+    the widget and usage inputs, a neutral one per head where a task has none.
     """
     from huggingface_hub import ModelCard
 
@@ -361,14 +456,19 @@ def render_model_card(
         language=language,
         tags=tags,
         datasets=datasets,
+        examples=examples,
     )
     sources = task_datasets(config.tasks, data_args)
     eval_rows = [
         {"task": task, "metric_name": METRIC_IDS[m][1], "value": v, **sources[task]}
         for task, values in task_metrics(metrics, config.tasks).items()
-        if task in sources
         for m, v in values.items()
     ]
+    task_rows = _task_rows(config, examples)
+    # the AutoModel example: a task whose input the tokenizer builds alone (one sentence, or a [SEP]-joined pair)
+    auto_row = next((t for t in task_rows if t["layout"] == "single"), None) or next(
+        (t for t in task_rows if t["layout"] == "joined"), None
+    )
     average = (metrics or {}).get("eval_average")
     average = float(average) if isinstance(average, (int, float)) and math.isfinite(average) else None
     encoder = {"model_type": "bert", "max_position_embeddings": 512, **config.encoder}
@@ -383,7 +483,8 @@ def render_model_card(
         encoder_source=getattr(config, "encoder_name_or_path", None),
         shared_encoder=config.shared_encoder,
         num_parameters=f"{num_parameters / 1e6:.1f}M" if num_parameters >= 1e5 else f"{num_parameters:,}",
-        task_rows=_task_rows(config),
+        task_rows=task_rows,
+        auto_row=auto_row,
         eval_rows=eval_rows,
         eval_average=average,
         training=_training_rows(training_args, data_args),
@@ -446,6 +547,7 @@ def push_to_hub(
     language: str | list[str] = "en",
     tags: Iterable[str] | None = None,
     base_model: str | None = None,
+    examples: Mapping[str, Mapping[str, str]] | None = None,
     api=None,
 ):
     """Create (or reuse) ``repo_id`` and upload model, tokenizer, code, pipeline and card in one commit.
@@ -466,6 +568,7 @@ def push_to_hub(
         license=license,
         language=language,
         tags=tags,
+        examples=examples,
     )
     with tempfile.TemporaryDirectory(prefix="mtbert-push-") as folder:
         files = save_for_hub(
@@ -490,6 +593,8 @@ __all__ = [
     "save_for_hub",
     "push_to_hub",
     "task_datasets",
+    "task_examples",
+    "examples_from_data",
     "task_metrics",
     "eval_metrics_from_log_history",
     "model_card_template_path",

@@ -240,16 +240,45 @@ class MultitaskBertModel(PreTrainedModel):
         ``encoder_kwargs`` override backbone settings, e.g. ``{"hidden_dropout_prob": 0.3}`` as in the paper.
         Heads are freshly initialised. Weights are loaded in float32 whatever dtype the checkpoint was saved in.
         """
+        import logging
+
+        from transformers.utils import logging as hf_logging
+
         kwargs = dict(encoder_kwargs or {})
         config_kwargs.setdefault("encoder_attn_implementation", kwargs.pop("attn_implementation", None))
-        if kwargs:
-            model_type = AutoConfig.from_pretrained(encoder_name_or_path).model_type
-            kwargs = family_config_kwargs(model_type, kwargs)
-        kwargs["dtype"] = torch.float32
+        # transformers would print the backbone config (once per load) and a load report shouting UNEXPECTED for the
+        # pooler left out here: quiet during the load, then one line (and a warning for weights really missing)
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
-            backbone = AutoModel.from_pretrained(encoder_name_or_path, add_pooling_layer=False, **kwargs)
-        except TypeError:
-            backbone = AutoModel.from_pretrained(encoder_name_or_path, **kwargs)
+            if kwargs:
+                model_type = AutoConfig.from_pretrained(encoder_name_or_path).model_type
+                kwargs = family_config_kwargs(model_type, kwargs)
+            kwargs["dtype"] = torch.float32
+            kwargs["output_loading_info"] = True
+            try:
+                backbone, info = AutoModel.from_pretrained(encoder_name_or_path, add_pooling_layer=False, **kwargs)
+            except TypeError:
+                backbone, info = AutoModel.from_pretrained(encoder_name_or_path, **kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+        log = logging.getLogger(__name__)
+        unused = sorted(info.get("unexpected_keys") or ())
+        note = "pooler weights not used" if unused and all(k.startswith("pooler.") for k in unused) else (
+            f"{len(unused)} checkpoint weights not used: {', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}"
+        )
+        log.info(
+            "loaded backbone %s (%s, %.1fM parameters%s)", encoder_name_or_path, backbone.config.model_type,
+            sum(p.numel() for p in backbone.parameters()) / 1e6, f"; {note}" if unused else "",
+        )
+        missing = sorted(info.get("missing_keys") or ())
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            log.warning("backbone %s: %d weights not in the checkpoint, initialised at random: %s",
+                        encoder_name_or_path, len(missing), shown)
         config = cls.config_class(
             encoder=backbone.config.to_dict(),
             tasks=tasks,
@@ -285,10 +314,13 @@ class MultitaskBertModel(PreTrainedModel):
             encoder.set_input_embeddings(value)
 
     def _resolve_task(self, task: str | None) -> str:
-        if task is None:
-            if len(self.config.tasks) == 1:
-                return next(iter(self.config.tasks))
-            raise MultitaskConfigError(f"pass task=..., one of {', '.join(self.config.tasks)}")
+        if task is None:  # the config's default_task, else the only task
+            default = self.config.resolved_default_task()
+            if default is not None:
+                return default
+            raise MultitaskConfigError(
+                f"pass task=..., one of {', '.join(self.config.tasks)} (or set the config's default_task)"
+            )
         if task not in self.config.tasks:
             raise MultitaskConfigError(f"unknown task {task!r}; this model has {', '.join(self.config.tasks)}")
         return task

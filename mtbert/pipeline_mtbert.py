@@ -4,13 +4,17 @@ This file is remote code: it is copied next to every saved checkpoint (``config.
 ``custom_pipelines``), so ``pipeline(model=<repo or folder>, trust_remote_code=True)`` works without mtbert
 installed. It imports only torch, transformers and its sibling ``configuration_mtbert``.
 
-Inputs: one string, a ``{"text": ..., "text_pair": ...}`` dict (pair tasks), or a list of either. Outputs:
-``{"label", "score"}`` for classification (a list of the ``top_k`` best with ``top_k=``), ``{"label", "score"}``
-for paraphrase, ``{"score"}`` for similarity.
+Inputs: one string, a ``{"text": ..., "text_pair": ...}`` dict (pair tasks), or a list of either. Outputs are
+shaped as the stock ``text-classification`` pipeline shapes them (``[{"label", "score"}]`` for a string, one
+``{"label", "score"}`` per input of a list, ``top_k``, ``function_to_apply``); a score task (STS) answers
+``{"label": <task name>, "score": <score>}`` as a stock regression model does. See :class:`MultitaskTextPipeline`.
+With mtbert installed and imported, ``pipeline(model=<folder or repo>)`` builds this class from the installed code
+without ``trust_remote_code`` (``configuration_mtbert.LocalPipelines``).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -21,6 +25,8 @@ from .heads_mtbert import encode_texts, head_class
 PIPELINE_TASK = "multitask-text-bert"
 
 _NOT_GIVEN = object()
+#: ``function_to_apply`` values, as in transformers' ``text-classification`` pipeline
+FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -112,12 +118,30 @@ def normalize_input(item: Any, task: str, spec: dict[str, Any], position: int | 
 
 
 class MultitaskTextPipeline(Pipeline):
-    """Run one task of a multitask BERT on strings or sentence pairs.
+    """Run one task of a multitask BERT on strings or sentence pairs, answering as ``text-classification`` does.
 
-    Call it with ``task=`` (any of ``model.config.tasks``; optional when the model has one task), ``top_k=`` (the
-    ``k`` most likely labels of a classification task, ``None`` for all), ``max_length=`` (truncation; default
+    Call it with ``task=`` (any of ``model.config.tasks``; optional when the config has a ``default_task`` or the
+    model has one task), ``top_k=``, ``function_to_apply=``, ``max_length=`` (truncation; default
     ``config.max_seq_length`` when the checkpoint records it, else the encoder's position limit) and
     ``batch_size=``. Inputs are tokenized exactly as in training and padded like mtbert's collator.
+
+    Outputs have the stock ``text-classification`` pipeline's shapes, input for input:
+
+    - a string → a one-item list ``[{"label", "score"}]``; a list (or tuple) of inputs → one ``{"label", "score"}``
+      per input; a single pair ``{"text", "text_pair"}`` → one ``{"label", "score"}`` (not in a list: the stock
+      pipeline answers a pair dict so too).
+    - ``top_k=k``: a list of the ``k`` best ``{"label", "score"}``, best first, per input (a string or pair then
+      gives that list, a list of inputs a list of them); ``top_k=None``: every label. ``return_all_scores=True`` is
+      the deprecated spelling of ``top_k=None``.
+    - classification tasks: ``label`` is the task's label name (``config.tasks[task]["label_names"]``), ``score``
+      the probability of that label (``function_to_apply="softmax"``, the default), or ``"sigmoid"``/``"none"``
+      applied to the head's logits. A two-label pair head has one logit ``z`` (the log-odds of the second label):
+      ``"softmax"`` and ``"sigmoid"`` both give ``[1 - sigmoid(z), sigmoid(z)]``, ``"none"`` the log-odds
+      ``[-z, z]``. A ``cosine`` paraphrase head answers the label and the cosine similarity itself (no ``top_k``,
+      ``function_to_apply`` only ``"none"``).
+    - score tasks (``pair_regression``/``sentence_regression``, e.g. STS): ``{"label": <task name>, "score":
+      <predicted score in score_range>}``, as a stock regression model answers ``{"label": "LABEL_0", "score"}``;
+      ``top_k`` gives that one entry in a list, ``function_to_apply`` may only be ``"none"``.
     """
 
     _load_tokenizer = True
@@ -136,29 +160,51 @@ class MultitaskTextPipeline(Pipeline):
     # -- parameters ------------------------------------------------------------------------------------------
 
     def _resolve_task(self, task: str | None) -> str:
-        tasks = self.model.config.tasks
+        config = self.model.config
+        tasks = config.tasks
         if task is None:
-            if len(tasks) == 1:
-                return next(iter(tasks))
-            raise ValueError(f"pass task=..., one of {', '.join(tasks)} (this model has {len(tasks)} tasks)")
+            default = getattr(config, "default_task", None)
+            if default is None and len(tasks) == 1:
+                default = next(iter(tasks))
+            if default is not None:
+                return default
+            raise ValueError(
+                f"pass task=..., one of {', '.join(tasks)} (this model has {len(tasks)} tasks and no default_task)"
+            )
         if not isinstance(task, str) or task not in tasks:
             raise ValueError(f"unknown task {task!r}; this model has {', '.join(tasks)}")
         return task
 
-    def _sanitize_parameters(self, task=None, top_k=_NOT_GIVEN, max_length=None, **unknown):
+    def _sanitize_parameters(
+        self, task=None, top_k=_NOT_GIVEN, function_to_apply=None, return_all_scores=None, max_length=None, **unknown
+    ):
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown argument(s) {', '.join(sorted(unknown))}; "
-                "it takes task, top_k, max_length, batch_size"
+                "it takes task, top_k, function_to_apply, max_length, batch_size"
             )
         preprocess, forward, postprocess = {}, {}, {}
         if task is not None:
             task = self._resolve_task(task)
             preprocess["task"] = forward["task"] = postprocess["task"] = task
+        if return_all_scores is not None:
+            warnings.warn(
+                "return_all_scores is deprecated (as in transformers' text-classification pipeline): use top_k=None "
+                "for every label's score, or leave top_k out for the best one",
+                FutureWarning,
+                stacklevel=3,
+            )
+            if return_all_scores and top_k is _NOT_GIVEN:
+                top_k = None
         if top_k is not _NOT_GIVEN:
             if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
                 raise ValueError(f"top_k must be a positive integer or None (all labels), got {top_k!r}")
             postprocess["top_k"] = top_k
+        if function_to_apply is not None:
+            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
+            if name not in FUNCTIONS:
+                raise ValueError(f"function_to_apply must be one of {', '.join(FUNCTIONS)}, got {function_to_apply!r}")
+            postprocess["function_to_apply"] = name
         if max_length is not None:
             if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4:
                 raise ValueError(f"max_length must be an integer >= 4, got {max_length!r}")
@@ -179,7 +225,8 @@ class MultitaskTextPipeline(Pipeline):
     # -- calling ---------------------------------------------------------------------------------------------
 
     def __call__(self, inputs, *args, **kwargs):
-        """``inputs``: a string, a ``{"text", "text_pair"}`` dict, or a list (or tuple) of them."""
+        """``inputs``: a string, a ``{"text", "text_pair"}`` dict, or a list (or tuple) of them; see the class
+        docstring for what comes back."""
         if isinstance(inputs, tuple):
             inputs = list(inputs)
         if isinstance(inputs, list) and not inputs:
@@ -192,20 +239,33 @@ class MultitaskTextPipeline(Pipeline):
                 normalize_input(item, task, spec, position)
         elif isinstance(inputs, (str, dict)) or inputs is None:
             normalize_input(inputs, task, spec)
-        if "top_k" in kwargs or "top_k" in self._postprocess_params:
+        ranked = "top_k" in kwargs or bool(kwargs.get("return_all_scores")) or "top_k" in self._postprocess_params
+        if ranked:
             self._check_top_k(task, spec)
+        function = kwargs.get("function_to_apply", self._postprocess_params.get("function_to_apply"))
+        if function is not None:
+            self._check_function(task, spec, str(getattr(function, "value", function)).lower())
         kwargs["task"] = task
-        return super().__call__(inputs, *args, **kwargs)
+        result = super().__call__(inputs, *args, **kwargs)
+        if isinstance(inputs, str) and not ranked:  # as the stock pipeline: a string gets a one-item list
+            return [result]
+        return result
 
     def _check_top_k(self, task: str, spec: dict[str, Any]) -> None:
-        head = self.model.task_head(task)
-        if spec["label_names"] is None:
-            raise ValueError(f"top_k applies to classification tasks; {task!r} predicts a score")
-        if not head.objective.has_probabilities:
+        if spec["label_names"] is not None and not self.model.task_head(task).objective.has_probabilities:
             raise ValueError(
                 f"top_k needs class probabilities; task {task!r} compares a cosine similarity with "
                 f"cosine_threshold={spec['cosine_threshold']}"
             )
+
+    def _check_function(self, task: str, spec: dict[str, Any], function: str) -> None:
+        if function == "none" or self.model.task_head(task).objective.has_probabilities:
+            return
+        what = (
+            "predicts a score" if spec["label_names"] is None
+            else f"compares a cosine similarity with cosine_threshold={spec['cosine_threshold']}"
+        )
+        raise ValueError(f"function_to_apply={function!r} needs class logits; task {task!r} {what}: use 'none'")
 
     def preprocess(self, inputs, task: str | None = None, max_length: int | None = None) -> dict[str, Any]:
         task = self._resolve_task(task)
@@ -228,25 +288,44 @@ class MultitaskTextPipeline(Pipeline):
         predictions, scores = self.model.postprocess(task, logits)
         return {"logits": logits.float(), "predictions": predictions, "scores": scores.float()}
 
-    def postprocess(self, model_outputs: dict[str, torch.Tensor], task: str | None = None, top_k=_NOT_GIVEN):
+    def label_scores(self, task: str, logits: torch.Tensor, function: str | None = None) -> torch.Tensor | None:
+        """One row's score per label of a classification task with probabilities (``function_to_apply`` applied;
+        ``None`` = softmax, the head's own probabilities), or ``None`` for a cosine or score head."""
+        objective = self.model.task_head(task).objective
+        if not objective.has_probabilities:
+            return None
+        logits = logits.float()
+        if logits.dim() == 0:  # a two-label head's one logit z: the log-odds of the second label
+            if function == "none":
+                return torch.stack([-logits, logits])
+            return objective.probabilities(logits[None])[0]
+        if function == "sigmoid":
+            return torch.sigmoid(logits)
+        if function == "none":
+            return logits
+        return objective.probabilities(logits[None])[0]
+
+    def postprocess(
+        self, model_outputs: dict[str, torch.Tensor], task: str | None = None, top_k=_NOT_GIVEN, function_to_apply=None
+    ):
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
         labels = spec["label_names"]
-        score = float(model_outputs["scores"][0].item())
         if top_k is not _NOT_GIVEN:
             self._check_top_k(task, spec)
-        if labels is None:  # a score
-            return {"score": score}
-        prediction = int(model_outputs["predictions"][0].item())
-        objective = self.model.task_head(task).objective
-        if not objective.has_probabilities:  # a cosine head: the score is the cosine similarity itself
-            return {"label": labels[prediction], "score": score}
-        probs = objective.probabilities(model_outputs["logits"][:1])[0]
+        if function_to_apply is not None:
+            self._check_function(task, spec, function_to_apply)
+        scores = self.label_scores(task, model_outputs["logits"][0], function_to_apply)
+        if scores is None:  # a score task (the task's name as its one label), or a cosine paraphrase head
+            score = float(model_outputs["scores"][0].item())
+            label = task if labels is None else labels[int(model_outputs["predictions"][0].item())]
+            best = [{"label": label, "score": score}]
+        else:
+            order = sorted(range(len(labels)), key=lambda i: -float(scores[i]))  # stable: ties keep label order
+            best = [{"label": labels[i], "score": float(scores[i])} for i in order]
         if top_k is _NOT_GIVEN:
-            return {"label": labels[prediction], "score": float(probs[prediction])}
-        k = len(labels) if top_k is None else min(top_k, len(labels))
-        values, indices = probs.topk(k)
-        return [{"label": labels[i], "score": float(v)} for v, i in zip(values.tolist(), indices.tolist())]
+            return best[0]
+        return best if top_k is None else best[:top_k]
 
 
 __all__ = ["MultitaskTextPipeline", "PIPELINE_TASK", "encode_texts", "collate_rows", "normalize_input"]

@@ -6,6 +6,7 @@ Prediction sorts rows by length so each batch pads little, then restores the ori
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any, Callable, Sequence
 
@@ -21,6 +22,34 @@ LEADERBOARD_FILES = {
     "qqp": ("para", "Predicted_Is_Paraphrase"),
     "sts": ("sts", "Predicted_Similiary"),
 }
+
+
+# A note beside the leaderboard files when some of them hold only the first rows of their split (a cap was set).
+PARTIAL_NOTE = "PARTIAL"
+# The data setting that caps each split's rows, named in the warning and the note.
+CAP_SETTINGS = {"dev": "max_eval_samples", "test": "max_predict_samples"}
+
+logger = logging.getLogger(__name__)
+
+
+class TaskSplits(dict):
+    """One task's ``{split: tokenized dataset}``, remembering the rows a split had before a cap (``full_rows``:
+    ``{split: rows}``, only for the capped splits), so the leaderboard files can say they are partial."""
+
+    def __init__(self, *args, full_rows: dict[str, int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.full_rows = dict(full_rows or {})
+
+
+def cap_splits(raw: dict[str, Any], caps: dict[str, int | None]) -> dict[str, int]:
+    """Keep only the first ``caps[split]`` rows of each split in ``raw`` (in place); returns ``{split: rows before}``
+    for the splits that lost rows."""
+    full_rows = {}
+    for split, cap in caps.items():
+        if cap and split in raw and len(raw[split]) > cap:
+            full_rows[split] = len(raw[split])
+            raw[split] = raw[split].select(range(cap))
+    return full_rows
 
 
 def _model_columns(dataset) -> list[str]:
@@ -138,9 +167,11 @@ def write_predictions(
     """Predict every ``{task: {split: tokenized dataset}}`` and write the leaderboard files into ``output_dir``.
 
     ``known`` holds predictions already made (e.g. the dev sets scored by the last evaluation), keyed by
-    ``(task, split)``, so they are not computed twice.
+    ``(task, split)``, so they are not computed twice. A split capped by ``max_eval_samples``/``max_predict_samples``
+    (a :class:`TaskSplits` with ``full_rows``) is written as it is, with a warning and a line in
+    ``<output_dir>/PARTIAL`` (the files keep the leaderboard format; a run without partial files removes the note).
     """
-    written = []
+    written, partial = [], []
     for task, splits in task_splits.items():
         kind = model.config.tasks[task]["kind"]
         for split, dataset in splits.items():
@@ -151,4 +182,17 @@ def write_predictions(
             path = os.path.join(output_dir, name)
             write_leaderboard_file(path, dataset["id"], result["predictions"], kind, column)
             written.append(path)
+            full = getattr(splits, "full_rows", {}).get(split)
+            if full is not None and full > len(dataset):
+                setting = CAP_SETTINGS.get(split, "a row cap")
+                partial.append(f"{name}: the first {len(dataset):,} of {full:,} rows ({setting} {len(dataset)})")
+                logger.warning("%s holds only the first %d of %d rows (%s): not a full leaderboard file",
+                               path, len(dataset), full, setting)
+    note = os.path.join(output_dir, PARTIAL_NOTE)
+    if partial:
+        with open(note, "w", encoding="utf-8") as handle:
+            handle.write("These leaderboard files hold only part of their split (rows capped by a data setting):\n")
+            handle.writelines(f"{line}\n" for line in partial)
+    elif os.path.exists(note) and written:  # files written anew in full: an earlier run's note no longer holds
+        os.remove(note)
     return written

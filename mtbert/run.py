@@ -22,7 +22,7 @@ from .configuration_mtbert import MultitaskConfigError
 from .data import DataFileError, load_task_data, tokenize_task
 from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
 from .modeling_mtbert import MultitaskBertModel
-from .predict import write_predictions
+from .predict import TaskSplits, cap_splits, write_predictions
 from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger("mtbert")
@@ -65,12 +65,16 @@ def build_model(model_args: ModelArguments) -> MultitaskBertModel:
     path = model_args.model_name_or_path
     if is_mtbert_checkpoint(path):
         logger.info("continuing from the mtbert checkpoint %s (its task heads are kept)", path)
-        return load_model(path)
+        model = load_model(path)
+        if model_args.default_task is not None:  # checked against the checkpoint's tasks
+            model.config.set_default_task(model_args.default_task)
+        return model
     return MultitaskBertModel.from_encoder_pretrained(
         path,
         tasks=model_args.tasks,
         shared_encoder=model_args.shared_encoder,
         encoder_kwargs=model_args.encoder_kwargs(),
+        default_task=model_args.default_task,
     )
 
 
@@ -82,9 +86,12 @@ def load_tokenized(
     sources = data_args.task_sources(tasks)  # each task's task_data entry, else data_source (test may be absent)
     for task, spec in tasks.items():
         raw = load_task_data(task, spec, sources[task], splits=splits)
-        if data_args.max_eval_samples and "dev" in raw:
-            raw["dev"] = raw["dev"].select(range(min(data_args.max_eval_samples, len(raw["dev"]))))
-        out[task] = {split: tokenize_task(ds, tokenizer, spec, data_args.max_seq_length) for split, ds in raw.items()}
+        caps = {"dev": data_args.max_eval_samples, "test": getattr(data_args, "max_predict_samples", None)}
+        full_rows = cap_splits(raw, caps)  # remembered: leaderboard files of capped splits say they are partial
+        out[task] = TaskSplits(
+            {split: tokenize_task(ds, tokenizer, spec, data_args.max_seq_length) for split, ds in raw.items()},
+            full_rows=full_rows,
+        )
     return out
 
 
@@ -102,11 +109,15 @@ def load_tokenizer_and_tasks(model_args: ModelArguments):
     path = model_args.model_name_or_path
     if is_mtbert_checkpoint(path):
         return load_tokenizer(path), load_config(path).tasks
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()  # the backbone's config is not dumped into the log here
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         tasks = model_args.tasks
     except OSError as error:
         raise MultitaskConfigError(f"could not load the backbone {path!r}: {error}") from None
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
     return tokenizer, tasks
 
 
@@ -135,7 +146,11 @@ def write_metrics(output_dir: str, metrics: dict[str, float]) -> str:
 def write_leaderboard_files(trainer, data: dict[str, dict[str, datasets.Dataset]], output_dir: str) -> list[str]:
     """minBERT leaderboard files (dev and test) for every task that has a test split; the dev predictions of the
     last ``trainer.evaluate()`` are reused."""
-    with_test = {t: {"dev": d["dev"], "test": d["test"]} for t, d in data.items() if "test" in d and "dev" in d}
+    with_test = {
+        t: TaskSplits({"dev": d["dev"], "test": d["test"]}, full_rows=getattr(d, "full_rows", None))
+        for t, d in data.items()
+        if "test" in d and "dev" in d
+    }
     return write_predictions(
         trainer.accelerator.unwrap_model(trainer.model),
         with_test,
@@ -146,7 +161,28 @@ def write_leaderboard_files(trainer, data: dict[str, dict[str, datasets.Dataset]
     )
 
 
-def push_final_model(trainer, metrics: dict[str, float], data_args: DataArguments):
+def write_model_card(trainer, metrics: dict[str, float], data_args: DataArguments, examples=None) -> str:
+    """``<output_dir>/README.md``: the model card a push would upload (``mtbert.hub.render_model_card``), written
+    locally beside the saved model with the final dev ``metrics``; ``examples`` are each task's widget and usage
+    inputs (``mtbert.hub.examples_from_data``). Main process only; nothing is pushed."""
+    from .hub import render_model_card
+
+    args = trainer.args
+    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id
+    card = render_model_card(
+        trainer.accelerator.unwrap_model(trainer.model),
+        metrics=metrics,
+        training_args=args,
+        data_args=data_args,
+        repo_id=repo_id or os.path.basename(os.path.abspath(args.output_dir)),
+        examples=examples,
+    )
+    path = os.path.join(args.output_dir, "README.md")
+    card.save(path)
+    return path
+
+
+def push_final_model(trainer, metrics: dict[str, float], data_args: DataArguments, examples=None):
     """One Hub commit with the final model, tokenizer, code and model card (``mtbert.hub.push_to_hub``), after any
     checkpoint upload (``hub_strategy``) still running has finished. Main process only."""
     from .hub import push_to_hub
@@ -167,6 +203,7 @@ def push_final_model(trainer, metrics: dict[str, float], data_args: DataArgument
         private=args.hub_private_repo,
         revision=args.hub_revision,
         commit_message="End of training",
+        examples=examples,
     )
 
 
@@ -202,4 +239,5 @@ __all__ = [
     "use_all_cores_when_alone",
     "write_leaderboard_files",
     "write_metrics",
+    "write_model_card",
 ]

@@ -141,6 +141,34 @@ class MultitaskBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def epoch_summary(self, epoch: int | None = None, steps: int | None = None) -> dict[str, dict[str, int]]:
+        """Per task, what the epoch's plan really draws (all ranks together): ``{"available": rows of the task,
+        "sampled": rows drawn, "batches": global batches}``; ``steps`` counts only the plan's first steps.
+
+        ``sampled`` is below ``available`` for a task capped by ``max_train_samples`` and above it for a small
+        task cycled under ``sum``/``pcgrad`` or drawn often under ``temperature`` sampling."""
+        summary = {t: {"available": self.sizes[t], "sampled": 0, "batches": 0} for t in self.tasks}
+        for step in self.plan(epoch)[:steps]:
+            for task, rows in step:
+                summary[task]["sampled"] += len(rows)
+                summary[task]["batches"] += 1
+        return summary
+
+    def describe(self, epoch: int | None = None) -> str:
+        """One line on the epoch's plan: per task, rows sampled of rows available and batches."""
+        summary = self.epoch_summary(epoch)
+        parts = []
+        for task, s in summary.items():
+            cap = self.max_samples.get(task)
+            note = f", max_train_samples {cap:,}" if cap and cap < s["available"] else ""
+            parts.append(f"{task} {s['sampled']:,} of {s['available']:,} rows in {s['batches']:,} batches{note}")
+        how = "one batch of every task per step" if self.all_tasks_per_step else f"{self.task_sampling} task order"
+        total = sum(s["sampled"] for s in summary.values())
+        return (
+            f"{total:,} rows and {len(self):,} steps per epoch ({how}, global batch {self.global_batch_size}): "
+            + "; ".join(parts)
+        )
+
     def _task_stream(self, task: str, rng: np.random.Generator) -> Iterator[np.ndarray]:
         """Endless global batches of one task: a fresh shuffle (capped at max_samples) per pass."""
         size, rows, g = self.sizes[task], self.rows_per_epoch(task), self.global_batch_size

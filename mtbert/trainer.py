@@ -217,6 +217,18 @@ class MultitaskTrainer(Trainer):
             rank=args.process_index,
             lengths=self.train_dataset.lengths() if args.group_by_length else None,
         )
+        if args.should_log:
+            logger.info("training data: %s", sampler.describe())
+            if args.max_steps > 0:
+                batches = args.max_steps * args.gradient_accumulation_steps
+                drawn = sum(s["sampled"] for s in sampler.epoch_summary(steps=batches).values())
+                if batches > len(sampler):  # several epochs: the first one's rate
+                    total = sum(s["sampled"] for s in sampler.epoch_summary().values())
+                    drawn = round(total * batches / len(sampler))
+                logger.info(
+                    "max_steps %d: training stops after %d batches, %s%s rows (an epoch has %d batches)",
+                    args.max_steps, batches, "about " if batches > len(sampler) else "", f"{drawn:,}", len(sampler),
+                )
         return MultitaskDataLoader(
             self.train_dataset,
             batch_sampler=sampler,
@@ -225,6 +237,14 @@ class MultitaskTrainer(Trainer):
             pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
         )
+
+    def num_examples(self, dataloader: DataLoader) -> int:
+        """The stock banner's ``Num examples``: for the training loader, the rows the multitask plan samples per
+        epoch (capped tasks count their ``max_train_samples``), not the rows of every task pooled."""
+        sampler = getattr(dataloader, "batch_sampler", None)
+        if isinstance(sampler, MultitaskBatchSampler):
+            return sum(s["sampled"] for s in sampler.epoch_summary().values())
+        return super().num_examples(dataloader)
 
     @staticmethod
     def _encoder_token_ids(inputs: dict[str, Any]) -> list[torch.Tensor]:

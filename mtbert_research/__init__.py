@@ -1,5 +1,5 @@
 """mtbert's research tools, kept apart from the product (``mtbert``): the paper's tables rerun over seeds, error
-analysis and plots. Install with ``pip install "mtbert[research]"`` (adds matplotlib for the charts).
+analysis and plots. Install with ``pip install -e ".[research]"`` from a clone (adds matplotlib for the charts).
 
 - ``tables``: the paper's Tables 1, 2, 3 and 5, each row a config in ``<config_dir>/paper/``.
 - ``profiles``: ``fast`` (a CPU shortcut, not the paper's setting) and ``paper``; one run's train.py arguments.

@@ -16,6 +16,19 @@ SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 
+def run_example_script(name: str, args: Sequence[str], timeout: int = 600):
+    """``python examples/<name>.py *args`` from the repository root (configs name their paths from there, as the
+    README runs them), offline, on one thread; returns the ``CompletedProcess`` (stdout and stderr captured)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, f"examples/{name}.py", *args], cwd=EXAMPLES_DIR.parent, env=env, capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
 def load_example_script(name: str):
     """``examples/<name>.py`` as a module, so a test can call its ``main(argv)`` in-process."""
     spec = importlib.util.spec_from_file_location(name, EXAMPLES_DIR / f"{name}.py")

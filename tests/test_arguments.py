@@ -207,3 +207,16 @@ def test_task_data_alone_needs_no_data_dir_and_merges_through_extends(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     with pytest.raises(ValueError, match="data_source: minbert needs data_dir"):
         parse_args([str(tmp_path / "child.yaml")])
+
+
+def test_help_shows_the_config_file_and_the_task_override_syntax(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        parse_args(["--help"])
+    assert excinfo.value.code == 0
+    text = capsys.readouterr().out
+    usage = text.splitlines()[0]
+    assert "[CONFIG.yaml]" in usage and "--tasks.<task>.<key> VALUE" in usage
+    assert "CONFIG.yaml" in text.split("options:")[0]  # explained before the flags, as a positional argument
+    assert "--tasks.sts.pooling cls" in text  # an example of the override syntax
+    assert "examples/configs/quickstart.yaml" in text
+    assert "--learning_rate" in text  # the dataclass flags are still listed

@@ -9,12 +9,11 @@ The backbone is a tiny random BERT saved to disk (with the real MiniLM tokenizer
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import run_example_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
@@ -33,12 +32,7 @@ def test_own_task_config_trains_four_tasks_and_writes_leaderboard_files_for_thre
         "--max_train_samples", json.dumps({"sst": 16, "qqp": 16, "sts": 16}), "--per_device_train_batch_size", "4",
         "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    # from the repository root: the config names its data folders relative to it, as the README runs it
-    result = subprocess.run(
-        [sys.executable, "examples/train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )
+    result = run_example_script("train", args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -48,7 +42,10 @@ def test_own_task_config_trains_four_tasks_and_writes_leaderboard_files_for_thre
 
     written = sorted(p.name for p in (out / "predictions").iterdir())
     minbert_files = [f"{prefix}-{split}-output.csv" for prefix in ("sst", "para", "sts") for split in ("dev", "test")]
-    assert written == sorted(minbert_files)  # and nothing for nli, which has no test split
+    # and nothing for nli, which has no test split; PARTIAL says the dev files hold only max_eval_samples rows
+    assert written == sorted([*minbert_files, "PARTIAL"])
+    partial = (out / "predictions" / "PARTIAL").read_text()
+    assert "sst-dev-output.csv: the first 12 of" in partial and "test-output" not in partial
     test_rows = (out / "predictions" / "sst-test-output.csv").read_text().splitlines()
     assert len(test_rows) == 1 + 60  # header + every test row of the (cut) minBERT file
 

@@ -84,7 +84,7 @@ def test_trains_and_writes_metrics(baseline, backbone, minbert_dir, tmp_path, ca
         [
             "--task",
             task,
-            "--model",
+            "--model_name_or_path",
             str(backbone),
             "--data_dir",
             str(minbert_dir),
@@ -92,11 +92,11 @@ def test_trains_and_writes_metrics(baseline, backbone, minbert_dir, tmp_path, ca
             str(out),
             "--max_train_samples",
             "32",
-            "--epochs",
+            "--num_train_epochs",
             "1",
-            "--batch_size",
+            "--per_device_train_batch_size",
             "8",
-            "--eval_batch_size",
+            "--per_device_eval_batch_size",
             "16",
             "--max_seq_length",
             "32",
@@ -111,10 +111,27 @@ def test_trains_and_writes_metrics(baseline, backbone, minbert_dir, tmp_path, ca
     assert metrics["train_rows"] == 32 and metrics["dev_rows"] == 16  # the malformed dev row was skipped
     assert metrics["train_runtime"] > 0 and metrics["train_samples_per_second"] > 0
     assert metrics["arguments"]["task"] == task and metrics["arguments"]["learning_rate"] == 1e-4
-    assert metrics["arguments"]["warmup"] == 0.1
+    assert metrics["arguments"]["warmup_steps"] == 0.1
     assert {"transformers", "torch", "datasets"} <= set(metrics["versions"])
     assert not any(p.name.endswith(".safetensors") for p in out.iterdir())  # no weights without --save_model
     assert f"{key}=" in capsys.readouterr().out
+
+
+def test_the_trainer_names_and_the_old_spellings(baseline):
+    """Arguments named as TrainingArguments names them; the script's earlier names still work, out of --help."""
+    new = baseline.build_parser().parse_args(
+        ["--task", "sts", "--output_dir", "o", "--model_name_or_path", "m", "--num_train_epochs", "2",
+         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--warmup_steps", "0.2"]
+    )
+    old = baseline.build_parser().parse_args(
+        ["--task", "sts", "--output_dir", "o", "--model", "m", "--epochs", "2", "--batch_size", "4",
+         "--eval_batch_size", "8", "--warmup", "0.2"]
+    )
+    assert vars(new) == vars(old)
+    assert (new.model_name_or_path, new.num_train_epochs, new.per_device_train_batch_size) == ("m", 2.0, 4)
+    assert (new.per_device_eval_batch_size, new.warmup_steps) == (8, 0.2)
+    options = baseline.build_parser().format_help().split("options:")[1]
+    assert "--num_train_epochs" in options and "--epochs" not in options and "--warmup " not in options
 
 
 def test_heads_follow_the_task(baseline):
@@ -149,7 +166,7 @@ def test_metrics_use_mtbert_names(baseline):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--task", "mnli"], [], ["--task", "sst", "--model", "./no/such/folder"]],
+    [["--task", "mnli"], [], ["--task", "sst", "--model_name_or_path", "./no/such/folder"]],
     ids=["unknown-task", "no-task", "missing-model-folder"],
 )
 def test_bad_arguments_exit_2(baseline, argv, tmp_path, capsys):
