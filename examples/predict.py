@@ -13,13 +13,20 @@ dev metrics are printed as JSON and written to <output_dir>/ensemble_metrics.jso
 The arguments are named as in examples/train.py and the Trainer (the older --model and --batch_size still work).
 --max_eval_samples / --max_predict_samples predict only the first rows of the dev / test files (a quick check); the
 files are then partial, which a warning and <output_dir>/PARTIAL say.
+
+All the files or none: they are written into <parent>/.<name>.incomplete and moved into --output_dir together once
+every one is written, so a task whose data or prediction fails leaves --output_dir as it was (files of the same name
+are replaced; other files there are kept).
 """
 
 import argparse
 import json
+import os
 
-from mtbert.arguments import DataArguments, add_argument_with_aliases
+from mtbert.arguments import DataArguments, add_argument_with_aliases, check_max_seq_length
 from mtbert.loading import load_config
+from mtbert.predict import PARTIAL_NOTE
+from mtbert.publish import discard, fresh_staging_dir, publish
 from mtbert.run import main_guard, predict
 
 
@@ -54,6 +61,8 @@ def main(argv=None):
     if len(models) > 1 and capped:
         parser.error("--max_eval_samples/--max_predict_samples predict with one model (an ensemble scores every row)")
     max_seq_length = args.max_seq_length or main_guard(trained_length, models[0])
+    for model in models:  # above the model's positions: refused before any file is written
+        main_guard(check_max_seq_length, max_seq_length, model)
     data_args = main_guard(
         DataArguments,
         data_source=args.data_source,
@@ -70,9 +79,15 @@ def main(argv=None):
     else:
         from mtbert.ensemble import predict_ensemble
 
-        written, metrics = main_guard(
-            predict_ensemble, models, data_args, args.output_dir, batch_size, args.device
-        )
+        # all the ensemble's files or none: written beside output_dir, moved in together
+        staging = fresh_staging_dir(args.output_dir)
+        try:
+            written, metrics = main_guard(predict_ensemble, models, data_args, staging, batch_size, args.device)
+        except BaseException:
+            discard(staging)
+            raise
+        publish(staging, args.output_dir, replace=[PARTIAL_NOTE])
+        written = [os.path.join(args.output_dir, os.path.basename(path)) for path in written]
     for path in written:
         print(path)
     if metrics is not None:

@@ -169,9 +169,17 @@ def main(argv: list[str] | None = None) -> dict:
     train_set = tokenize_split(raw["train"], tokenizer, args.max_seq_length)
     dev_set = tokenize_split(raw["dev"], tokenizer, args.max_seq_length)
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path, dtype=torch.float32, **model_head_kwargs(spec)
-    )
+    try:  # safetensors only: a backbone with only pytorch_model.bin is refused, never unpickled
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, dtype=torch.float32, use_safetensors=True, **model_head_kwargs(spec)
+        )
+    except OSError as error:
+        if "safetensors" not in str(error).lower():
+            raise
+        raise SystemExit(
+            f"error: {model_path!r} has no model.safetensors: this script loads safetensors only (unpickling "
+            "pytorch_model.bin can run code); convert it where you trust it with save_pretrained(folder)"
+        ) from None
 
     training_args = TrainingArguments(
         output_dir=args.output_dir,

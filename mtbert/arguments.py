@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,15 +57,37 @@ class ModelArguments:
         },
     )
 
+    allow_untrained_heads: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow evaluating or predicting (eval_only, do_eval/do_predict without do_train) with a plain "
+            "backbone, whose task heads are random: the metrics and prediction files then mean nothing."
+        },
+    )
+
     def __post_init__(self):
         if isinstance(self.tasks, str):
-            self.tasks = json.loads(self.tasks)
+            text = self.tasks.strip()
+            if not text.startswith(("{", "[")):
+                raise MultitaskConfigError(
+                    f"tasks: {self.tasks!r} is a single value; write a list (tasks: [{text}]) or a mapping "
+                    f"(tasks: {{{text}: {{}}}})"
+                )
+            try:
+                self.tasks = json.loads(text)
+            except ValueError:
+                raise MultitaskConfigError(f"tasks: {self.tasks!r} is not a JSON list or mapping") from None
         if self.tasks is None:
             self.tasks = {name: {} for name in DEFAULT_TASKS}
         if isinstance(self.tasks, list):
             self.tasks = {name: {} for name in self.tasks}
         if not isinstance(self.tasks, dict) or not self.tasks:
             raise MultitaskConfigError("tasks must be a mapping of task name to settings (or a list of task names)")
+        for name, spec in self.tasks.items():
+            if spec is not None and not isinstance(spec, dict):
+                raise MultitaskConfigError(
+                    f"tasks.{name}: {spec!r} is not a mapping of settings; write {name}: {{}} for the defaults"
+                )
         self.tasks = {name: normalize_task_spec(name, spec) for name, spec in self.tasks.items()}
         if self.default_task is not None and self.default_task not in self.tasks:
             from .loading import is_mtbert_checkpoint  # a checkpoint brings its own tasks (build_model checks those)
@@ -158,13 +181,28 @@ class DataArguments:
         }
 
     def train_caps(self, tasks) -> dict[str, int]:
+        """``{task: n}``. Zero is refused rather than read as "no cap": a task with no training rows is left out of
+        ``tasks`` (``drop_tasks`` in a config that ``extends`` another); no cap is ``max_train_samples`` unset."""
+        if isinstance(self.max_train_samples, bool) or not isinstance(self.max_train_samples, (int, dict, type(None))):
+            raise MultitaskConfigError(
+                f"max_train_samples: {self.max_train_samples!r} must be a number or a mapping {{task: number}}"
+            )
         if isinstance(self.max_train_samples, int):
-            return {t: self.max_train_samples for t in tasks}
-        caps = dict(self.max_train_samples or {})
+            caps = {t: self.max_train_samples for t in tasks}
+        else:
+            caps = dict(self.max_train_samples or {})
         unknown = set(caps) - set(tasks)
         if unknown:
             raise MultitaskConfigError(f"max_train_samples names unknown task(s): {', '.join(sorted(unknown))}")
-        return caps
+        for task, cap in caps.items():
+            if cap is None:
+                continue
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise MultitaskConfigError(
+                    f"max_train_samples for {task}: {cap!r} must be a whole number >= 1 (zero rows would train "
+                    f"nothing): unset it for every row, or leave the task out (drop_tasks: [{task}])"
+                )
+        return {task: cap for task, cap in caps.items() if cap is not None}
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, MultitaskTrainingArguments)
@@ -227,15 +265,49 @@ def load_config_file(path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
         try:
             data = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
         except (yaml.YAMLError, json.JSONDecodeError) as error:
-            raise MultitaskConfigError(f"config file {path!r} is not valid YAML/JSON: {error}") from None
+            raise MultitaskConfigError(
+                f"config file {path!r} is not valid YAML/JSON: {' '.join(str(error).split())}"
+            ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise MultitaskConfigError(f"config file {path!r} must hold a mapping of settings, got {type(data).__name__}")
     parent = data.pop("extends", None)
+    drop = data.pop("drop_tasks", None)
     if parent:
         base = load_config_file(os.path.join(os.path.dirname(path), parent), (*_seen, os.path.abspath(path)))
         data = _merge(base, data)
+    if drop is not None:
+        data = _drop_tasks(data, drop, path)
+    return data
+
+
+def _drop_tasks(data: dict[str, Any], drop: Any, path: str) -> dict[str, Any]:
+    """``drop_tasks: [qqp]``: remove tasks (inherited through ``extends``, or the default sst, qqp, sts), with their
+    ``task_data``, ``hub_datasets`` and ``max_train_samples`` entries."""
+    if isinstance(drop, str):
+        drop = [drop]
+    if not isinstance(drop, list) or not all(isinstance(name, str) for name in drop):
+        raise MultitaskConfigError(f"{path}: drop_tasks must be a list of task names, got {drop!r}")
+    tasks = data.get("tasks")
+    if tasks is None:
+        tasks = {name: {} for name in DEFAULT_TASKS}
+    elif isinstance(tasks, list):
+        tasks = {name: {} for name in tasks}
+    elif not isinstance(tasks, dict):
+        raise MultitaskConfigError(f"{path}: drop_tasks needs tasks as a list or mapping, got tasks: {tasks!r}")
+    missing = [name for name in drop if name not in tasks]
+    if missing:
+        raise MultitaskConfigError(
+            f"{path}: drop_tasks names {', '.join(missing)}, which is not among the tasks {', '.join(tasks)}"
+        )
+    kept = {name: spec for name, spec in tasks.items() if name not in drop}
+    if not kept:
+        raise MultitaskConfigError(f"{path}: drop_tasks removes every task; keep at least one")
+    data = {**data, "tasks": kept}
+    for key in ("task_data", "hub_datasets", "max_train_samples"):
+        if isinstance(data.get(key), dict):
+            data[key] = {k: v for k, v in data[key].items() if k not in drop}
     return data
 
 
@@ -337,17 +409,123 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         config["output_dir"] = os.path.join("outputs", os.path.splitext(os.path.basename(config_path))[0])
     parser = build_parser()
     parser.set_defaults(**config)
-    model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
-    if unknown:
-        flags = [u for u in unknown if u.startswith("--")]
-        _check_keys([f[2:].split("=")[0] for f in flags] or unknown, "the command line")
-        raise MultitaskConfigError(f"could not parse command-line arguments: {' '.join(unknown)}")
-    model_args.model_name_or_path = resolve_model_path(model_args.model_name_or_path)
-    data_args.train_caps(model_args.tasks)
-    data_args.task_sources(_checkpoint_tasks(model_args.model_name_or_path) or model_args.tasks)
+    try:
+        model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True
+        )
+        if unknown:
+            flags = [u for u in unknown if u.startswith("--")]
+            _check_keys([f[2:].split("=")[0] for f in flags] or unknown, "the command line")
+            raise MultitaskConfigError(f"could not parse command-line arguments: {' '.join(unknown)}")
+        model_args.model_name_or_path = resolve_model_path(model_args.model_name_or_path)
+        tasks = _checkpoint_tasks(model_args.model_name_or_path) or model_args.tasks
+        data_args.train_caps(tasks)
+        _check_run(model_args, data_args, training_args, tasks)
+    except MultitaskConfigError as error:
+        raise MultitaskConfigError(_locate(str(error), config, config_path, argv)) from None
+    data_args.task_sources(tasks)
     return model_args, data_args, training_args
+
+
+def _locate(message: str, config: dict[str, Any], config_path: str | None, argv: list[str]) -> str:
+    """The message, plus where the setting it names was given: a flag on the command line or a key of the file."""
+    flags = [a[2:].split("=")[0] for a in argv if a.startswith("--")]
+    for key in flags:
+        if re.search(rf"(?<![\w.-]){re.escape(key)}\b", message):
+            return f"{message} (from --{key} on the command line)"
+    if config_path and config_path not in message:
+        for key in config:
+            if re.search(rf"(?<![\w.-]){re.escape(key)}\b", message):
+                return f"{message} (set in {config_path}: {key})"
+    return message
+
+
+def backbone_positions(path: str) -> int | None:
+    """How many tokens the backbone (or mtbert checkpoint) at ``path`` can read, from its ``config.json`` only
+    (offline, no weights); ``None`` when that is not known here (a Hub id not in the cache, relative positions)."""
+    from transformers import AutoConfig
+
+    from .configuration_mtbert import POSITIONS_AFTER_PADDING
+
+    config_file = os.path.join(path, "config.json")
+    try:
+        if os.path.isfile(config_file):
+            with open(config_file, encoding="utf-8") as handle:
+                config = json.load(handle)
+        else:
+            config = AutoConfig.from_pretrained(path, local_files_only=True).to_dict()
+    except (OSError, ValueError, KeyError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    if config.get("model_type") == "mtbert":
+        config = config.get("encoder") or {}
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int) or limit <= 0 or config.get("position_embedding_type") in ("relative_key",):
+        return None
+    if config.get("model_type") in POSITIONS_AFTER_PADDING:
+        limit -= int(config.get("pad_token_id") or 0) + 1
+    return limit
+
+
+def check_max_seq_length(max_seq_length: int, path: str) -> None:
+    """Refuse a ``max_seq_length`` above the positions of the backbone or saved model at ``path`` (when known)."""
+    limit = backbone_positions(path)
+    if limit is not None and max_seq_length > limit:
+        raise MultitaskConfigError(
+            f"max_seq_length {max_seq_length} is more than the backbone {path!r} can read ({limit} "
+            f"positions): set max_seq_length to {limit} or less"
+        )
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _resume_folder(training_args) -> str | None:
+    """The checkpoint a run would resume from, when it can be told without loading anything."""
+    resume = training_args.resume_from_checkpoint
+    if resume in (None, False, "", "False", "false"):
+        return None
+    if resume is True or str(resume).lower() in ("true", "last"):
+        from .checkpoints import last_good_checkpoint
+
+        output_dir = str(training_args.output_dir)
+        return last_good_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    return str(resume) if os.path.isdir(str(resume)) else None
+
+
+def _check_run(model_args, data_args, training_args, tasks) -> None:
+    """Checks that need more than one dataclass: the backbone's positions, an offline push, the tasks of the
+    checkpoint to resume from, and evaluation of heads that were never trained."""
+    path = model_args.model_name_or_path
+    check_max_seq_length(data_args.max_seq_length, path)
+    if training_args.push_to_hub and _hub_offline():
+        raise MultitaskConfigError(
+            "push_to_hub is set but the Hub is offline (HF_HUB_OFFLINE=1): unset HF_HUB_OFFLINE to push, or remove "
+            "push_to_hub (the model card is written beside the saved model either way)"
+        )
+    do_train, do_eval, do_predict = training_args.run_phases()
+    resume = _resume_folder(training_args) if do_train else None
+    if resume is not None:
+        saved = _checkpoint_tasks(resume)
+        if isinstance(saved, dict) and saved and sorted(saved) != sorted(tasks):
+            raise MultitaskConfigError(
+                f"resume_from_checkpoint {resume!r} was trained on tasks {', '.join(saved)}, but this run has "
+                f"{', '.join(tasks)}: resume with the same tasks, or start a new run (another output_dir)"
+            )
+    if not do_train and (do_eval or do_predict) and not model_args.allow_untrained_heads:
+        from .loading import is_mtbert_checkpoint
+
+        if not is_mtbert_checkpoint(path):
+            raise MultitaskConfigError(
+                f"evaluating without training (eval_only, or do_eval/do_predict without do_train) needs a trained "
+                f"mtbert model, but {path!r} is a plain backbone whose task heads are random: set "
+                "model_name_or_path to a trained run's output_dir, or allow_untrained_heads: true"
+            )
 
 
 def add_argument_with_aliases(parser, name: str, *aliases: str, **kwargs) -> argparse.Action:

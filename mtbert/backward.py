@@ -62,6 +62,7 @@ class TaskGradients:
         total = sum(p.numel() for p in self.shared)
         first = self.shared[0]
         self.buffer = torch.zeros(len(self.tasks), total, device=first.device, dtype=first.dtype)
+        self.pending = 0  # micro-batches backpropagated into the buffer since the last aggregate()
 
     def matches(self, shared_params: Sequence[torch.nn.Parameter], tasks: Sequence[str]) -> bool:
         """Whether this buffer can take these tasks' gradients (so a training loop reuses it across steps)."""
@@ -105,6 +106,7 @@ class TaskGradients:
         finally:
             for p in self.shared:
                 p.grad = None
+        self.pending += 1
 
     def aggregate(
         self,
@@ -123,6 +125,7 @@ class TaskGradients:
         result = _resolve_aggregator(aggregator)(gram, generator=generator)
         self._point_grads(result.weights.to(self.buffer.device, self.buffer.dtype) @ self.buffer)
         self.buffer.zero_()
+        self.pending = 0
         return MTLBackwardResult(list(self.tasks), gram, result.weights, result.num_projections)
 
 

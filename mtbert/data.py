@@ -181,6 +181,7 @@ class LoadReport:
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
     bad_label_examples: list = field(default_factory=list)  # (row number, raw label) of unknown label values
+    bad_label_values: list = field(default_factory=list)  # the numeric values of every label the task does not know
 
     def message(self) -> str:
         skipped = sum(self.skipped.values())
@@ -226,8 +227,10 @@ def _validated_rows(
             if label_scale != 1.0 and raw is not None and not isinstance(raw, str):
                 raw = float(raw) * label_scale
             label, reason = parse_label(raw, spec, label_names)
-            if reason is not None and reason.startswith(LABEL_VALUE_REASONS) and len(report.bad_label_examples) < 3:
-                report.bad_label_examples.append((row_number, raw))
+            if reason is not None and reason.startswith(LABEL_VALUE_REASONS):
+                if len(report.bad_label_examples) < 3:
+                    report.bad_label_examples.append((row_number, raw))
+                report.bad_label_values.append(_as_number(raw))
         if reason is not None:
             report.skipped[reason] += 1
             continue
@@ -238,6 +241,7 @@ def _validated_rows(
         if label_column is not None:
             columns["label"].append(label)
         report.kept += 1
+    _refuse_labels_on_another_scale(report, spec, label_column)
     if strict_labels and report.bad_label_examples:
         bad = sum(n for reason, n in report.skipped.items() if reason.startswith(LABEL_VALUE_REASONS))
         examples = ", ".join(f"{raw!r} (row {row})" for row, raw in report.bad_label_examples)
@@ -253,6 +257,61 @@ def _validated_rows(
             f"{examples}; expected {known}. To fix: {fix}"
         )
     return columns
+
+
+# A split stops (rather than training on the rest) when more than this share of its labelled rows, and at least
+# ``SCALE_MIN_ROWS`` rows, have labels outside the task's range: the file is then on another scale, not messy.
+SCALE_SHARE = 0.2
+SCALE_MIN_ROWS = 5
+
+
+def _as_number(raw: Any) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _refuse_labels_on_another_scale(report: LoadReport, spec: dict[str, Any], label_column: str | None) -> None:
+    """Raise a :class:`DataFileError` naming the likely scale when a large share of a split's labels are outside the
+    task's range (STS scored 0-10, SST labelled 1-5); a few bad rows stay skipped and counted."""
+    bad = len(report.bad_label_values)
+    total = report.kept + bad
+    if bad < SCALE_MIN_ROWS or bad <= SCALE_SHARE * total:
+        return
+    share = f"{100 * bad / total:.0f}% of {report.source}'s {total} labelled rows"
+    numbers = [v for v in report.bad_label_values if v is not None]
+    where = f"column {label_column!r}"
+    if is_regression(spec):
+        low, high = spec["score_range"]
+        top, bottom = (max(numbers), min(numbers)) if numbers else (None, None)
+        if top is not None and top > high:
+            guess_high = next((h for h in (10, 100, 1) if h >= top), math.ceil(top))
+            scale = high / guess_high if guess_high > 0 else 1.0
+            raise DataFileError(
+                f"{share} have scores above {high:g} in {where} (up to {top:g}): the file looks scored "
+                f"{min(low, bottom):g}-{guess_high:g}, not {low:g}-{high:g}; set label_scale: {scale:g} "
+                f"in the task's task_data entry (source: files or hub) or tasks.<task>.score_range: "
+                f"[{min(low, bottom):g}, {guess_high:g}]"
+            )
+        raise DataFileError(
+            f"{share} have scores outside [{low:g}, {high:g}] in {where}"
+            + (f" (from {bottom:g} to {top:g})" if numbers else "")
+            + ": the file looks on another scale; set tasks.<task>.score_range (or label_scale) to match the data"
+        )
+    n = num_classes(spec)
+    integers = sorted({int(v) for v in numbers if v == int(v)})
+    if integers and min(integers) >= 1 and max(integers) == n:
+        hint = f"the file looks labelled 1-{n}, not 0-{n - 1}: renumber the labels from 0 (subtract 1)"
+    elif integers:
+        hint = (
+            f"labels go up to {max(integers)}: set tasks.<task>.num_labels to the number of classes "
+            "(and label_names), or renumber them 0..num_labels-1"
+        )
+    else:
+        hint = "set tasks.<task>.num_labels and label_names to cover every class"
+    raise DataFileError(f"{share} have labels outside 0..{n - 1} in {where}: {hint}")
 
 
 def _features(spec: dict[str, Any], pair: bool, labelled: bool) -> datasets.Features:

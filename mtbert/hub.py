@@ -34,8 +34,17 @@ TEMPLATE_NAME = "model_card.md"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Files the remote code consists of; every saved folder and pushed repo carries them.
 CODE_FILES = ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py")
-#: File endings that would be unpickled by some loader; never written to a pushed repo.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+#: File endings that would be unpickled by some loader; never written to a pushed repo. Compared with the whole
+#: file name lower-cased (``weights.PKL``, ``model.pth.tar``).
+PICKLE_SUFFIXES = (
+    ".bin", ".pt", ".pth", ".pth.tar", ".pt.tar", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".dill",
+)
+
+
+def is_pickle_file(name: str) -> bool:
+    """Whether a file name ends with a pickle-based suffix, whatever its case."""
+    return name.lower().endswith(PICKLE_SUFFIXES)
+
 
 # Per-task metric reported by the trainer → (Hub metric id, display name).
 METRIC_IDS = {
@@ -519,7 +528,7 @@ def save_for_hub(
     if card is not None:
         card.save(folder / "README.md")
     files = sorted(str(p.relative_to(folder)).replace(os.sep, "/") for p in folder.rglob("*") if p.is_file())
-    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    pickles = [f for f in files if is_pickle_file(f)]
     if pickles:
         raise RuntimeError(f"refusing to share pickle-based file(s) {', '.join(pickles)}; weights go in safetensors")
     missing = [f for f in CODE_FILES if f not in files]

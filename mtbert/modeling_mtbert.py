@@ -162,6 +162,22 @@ def _build_encoder(config: MultitaskBertConfig) -> PreTrainedModel:
         return cls(encoder_config)
 
 
+def _no_safetensors_message(path: str) -> str:
+    """One line for a backbone without ``model.safetensors``: what the folder holds instead, and what to do."""
+    import os
+
+    folder = os.path.expanduser(path)
+    found = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "tf_model.h5",
+                         "flax_model.msgpack") if os.path.isfile(os.path.join(folder, n))]
+    if found:
+        return (
+            f"backbone {path!r} holds only {found[0]}, no model.safetensors: mtbert loads safetensors only "
+            "(unpickling a file can run code); convert it where you trust it with "
+            "AutoModel.from_pretrained(path).save_pretrained(path, safe_serialization=True)"
+        )
+    return f"backbone {path!r} has no model.safetensors weights (mtbert loads safetensors only)"
+
+
 class MultitaskBertModel(PreTrainedModel):
     """One encoder (or one per task) plus one head per task; ``forward(task=...)`` runs a single task's batch."""
 
@@ -257,10 +273,16 @@ class MultitaskBertModel(PreTrainedModel):
                 kwargs = family_config_kwargs(model_type, kwargs)
             kwargs["dtype"] = torch.float32
             kwargs["output_loading_info"] = True
+            kwargs.setdefault("use_safetensors", True)  # never unpickle a backbone's pytorch_model.bin
             try:
-                backbone, info = AutoModel.from_pretrained(encoder_name_or_path, add_pooling_layer=False, **kwargs)
-            except TypeError:
-                backbone, info = AutoModel.from_pretrained(encoder_name_or_path, **kwargs)
+                try:
+                    backbone, info = AutoModel.from_pretrained(encoder_name_or_path, add_pooling_layer=False, **kwargs)
+                except TypeError:
+                    backbone, info = AutoModel.from_pretrained(encoder_name_or_path, **kwargs)
+            except OSError as error:
+                if kwargs["use_safetensors"] and "safetensors" in str(error).lower():
+                    raise MultitaskConfigError(_no_safetensors_message(str(encoder_name_or_path))) from None
+                raise
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:

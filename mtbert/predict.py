@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .collators import MODEL_COLUMNS, TaskCollator
+from .publish import discard, fresh_staging_dir, publish
 
 # minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
 LEADERBOARD_FILES = {
@@ -170,29 +171,39 @@ def write_predictions(
     ``(task, split)``, so they are not computed twice. A split capped by ``max_eval_samples``/``max_predict_samples``
     (a :class:`TaskSplits` with ``full_rows``) is written as it is, with a warning and a line in
     ``<output_dir>/PARTIAL`` (the files keep the leaderboard format; a run without partial files removes the note).
+
+    All the files or none: they are written into a staging folder beside ``output_dir`` and moved into it only when
+    every one is written (:mod:`mtbert.publish`), so a task whose prediction fails leaves ``output_dir`` as it was.
     """
     written, partial = [], []
-    for task, splits in task_splits.items():
-        kind = model.config.tasks[task]["kind"]
-        for split, dataset in splits.items():
-            result = (known or {}).get((task, split))
-            if result is None or len(result["predictions"]) != len(dataset):
-                result = predict_task(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
-            name, column = leaderboard_name(task, split)
-            path = os.path.join(output_dir, name)
-            write_leaderboard_file(path, dataset["id"], result["predictions"], kind, column)
-            written.append(path)
-            full = getattr(splits, "full_rows", {}).get(split)
-            if full is not None and full > len(dataset):
-                setting = CAP_SETTINGS.get(split, "a row cap")
-                partial.append(f"{name}: the first {len(dataset):,} of {full:,} rows ({setting} {len(dataset)})")
-                logger.warning("%s holds only the first %d of %d rows (%s): not a full leaderboard file",
-                               path, len(dataset), full, setting)
-    note = os.path.join(output_dir, PARTIAL_NOTE)
-    if partial:
-        with open(note, "w", encoding="utf-8") as handle:
-            handle.write("These leaderboard files hold only part of their split (rows capped by a data setting):\n")
-            handle.writelines(f"{line}\n" for line in partial)
-    elif os.path.exists(note) and written:  # files written anew in full: an earlier run's note no longer holds
-        os.remove(note)
+    staging = fresh_staging_dir(output_dir)
+    try:
+        for task, splits in task_splits.items():
+            kind = model.config.tasks[task]["kind"]
+            for split, dataset in splits.items():
+                result = (known or {}).get((task, split))
+                if result is None or len(result["predictions"]) != len(dataset):
+                    result = predict_task(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
+                name, column = leaderboard_name(task, split)
+                write_leaderboard_file(os.path.join(staging, name), dataset["id"], result["predictions"], kind, column)
+                path = os.path.join(output_dir, name)
+                written.append(path)
+                full = getattr(splits, "full_rows", {}).get(split)
+                if full is not None and full > len(dataset):
+                    setting = CAP_SETTINGS.get(split, "a row cap")
+                    partial.append(f"{name}: the first {len(dataset):,} of {full:,} rows ({setting} {len(dataset)})")
+                    logger.warning("%s holds only the first %d of %d rows (%s): not a full leaderboard file",
+                                   path, len(dataset), full, setting)
+        if partial:
+            with open(os.path.join(staging, PARTIAL_NOTE), "w", encoding="utf-8") as handle:
+                handle.write("These leaderboard files hold only part of their split (rows capped by a data setting):")
+                handle.write("\n")
+                handle.writelines(f"{line}\n" for line in partial)
+    except BaseException:
+        discard(staging)
+        raise
+    if not written:  # no task with these splits: nothing to put in place
+        discard(staging)
+        return written
+    publish(staging, output_dir, replace=[PARTIAL_NOTE])  # files written anew in full: an earlier note no longer holds
     return written

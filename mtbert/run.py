@@ -5,9 +5,11 @@ building the model, saving, ``metrics.json``, leaderboard files, the final Hub p
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -17,7 +19,7 @@ import transformers
 from transformers import AutoTokenizer
 
 from .arguments import DataArguments, ModelArguments
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, checkpoint_folders
 from .configuration_mtbert import MultitaskConfigError
 from .data import DataFileError, load_task_data, tokenize_task
 from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
@@ -60,6 +62,73 @@ def use_all_cores_when_alone(training_args: MultitaskTrainingArguments) -> None:
         logger.info("single CPU process under accelerate launch: using %d threads instead of 1", cores)
 
 
+# What marks a folder as holding a finished run: its dev metrics, model weights or leaderboard files.
+FINISHED_RUN_PATTERNS = ("metrics.json", "predictions", "model*.safetensors*", "pytorch_model*.bin*")
+# An earlier run's final results that a training run with overwrite_output_dir replaces (taken away even when the new
+# run does not write a file of that name, e.g. sharded weights after a single file, no predictions after some).
+RESULT_PATTERNS = (
+    *FINISHED_RUN_PATTERNS, "model.safetensors.index.json", "config.json", "generation_config.json", "README.md",
+    "trainer_state.json", "training_args.bin", "tokenizer*.json", "special_tokens_map.json", "vocab.txt",
+    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json",
+    "*_mtbert.py",  # the model's code, saved beside it for trust_remote_code
+)
+
+
+def _matching(folder: str, patterns) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if any(fnmatch.fnmatch(n, p) for p in patterns))
+
+
+def finished_run_files(output_dir: str) -> list[str]:
+    """The entries of ``output_dir`` that say a run finished there (``metrics.json``, weights, ``predictions/``)."""
+    return _matching(output_dir, FINISHED_RUN_PATTERNS)
+
+
+def earlier_results(output_dir: str) -> list[str]:
+    """The entries of ``output_dir`` that belong to a run's final results (model, tokenizer, card, metrics,
+    predictions, trainer state): replaced as a whole by a training run's results."""
+    return _matching(output_dir, RESULT_PATTERNS)
+
+
+def _same_folder(a, b) -> bool:
+    try:
+        return bool(a) and bool(b) and os.path.samefile(str(a), str(b))
+    except OSError:
+        return False
+
+
+def check_output_dir(model_args: ModelArguments, training_args: MultitaskTrainingArguments) -> None:
+    """Refuse (one line, before anything loads) a run that would write over a finished run in ``output_dir``, unless
+    ``overwrite_output_dir`` is set, the training run resumes from a checkpoint, or it only scores the saved model of
+    that very folder (its ``metrics.json``/``predictions/`` describe the same model)."""
+    output_dir = training_args.output_dir
+    found = finished_run_files(output_dir)
+    if not found or training_args.overwrite_output_dir:
+        return
+    do_train, _, _ = training_args.run_phases()
+    if do_train and str(training_args.resume_from_checkpoint or "").lower() not in ("", "false", "none"):
+        return
+    if not do_train and _same_folder(model_args.model_name_or_path, output_dir):
+        return
+    raise MultitaskConfigError(
+        f"output_dir {output_dir!r} already holds a finished run ({', '.join(found)}): pass --overwrite_output_dir "
+        "true to replace it, --resume_from_checkpoint to continue it, or choose another --output_dir"
+    )
+
+
+def remove_earlier_checkpoints(training_args: MultitaskTrainingArguments) -> list[str]:
+    """With ``overwrite_output_dir`` and no resume: the earlier run's ``checkpoint-*`` folders, which would otherwise
+    be rotated, resumed or averaged with the new run's. Call on the main process only, right before training."""
+    removed = checkpoint_folders(training_args.output_dir)
+    for folder in removed:
+        shutil.rmtree(folder)
+    if removed:
+        logger.warning("overwrite_output_dir: removed the earlier run's %d checkpoint(s) in %s",
+                       len(removed), training_args.output_dir)
+    return removed
+
+
 def build_model(model_args: ModelArguments) -> MultitaskBertModel:
     """A fresh multitask model on a pretrained backbone, or an mtbert checkpoint to continue from."""
     path = model_args.model_name_or_path
@@ -84,8 +153,10 @@ def load_tokenized(
     """``{task: {split: tokenized Dataset}}`` for the tasks' heads."""
     out = {}
     sources = data_args.task_sources(tasks)  # each task's task_data entry, else data_source (test may be absent)
+    # every task's files are read and checked before any is tokenized: a bad file fails fast
+    raws = {task: load_task_data(task, spec, sources[task], splits=splits) for task, spec in tasks.items()}
     for task, spec in tasks.items():
-        raw = load_task_data(task, spec, sources[task], splits=splits)
+        raw = raws[task]
         caps = {"dev": data_args.max_eval_samples, "test": getattr(data_args, "max_predict_samples", None)}
         full_rows = cap_splits(raw, caps)  # remembered: leaderboard files of capped splits say they are partial
         out[task] = TaskSplits(
@@ -161,10 +232,13 @@ def write_leaderboard_files(trainer, data: dict[str, dict[str, datasets.Dataset]
     )
 
 
-def write_model_card(trainer, metrics: dict[str, float], data_args: DataArguments, examples=None) -> str:
-    """``<output_dir>/README.md``: the model card a push would upload (``mtbert.hub.render_model_card``), written
-    locally beside the saved model with the final dev ``metrics``; ``examples`` are each task's widget and usage
-    inputs (``mtbert.hub.examples_from_data``). Main process only; nothing is pushed."""
+def write_model_card(
+    trainer, metrics: dict[str, float], data_args: DataArguments, examples=None, folder: str | None = None
+) -> str:
+    """``<folder>/README.md`` (default ``output_dir``): the model card a push would upload
+    (``mtbert.hub.render_model_card``), written locally beside the saved model with the final dev ``metrics``;
+    ``examples`` are each task's widget and usage inputs (``mtbert.hub.examples_from_data``). Main process only;
+    nothing is pushed."""
     from .hub import render_model_card
 
     args = trainer.args
@@ -177,7 +251,7 @@ def write_model_card(trainer, metrics: dict[str, float], data_args: DataArgument
         repo_id=repo_id or os.path.basename(os.path.abspath(args.output_dir)),
         examples=examples,
     )
-    path = os.path.join(args.output_dir, "README.md")
+    path = os.path.join(folder or args.output_dir, "README.md")
     card.save(path)
     return path
 
@@ -228,12 +302,16 @@ def main_guard(fn, *args, **kwargs):
 
 __all__ = [
     "build_model",
+    "check_output_dir",
     "count_parameters",
+    "earlier_results",
+    "finished_run_files",
     "load_tokenized",
     "load_tokenizer_and_tasks",
     "main_guard",
     "predict",
     "push_final_model",
+    "remove_earlier_checkpoints",
     "save_model",
     "setup_logging",
     "use_all_cores_when_alone",

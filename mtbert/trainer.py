@@ -377,7 +377,9 @@ class MultitaskTrainer(Trainer):
             if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
                 return torch.zeros((), device=self.args.device)
         self._record_task_losses(losses)
-        if self.accelerator.gradient_state.sync_gradients:
+        # when every micro-batch of this optimizer step was skipped, no .grad is set (not even zeros), so AdamW
+        # leaves every parameter and its state alone, as under round_robin/sum (no momentum, no weight decay)
+        if self.accelerator.gradient_state.sync_gradients and self._task_gradients.pending:
             shared_ids = {id(p) for p in shared}
             # the same set on every rank: same tasks each step
             others = [p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None]

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
+from .aggregators import AGGREGATORS
 from .configuration_mtbert import MultitaskConfigError, _choice
 from .sampling import TASK_SAMPLINGS
 
 STRATEGIES = ("round_robin", "sum", "pcgrad")
+
+
+def _strategy_name(value) -> str:
+    """``'epoch'`` for ``IntervalStrategy.EPOCH``, ``SaveStrategy.EPOCH`` or ``'epoch'``."""
+    return str(getattr(value, "value", value))
+
+
+def _hint(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 @dataclass
@@ -101,6 +114,14 @@ class MultitaskTrainingArguments(TrainingArguments):
         default=10,
         metadata={"help": "Skip steps whose loss is NaN/inf; stop with an error after this many in a row."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Let a run replace the finished run (metrics.json, model weights or predictions/) already in "
+            "output_dir; without it such a run is refused before anything loads (resume_from_checkpoint continues "
+            "it instead). A training run also removes the earlier run's checkpoint-* folders when training starts."
+        },
+    )
 
     @classmethod
     def from_training_args(cls, args: TrainingArguments, **multitask) -> "MultitaskTrainingArguments":
@@ -157,6 +178,51 @@ class MultitaskTrainingArguments(TrainingArguments):
             if is_set:
                 raise MultitaskConfigError(f"{name} is not supported by MultitaskTrainer ({why}): leave it unset")
 
+    def _check_ranges_and_combinations(self) -> None:
+        """Ranges and combinations the stock ``__post_init__`` lets through (or reports as a bare ``ValueError``),
+        checked before anything is loaded: each one would otherwise fail minutes later or be silently ignored."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise MultitaskConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("learning_rate", "head_learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise MultitaskConfigError(f"{name} must be >= 0, got {value!r}")
+        if self.aggregator is not None:
+            key = str(self.aggregator).strip().lower().replace("-", "_")
+            if key not in AGGREGATORS:
+                raise MultitaskConfigError(
+                    f"aggregator: {self.aggregator!r} is not one of {', '.join(AGGREGATORS)}"
+                    + _hint(key, AGGREGATORS)
+                )
+            if self.strategy != "pcgrad":
+                raise MultitaskConfigError(
+                    f"aggregator: {self.aggregator!r} has no effect under strategy: {self.strategy} (only strategy: "
+                    "pcgrad combines task gradients): set strategy: pcgrad, or remove aggregator"
+                )
+        output_dir = self.output_dir and os.path.expanduser(str(self.output_dir))
+        if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise MultitaskConfigError(
+                f"output_dir {self.output_dir!r} is a file, not a folder: choose another output_dir"
+            )
+        if self.load_best_model_at_end:
+            if self.metric_for_best_model is None:  # the stock default 'loss' is never reported by the trainer
+                self.metric_for_best_model = "average"
+                if self.greater_is_better is None:
+                    self.greater_is_better = True
+            if _strategy_name(self.eval_strategy) == "no":
+                raise MultitaskConfigError(
+                    "load_best_model_at_end needs evaluations to pick the best checkpoint: set eval_strategy "
+                    "(steps or epoch, the same as save_strategy)"
+                )
+            eval_strategy, save_strategy = _strategy_name(self.eval_strategy), _strategy_name(self.save_strategy)
+            if save_strategy != "best" and eval_strategy != save_strategy:
+                raise MultitaskConfigError(
+                    f"load_best_model_at_end needs eval_strategy and save_strategy to match (got eval_strategy: "
+                    f"{eval_strategy}, save_strategy: {save_strategy}): set both to steps or both to epoch"
+                )
+
     def __post_init__(self):
         self.strategy = _choice(self.strategy, STRATEGIES, "strategy")
         self.task_sampling = _choice(self.task_sampling, TASK_SAMPLINGS, "task_sampling")
@@ -169,7 +235,11 @@ class MultitaskTrainingArguments(TrainingArguments):
             raise MultitaskConfigError(f"layerwise_lr_decay must be in (0, 1], got {self.layerwise_lr_decay}")
         if self.average_checkpoints < 0 or self.average_checkpoints == 1:
             raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
-        super().__post_init__()
+        self._check_ranges_and_combinations()
+        try:
+            super().__post_init__()
+        except ValueError as error:  # the stock checks' messages, as one line rather than a traceback
+            raise MultitaskConfigError(" ".join(str(error).split())) from None
         self._refuse_ignored_stock_flags()
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:

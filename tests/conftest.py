@@ -16,15 +16,26 @@ SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 
+def script_env(one_thread: bool = True) -> dict[str, str]:
+    """The environment of a script a test runs: offline, one thread (unless ``one_thread=False``), and this
+    checkout's ``mtbert`` first on the path (an editable install elsewhere, e.g. another clone, must not be what the
+    script imports)."""
+    root = str(EXAMPLES_DIR.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path}
+    if one_thread:
+        env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
 def run_example_script(name: str, args: Sequence[str], timeout: int = 600):
     """``python examples/<name>.py *args`` from the repository root (configs name their paths from there, as the
     README runs them), offline, on one thread; returns the ``CompletedProcess`` (stdout and stderr captured)."""
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, f"examples/{name}.py", *args], cwd=EXAMPLES_DIR.parent, env=env, capture_output=True,
+        [sys.executable, f"examples/{name}.py", *args], cwd=EXAMPLES_DIR.parent, env=script_env(), capture_output=True,
         text=True, timeout=timeout, check=False,
     )  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -220,3 +221,78 @@ def test_help_shows_the_config_file_and_the_task_override_syntax(capsys):
     assert "--tasks.sts.pooling cls" in text  # an example of the override syntax
     assert "examples/configs/quickstart.yaml" in text
     assert "--learning_rate" in text  # the dataclass flags are still listed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validated before work (issue 16): what the refusals in tests/test_bad_inputs.py leave allowed
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_drop_tasks_removes_an_inherited_task_and_its_entries(tmp_path):
+    (tmp_path / "data").mkdir()
+    base = {
+        "data_dir": str(tmp_path / "data"),
+        "output_dir": str(tmp_path / "out"),
+        "report_to": "none",
+        "tasks": {"sst": {}, "qqp": {"loss_weight": 0.5}, "sts": {}},
+        "max_train_samples": {"qqp": 10, "sts": 5},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ndrop_tasks: [qqp]\n")
+    model_args, data_args, _ = parse_args([str(tmp_path / "child.yaml")])
+    assert list(model_args.tasks) == ["sst", "sts"]
+    assert data_args.max_train_samples == {"sts": 5}
+
+
+def test_a_null_task_still_means_its_defaults(write_config):
+    model_args, _, _ = parse_args([write_config({"tasks": {"sst": None, "sts": None}})])
+    assert list(model_args.tasks) == ["sst", "sts"]
+
+
+def test_load_best_model_at_end_defaults_to_the_average(write_config):
+    settings = {"load_best_model_at_end": True, "eval_strategy": "epoch", "save_strategy": "epoch"}
+    _, _, training_args = parse_args([write_config(settings)])
+    assert training_args.metric_for_best_model == "average"
+    assert training_args.greater_is_better is True
+
+
+def test_eval_only_on_a_backbone_needs_the_explicit_flag(write_config):
+    assert "allow_untrained_heads" in parse_error([write_config({}), "--eval_only", "true"])
+    _, _, training_args = parse_args([write_config({}), "--eval_only", "true", "--allow_untrained_heads", "true"])
+    assert training_args.run_phases() == (False, True, True)
+
+
+def test_max_seq_length_is_checked_against_the_backbones_positions(write_config, tmp_path):
+    from transformers import BertConfig, RobertaConfig
+
+    from mtbert.arguments import backbone_positions
+
+    BertConfig(max_position_embeddings=64).save_pretrained(tmp_path / "bert")
+    RobertaConfig(max_position_embeddings=66, pad_token_id=1).save_pretrained(tmp_path / "roberta")
+    assert backbone_positions(str(tmp_path / "bert")) == 64
+    assert backbone_positions(str(tmp_path / "roberta")) == 64  # positions numbered from pad_token_id + 1
+    saved = tmp_path / "saved"  # a saved mtbert model: its encoder's positions
+    saved.mkdir()
+    encoder = {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+    (saved / "config.json").write_text(json.dumps({"model_type": "mtbert", "encoder": encoder}))
+    assert backbone_positions(str(saved)) == 512
+    parse_args([write_config({"model_name_or_path": str(tmp_path / "bert"), "max_seq_length": 64})])
+    message = parse_error([write_config({"model_name_or_path": str(tmp_path / "roberta"), "max_seq_length": 65})])
+    assert "max_seq_length 65 is more than the backbone" in message and "(64 positions)" in message
+
+
+def test_resuming_with_the_same_tasks_passes(write_config, tmp_path):
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "mtbert", "tasks": {"sst": {}, "sts": {}}}))
+    parse_args([write_config({"tasks": ["sst", "sts"]}), "--resume_from_checkpoint", str(checkpoint)])
+    assert "was trained on tasks sst, sts" in parse_error(
+        [write_config({"tasks": ["sst"]}), "--resume_from_checkpoint", str(checkpoint)]
+    )
+
+
+def test_an_error_names_the_file_key_or_the_flag(write_config):
+    path = write_config({"per_device_train_batch_size": -4})
+    assert parse_error([path]).endswith(f"(set in {path}: per_device_train_batch_size)")
+    message = parse_error([write_config({}), "--learning_rate", "-1"])
+    assert message.endswith("(from --learning_rate on the command line)")

@@ -3,14 +3,13 @@ earlier results in the output folder untouched."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import load_example_script
+from conftest import load_example_script, script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
@@ -77,7 +76,9 @@ def test_mis_columned_data_file(tmp_path, out, capsys, monkeypatch):
         (data / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
     (data / "ids-sst-train.csv").write_text("\tid\ttext\tlabel\n0\tabc\tA film .\t3\n")
     config = write_config(tmp_path, "")
-    line = run_main("train", [config, "--data_dir", str(data), "--output_dir", str(out)], capsys, monkeypatch)
+    # --overwrite_output_dir: the finished run in `out` would be refused first (tests/test_nothing_lost.py)
+    argv = [config, "--data_dir", str(data), "--output_dir", str(out), "--overwrite_output_dir", "true"]
+    line = run_main("train", argv, capsys, monkeypatch)
     assert "ids-sst-train.csv: missing column(s) sentence, sentiment; found <empty>, id, text, label" in line
     assert (out / "metrics.json").read_text() == '{"eval_average": 0.75}'
 
@@ -100,7 +101,7 @@ def test_predict_script_with_missing_model_folder(tmp_path, capsys, monkeypatch)
 
 def test_exit_code_and_single_line_from_a_real_process(tmp_path, out):
     config = write_config(tmp_path, "strategy: pcgard")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = script_env()
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "train.py"), config, "--output_dir", str(out)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -8,7 +8,7 @@ import os
 import datasets
 import pytest
 import torch
-from transformers import BertConfig
+from transformers import BertConfig, TrainerCallback
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel
 from mtbert.checkpoints import MARKER, CheckpointError, check_checkpoint, last_good_checkpoint, resolve_resume
@@ -92,6 +92,44 @@ def test_nonfinite_batches_are_skipped_and_counted(tok, tmp_path, strategy):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+class _StepSnapshots(TrainerCallback):
+    """Every parameter and every optimizer state tensor (AdamW's exp_avg, exp_avg_sq, step) after each step."""
+
+    def __init__(self):
+        self.after: dict[int, tuple[dict, dict]] = {}
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        names = {id(p): n for n, p in model.named_parameters()}
+        opt_state = {
+            (names[id(p)], key): value.detach().clone() if torch.is_tensor(value) else value
+            for p, values in optimizer.state.items()
+            for key, value in values.items()
+        }
+        self.after[state.global_step] = (params, opt_state)
+
+
+@pytest.mark.parametrize("strategy", ["pcgrad", "sum", "round_robin"])
+def test_a_skipped_step_leaves_parameters_and_optimizer_state_byte_identical(tok, tmp_path, strategy):
+    """A NaN loss at step 3 (after AdamW has momentum): the parameters and the optimizer state after step 3 are
+    those after step 2, bit for bit (no momentum or weight decay acting on a zero gradient); steps 2 and 4 move."""
+    trainer = make_trainer(tok, tmp_path, strategy=strategy, max_nonfinite_steps=3, weight_decay=0.1)
+    snapshots = _StepSnapshots()
+    trainer.add_callback(snapshots)
+    per_step = 1 if strategy == "round_robin" else 2
+    poison(trainer.model, {per_step * 2})  # the first task loss of the third step
+    trainer.train()
+    assert trainer.nonfinite_skipped == 1
+    (params2, state2), (params3, state3), (params4, _) = (snapshots.after[k] for k in (2, 3, 4))
+    assert state2 and state2.keys() == state3.keys()
+    for name in params2:
+        assert torch.equal(params2[name], params3[name]), name
+    for key in state2:
+        assert torch.equal(torch.as_tensor(state2[key]), torch.as_tensor(state3[key])), key
+    assert any(not torch.equal(snapshots.after[1][0][n], params2[n]) for n in params2)  # a real step moves
+    assert any(not torch.equal(params3[n], params4[n]) for n in params3)
+
+
 def test_too_many_nonfinite_batches_in_a_row_stop_with_a_clear_error(tok, tmp_path):
     trainer = make_trainer(tok, tmp_path, max_nonfinite_steps=2)
     poison(trainer.model, {1, 2, 3, 4, 5})
@@ -159,4 +197,38 @@ def test_no_unsafe_deserialisation_in_the_package():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             if "weights_only=True" not in call:
                 offenders.append(f"{path.name}: {call}")
+    assert not offenders, offenders
+
+
+def test_every_model_load_reads_safetensors_only():
+    """Every ``*Model*.from_pretrained(...)`` in the package, the research tools and the example scripts passes
+    ``use_safetensors=True`` (or ``**kwargs`` that set it), so no entry point can unpickle a ``pytorch_model.bin``;
+    and the unsafe calls of the test above appear in none of them."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders, seen = [], 0
+    for folder in ("mtbert", "mtbert_research", "examples"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            for pattern in (r"\bpickle\.loads?\(", r"yaml\.unsafe_load"):
+                if re.search(pattern, text):
+                    offenders.append(f"{path.name}: {pattern}")
+            for node in ast.walk(ast.parse(text)):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                owner = ast.unparse(node.func.value)
+                if node.func.attr == "torch_load" or (node.func.attr == "load" and owner == "torch"):
+                    if not any(k.arg == "weights_only" for k in node.keywords):
+                        offenders.append(f"{path.name}:{node.lineno}: torch.load without weights_only")
+                if node.func.attr != "from_pretrained" or "Model" not in owner:
+                    continue
+                seen += 1
+                safe = any(k.arg == "use_safetensors" and ast.unparse(k.value) == "True" for k in node.keywords)
+                through_kwargs = any(k.arg is None for k in node.keywords) and '"use_safetensors", True' in text
+                if not (safe or through_kwargs):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}: {owner}.from_pretrained")
+    assert seen >= 5  # the loaders are found at all
     assert not offenders, offenders

@@ -378,11 +378,27 @@ def test_push_to_hub_uploads_exactly_the_repo_files(tokenizer, tmp_path, monkeyp
     assert 'pipeline(model="user/mtbert-tiny"' in files["README.md"].decode()
 
 
-def test_save_for_hub_refuses_pickles(tokenizer, tmp_path):
+@pytest.mark.parametrize(
+    "name",
+    ["pytorch_model.bin", "weights.PKL", "model.pth.tar", "Model.PT", "last.ckpt", "state.pickle", "clf.joblib",
+     "sub/emb.npy", "arrays.NPZ", "old.Pth"],
+)
+def test_save_for_hub_refuses_pickles(tokenizer, tmp_path, name):
+    """Any pickle-based file, whatever the case of its suffix and however many dots it has."""
     model = tiny_model(tokenizer)
-    (tmp_path / "pytorch_model.bin").write_bytes(b"not safe")
-    with pytest.raises(RuntimeError, match="pickle"):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(b"not safe")
+    with pytest.raises(RuntimeError, match=f"refusing to share pickle-based file.*{name}"):
         save_for_hub(model, tokenizer, tmp_path)
+
+
+def test_the_pickle_suffix_check_is_case_insensitive_and_whole():
+    from mtbert.hub import is_pickle_file
+
+    for name in ("a.bin", "A.BIN", "w.Pkl", "m.pth.tar", "m.PTH.TAR", "x.pt", "x.ckpt", "x.pickle", "x.joblib"):
+        assert is_pickle_file(name), name
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "vocab.txt", "README.md", "binary.txt"):
+        assert not is_pickle_file(name), name
 
 
 def write_minbert_data(folder: Path, n: int = 12) -> None:
@@ -422,7 +438,11 @@ def write_minbert_data(folder: Path, n: int = 12) -> None:
 
 def test_examples_train_push_to_hub(tokenizer, tmp_path, monkeypatch):
     """``examples/train.py --push_to_hub --hub_model_id ...`` pushes the final model, tokenizer, code and card."""
+    import huggingface_hub.constants
+
     hub = FakeHub(monkeypatch)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the fake Hub is "online": a push while offline is refused
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     backbone = tmp_path / "backbone"
     torch.manual_seed(0)
     BertModel(tiny_encoder_config(tokenizer), add_pooling_layer=False).save_pretrained(backbone)

@@ -179,3 +179,63 @@ def test_local_paths_and_hub_ids(tmp_path, monkeypatch):
     assert is_local_path("runs/fast/seed1")  # two slashes: never a Hub id
     assert not is_local_path("bert-base-uncased") and not is_local_path("you/mtbert-sst-qqp-sts")
     refused("does not exist", load_config, "./outputs/missing")
+
+
+def test_a_folder_with_another_pickle_file_names_it(saved, tmp_path):
+    folder = copy_of(saved, tmp_path)
+    (folder / "model.safetensors").rename(folder / "weights.PKL")  # the suffix test ignores case
+    refused(r"holds only weights.PKL: mtbert loads safetensors only", load_model, folder)
+
+
+def test_a_backbone_with_only_pickle_weights_is_refused(tmp_path, monkeypatch):
+    """Backbone loading (``from_encoder_pretrained``, what train.py does) reads safetensors only: a folder with only
+    ``pytorch_model.bin`` is one clear line, and nothing is unpickled."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    backbone = BertModel(tiny_bert_config(len(VOCAB)))
+    backbone.config.save_pretrained(tmp_path)
+    torch.save(backbone.state_dict(), tmp_path / "pytorch_model.bin")
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("a pickle was opened")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    message = refused(r"holds only pytorch_model.bin, no model.safetensors: mtbert loads safetensors only",
+                      MultitaskBertModel.from_encoder_pretrained, str(tmp_path), tasks={"sst": {}})
+    assert str(tmp_path) in message and "save_pretrained" in message
+    (tmp_path / "pytorch_model.bin").unlink()
+    refused(r"has no model.safetensors weights", MultitaskBertModel.from_encoder_pretrained, str(tmp_path),
+            tasks={"sst": {}})
+
+
+@pytest.mark.parametrize("bad", [None, 3, {"model": "x"}, ["a"], b"folder"], ids=repr)
+def test_load_pipeline_refuses_bad_objects_in_one_line(bad):
+    from mtbert.hub import load_pipeline
+
+    with pytest.raises(ValueError, match=r"load_pipeline: model must be a saved mtbert folder") as info:
+        load_pipeline(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_load_pipeline_refuses_bad_paths_in_one_line(saved, tmp_path):
+    """A file, a missing folder, a backbone folder, a config.json that is not JSON, truncated weights, pickle-only
+    weights: each one line from the loader's checks, before transformers builds anything."""
+    from mtbert.hub import load_pipeline
+
+    (tmp_path / "file.txt").write_text("x")
+    refused("is a file", load_pipeline, str(tmp_path / "file.txt"))
+    refused("does not exist", load_pipeline, str(tmp_path / "missing"))
+    tiny_bert_config().save_pretrained(tmp_path / "bert")
+    refused("holds a bert model, not an mtbert model", load_pipeline, str(tmp_path / "bert"))
+    folder = copy_of(saved, tmp_path, "notjson")
+    (folder / "config.json").write_text("{")
+    refused("is not valid JSON", load_pipeline, str(folder))
+    folder = copy_of(saved, tmp_path, "truncated")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    refused("the weights are truncated or damaged", load_pipeline, str(folder))
+    folder = copy_of(saved, tmp_path, "pickled")
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    refused("holds only pytorch_model.bin", load_pipeline, str(folder))

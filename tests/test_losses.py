@@ -174,6 +174,54 @@ def test_rdrop_adds_a_disagreement_penalty_only_in_training(make_model):
     assert rdrop.consistency_loss("sst", same, same).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def classes_by_hand(first, second, labels):
+    """Cross-entropy of each pass and the halved symmetric KL of the two class distributions, written out."""
+    logp, logq = first.log_softmax(-1), second.log_softmax(-1)
+    ce = lambda logits: -logits.log_softmax(-1).gather(1, labels[:, None]).mean()  # noqa: E731
+    kl = lambda a, b: (a.exp() * (a - b)).sum(-1).mean()  # noqa: E731
+    return ce(first), ce(second), 0.5 * (kl(logp, logq) + kl(logq, logp))
+
+
+def binary_by_hand(first, second, labels):
+    """Binary cross-entropy of each pass and the halved symmetric Bernoulli KL, written out."""
+    p, q, y = torch.sigmoid(first), torch.sigmoid(second), labels.float()
+    bce = lambda r: -(y * r.log() + (1 - y) * (1 - r).log()).mean()  # noqa: E731
+    kl = lambda a, b: a * (a / b).log() + (1 - a) * ((1 - a) / (1 - b)).log()  # noqa: E731
+    return bce(p), bce(q), 0.5 * (kl(p, q) + kl(q, p)).mean()
+
+
+@pytest.mark.parametrize(
+    "task,spec,labels,by_hand",
+    [
+        ("sst", {}, torch.tensor([0, 1, 2, 3, 4, 0, 1, 2]), classes_by_hand),
+        ("qqp", {"pair_encoding": "concat_sep"}, torch.tensor([0, 1, 1, 0, 1, 0, 0, 1]), binary_by_hand),
+    ],
+)
+def test_rdrop_training_loss_is_the_mean_of_two_passes_plus_alpha_times_their_divergence(
+    make_model, task, spec, labels, by_hand
+):
+    """The penalty enters the loss that is trained: with the same dropout masks (same seed, the batch twice in one
+    pass of a plain model with the same weights), loss = 0.5·(loss₁ + loss₂) + α·divergence(pass₁, pass₂)."""
+    alpha = 4.0
+    rdrop = dropout_model(make_model, {task: {**spec, "rdrop_alpha": alpha, "classifier_dropout": 0.3}}, 0.3)
+    plain = dropout_model(make_model, {task: {**spec, "classifier_dropout": 0.3}}, 0.3)
+    plain.load_state_dict(rdrop.state_dict())
+    rdrop.train(), plain.train()
+    ids = torch.randint(5, 100, (8, 7), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(7)
+    out = rdrop(input_ids=ids, labels=labels, task=task)
+    torch.manual_seed(7)
+    logits = plain(input_ids=torch.cat([ids, ids]), task=task).logits.float()
+    first, second = logits[:8], logits[8:]
+    assert not torch.allclose(first, second)  # two dropout masks
+    loss1, loss2, divergence = by_hand(first, second, labels)
+    assert alpha * divergence.item() > 1e-3  # a penalty that a loss without it would miss
+    torch.testing.assert_close(out.loss, 0.5 * (loss1 + loss2) + alpha * divergence, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.logits, first)  # the first pass is what is reported
+    out.loss.backward()  # and it is what is trained: the penalty has a gradient
+    assert rdrop.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
 def test_rdrop_consistency_for_paraphrase_logits_is_the_bernoulli_symmetric_kl(make_model):
     model = make_model({"qqp": {"pair_encoding": "concat_sep", "rdrop_alpha": 1.0}})
     a, b = torch.randn(6), torch.randn(6)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
@@ -28,7 +29,7 @@ def test_short_minilm_run_learns_every_task(tmp_path):
         "--max_train_samples", '{"sst": 1280, "qqp": 640, "sts": 320}', "--max_eval_samples", "300",
         "--logging_steps", "20", "--disable_tqdm", "true", "--write_predictions", "false",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = script_env(one_thread=False)
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -83,10 +83,15 @@ def loop_pcgrad(grads: list[torch.Tensor], permutations: torch.Tensor) -> torch.
     return torch.stack(projected).sum(0)
 
 
-def test_pcgrad_step_equals_manual_reference(tok, tmp_path):
-    model = make_model(tok)
-    reference = make_model(tok)
-    data = make_data(tok, model)
+CONFLICT_SEED = 2  # model and data seed whose first batch has conflicting task gradients (cosines -0.20, -0.20)
+
+
+def pcgrad_step_and_reference(tok, tmp_path):
+    """One trainer step on conflicting task gradients, and what it should be: ``(trainer's encoder gradient,
+    by-hand PCGrad, the plain sum, the task gradients, {task: head gradients}, {task: trainer's head gradients})``."""
+    model = make_model(tok, seed=CONFLICT_SEED)
+    reference = make_model(tok, seed=CONFLICT_SEED)
+    data = make_data(tok, model, seed=CONFLICT_SEED)
     trainer = trainer_for(model, data, tmp_path)
     batch = first_batch(trainer)
     trainer.accelerator.gradient_state._set_sync_gradients(True)
@@ -106,11 +111,34 @@ def test_pcgrad_step_equals_manual_reference(tok, tmp_path):
     permutations = sample_pcgrad_permutations(len(grads), generator)
     expected = loop_pcgrad(grads, permutations)
     got = torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()]).double()
+    trainer_heads = {task: [p.grad for p in model.heads[task].parameters()] for task in batch}
+    return got, expected, torch.stack(grads).sum(0), grads, head_grads, trainer_heads
+
+
+def test_pcgrad_step_equals_manual_reference(tok, tmp_path):
+    got, expected, plain_sum, grads, head_grads, trainer_heads = pcgrad_step_and_reference(tok, tmp_path)
+    g = torch.stack(grads)
+    cosines = (g @ g.T) / (g.norm(dim=1)[:, None] * g.norm(dim=1)[None, :])
+    assert cosines.min() < -0.15, f"the fixture must have conflicting task gradients: cosines {cosines.tolist()}"
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
-    assert (got - sum(grads)).abs().max() > 0 or all(torch.dot(a, b) >= 0 for a in grads for b in grads)
-    for task in batch:
-        for p, g in zip(model.heads[task].parameters(), head_grads[task]):
-            torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-7)
+    # the projections matter: PCGrad's step is far from the plain sum (a sum would fail the line above)
+    assert (expected - plain_sum).norm() > 0.05 * plain_sum.norm()
+    for task, head in head_grads.items():
+        for got_head, g in zip(trainer_heads[task], head):
+            torch.testing.assert_close(got_head, g, rtol=1e-4, atol=1e-7)
+
+
+def test_the_reference_test_fails_when_pcgrad_is_replaced_by_a_plain_sum(tok, tmp_path, monkeypatch):
+    """The check above bites: with the aggregation swapped for a plain sum, the trainer's step is the sum, and it is
+    not the PCGrad reference."""
+    import mtbert.trainer
+    from mtbert.aggregators import get_aggregator
+
+    monkeypatch.setattr(mtbert.trainer, "get_aggregator", lambda name, **options: get_aggregator("sum"))
+    got, expected, plain_sum, *_ = pcgrad_step_and_reference(tok, tmp_path)
+    torch.testing.assert_close(got, plain_sum, rtol=1e-4, atol=1e-6)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_pcgrad_mean_reduction_is_a_third_of_sum_on_the_encoder(tok, tmp_path):
@@ -130,8 +158,8 @@ def test_pcgrad_mean_reduction_is_a_third_of_sum_on_the_encoder(tok, tmp_path):
 def test_gradient_checkpointing_gives_the_same_pcgrad_step(tok, tmp_path):
     results = []
     for checkpointing in (False, True):
-        model = make_model(tok)
-        trainer = trainer_for(model, make_data(tok, model), tmp_path / str(checkpointing),
+        model = make_model(tok, seed=CONFLICT_SEED)  # conflicting task gradients: projections are exercised
+        trainer = trainer_for(model, make_data(tok, model, seed=CONFLICT_SEED), tmp_path / str(checkpointing),
                               gradient_checkpointing=checkpointing,
                               gradient_checkpointing_kwargs={"use_reentrant": False})
         if checkpointing:

@@ -18,6 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import script_env
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
 TRAIN = ROOT / "examples" / "train.py"
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is
 
 
 def run_train(args: list[str], nproc: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env = script_env()
     if nproc > 1:
         cmd = [
             sys.executable,
@@ -172,7 +174,7 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, s
 
     killed = tmp_path / "killed"
     args = base_args(tiny_backbone, small_minbert, killed, "round_robin", batch=8, **extra)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    env = script_env()
     process = subprocess.Popen(
         [sys.executable, str(TRAIN), *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -237,11 +239,11 @@ def test_smart_regularisation_trains_under_two_ddp_ranks(tiny_backbone, small_mi
 
 
 def test_do_eval_alone_scores_without_training(tiny_backbone, small_minbert, tmp_path):
-    """As in run_glue, --do_eval names the only phase: dev metrics are written, nothing is trained or saved."""
+    """As in run_glue, --do_eval names the only phase: dev metrics are written, nothing is trained or saved (a plain
+    backbone's random heads need --allow_untrained_heads; tests/test_bad_inputs.py checks the refusal without it)."""
     out = tmp_path / "eval_only"
-    run_train(
-        base_args(tiny_backbone, small_minbert, out, "round_robin", batch=8, write_predictions=True) + ["--do_eval"]
-    )
+    args = base_args(tiny_backbone, small_minbert, out, "round_robin", batch=8, write_predictions=True)
+    run_train(args + ["--do_eval", "--allow_untrained_heads", "true"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"eval_sst_accuracy", "eval_qqp_accuracy", "eval_sts_pearson", "eval_average"} <= set(metrics)
     assert not any(k.startswith("train_") for k in metrics)
