@@ -1,16 +1,26 @@
 #!/usr/bin/env python
-"""Prediction throughput on the three test files, side by side in one process: stock pipelines vs mtbert.
+"""Prediction throughput on the three test files, side by side in one process: stock pipelines (default and at
+their best) vs mtbert.
 
-stock:  one ``pipeline("text-classification")`` per task over AutoModelForSequenceClassification on the same
-        backbone (pairs as {"text", "text_pair"}), batch_size as given, rows in file order.
+stock-default: one ``pipeline("text-classification")`` per task over AutoModelForSequenceClassification on the
+        same backbone (pairs as {"text", "text_pair"}), batch_size as given, rows in file order, fp32.
+stock-at-best: the same pipelines with what the stock path allows: rows sorted by character length (text plus
+        text_pair) before the call, so each batch pads little, and the outputs put back in file order (sorting and
+        unsorting timed); bf16 autocast around the call if and only if the bf16 rule picks it (``--best_bf16``,
+        default auto: the same rule as mtbert's).
 mtbert: ``mtbert.predict.predict_task`` for each task of one MultitaskBertModel (the quickstart heads): rows sorted
-        by length so batches pad little, one model for all three tasks, bf16 autocast where the hardware has fast
-        bf16 (``--mtbert_bf16``).
+        by token length so batches pad little, one model for all three tasks, bf16 autocast by the bf16 rule
+        (``--mtbert_bf16``).
+
+bf16 rule (``common.choose_bf16``): ``auto`` = on for CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
+/proc/cpuinfo); on CPUs with AVX512-BF16 but no AMX the start-up measurement decides; off otherwise.
+``measure`` = that start-up measurement (forward+backward of two MiniLM-sized layers, on if bf16 is >= 10% faster)
+on any device; ``true``/``false`` = forced. The choice and its reason are printed first.
 
 Weights do not change the cost, so both use the pretrained backbone with fresh heads. Time covers prediction only
 (the stock pipeline's tokenization is inside its call, so mtbert's tokenization of the test files, done once with
-``datasets.map``, is timed too). Repeats alternate the order; medians are reported.
-Last line: ``predict throughput ratio mtbert/stock: X``.
+``datasets.map``, is timed too). Repeats rotate the order; min/median/max are printed, and
+the ratios of medians. Last line: ``predict throughput ratio mtbert/stock-at-best: X``.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, fast_cpu_bf16  # noqa: E402
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
@@ -43,17 +53,28 @@ def main():
     parser.add_argument("--rows", type=int, default=None, help="rows per test file (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--mtbert_bf16", default="auto", choices=["auto", "true", "false"])
+    bf16_modes = ["auto", "measure", "true", "false"]
+    parser.add_argument("--mtbert_bf16", default="auto", choices=bf16_modes)
+    parser.add_argument("--best_bf16", default="auto", choices=bf16_modes, help="bf16 for stock-at-best")
     args = parser.parse_args()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    bf16 = (
-        (args.device.startswith("cuda") or fast_cpu_bf16())
-        if args.mtbert_bf16 == "auto"
-        else args.mtbert_bf16 == "true"
-    )
+    print(machine_line(args.device), flush=True)
+    decisions = {}  # one decision (and at most one measurement) per mode
+    for mode in {args.mtbert_bf16, args.best_bf16}:
+        decisions[mode] = choose_bf16(mode, args.device)
+    bf16, why = decisions[args.mtbert_bf16]
+    print(f"mtbert bf16: {bf16} ({why})", flush=True)
+    best_bf16, why = decisions[args.best_bf16]
+    print(f"stock-at-best bf16: {best_bf16} ({why}); stock-default bf16: False", flush=True)
+
+    def autocast_for(on):
+        if not on:
+            return contextlib.nullcontext
+        return lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16)
+
     path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS).to(args.device).eval()
@@ -74,27 +95,38 @@ def main():
     }
     rows = sum(len(ds) for ds in tests.values())
 
-    def stock():
+    def stock(at_best=False):
         for task, ds in tests.items():
             inputs = (
                 [{"text": a, "text_pair": b} for a, b in zip(ds["text"], ds["text_pair"])]
                 if "text_pair" in ds.column_names
                 else list(ds["text"])
             )
-            stock_pipes[task](
-                inputs,
-                batch_size=args.batch_size,
-                truncation=True,
-                max_length=args.max_length,
-                function_to_apply="none",
-            )
+            if not at_best:
+                stock_pipes[task](
+                    inputs,
+                    batch_size=args.batch_size,
+                    truncation=True,
+                    max_length=args.max_length,
+                    function_to_apply="none",
+                )
+                continue
+            chars = [len(x["text"]) + len(x["text_pair"]) if isinstance(x, dict) else len(x) for x in inputs]
+            order = sorted(range(len(inputs)), key=chars.__getitem__)
+            with autocast_for(best_bf16)():
+                outputs = stock_pipes[task](
+                    [inputs[i] for i in order],
+                    batch_size=args.batch_size,
+                    truncation=True,
+                    max_length=args.max_length,
+                    function_to_apply="none",
+                )
+            in_file_order = [None] * len(outputs)
+            for position, i in enumerate(order):
+                in_file_order[i] = outputs[position]
 
     def mtbert():
-        autocast = (
-            (lambda: torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16))
-            if bf16
-            else contextlib.nullcontext
-        )
+        autocast = autocast_for(bf16)
         for task, ds in tests.items():
             tokenized = tokenize_task(ds, tokenizer, model.config.tasks[task], args.max_length)
             predict_task(
@@ -111,10 +143,12 @@ def main():
 
     datasets.disable_caching()  # tokenization is timed every repeat, not read from a cache
     datasets.disable_progress_bars()
-    results = {"stock": [], "mtbert": []}
+    sides = {"stock-default": stock, "stock-at-best": lambda: stock(at_best=True), "mtbert": mtbert}
+    names = list(sides)
+    results = {name: [] for name in names}
     for repeat in range(args.repeats):
-        order = (("stock", stock), ("mtbert", mtbert)) if repeat % 2 == 0 else (("mtbert", mtbert), ("stock", stock))
-        for name, fn in order:
+        for name in names[repeat % 3 :] + names[: repeat % 3]:
+            fn = sides[name]
             start = time.perf_counter()
             with torch.inference_mode():
                 fn()
@@ -123,17 +157,24 @@ def main():
             seconds = time.perf_counter() - start
             results[name].append(rows / seconds)
             print(
-                f"repeat {repeat}: {name:6s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} rows/s", flush=True
+                f"repeat {repeat}: {name:13s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} rows/s",
+                flush=True,
             )
-    print(f"device {args.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, mtbert bf16 {bf16}")
+    print(machine_line(args.device))
+    print(
+        f"device {args.device}, batch {args.batch_size}, max_length {args.max_length}, {rows} rows, "
+        f"{args.repeats} repeats; bf16: mtbert {bf16}, stock-at-best {best_bf16}, stock-default False"
+    )
     for name, values in results.items():
         print(
-            f"{name:6s} rows/s: median {statistics.median(values):.1f}  min {min(values):.1f}  max {max(values):.1f}"
+            f"{name:13s} rows/s: min {min(values):.1f}  median {statistics.median(values):.1f}  max {max(values):.1f}"
         )
-    print(
-        "predict throughput ratio mtbert/stock: "
-        f"{statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}"
-    )
+    median = {name: statistics.median(values) for name, values in results.items()}
+    for anchor in ("stock-default", "stock-at-best"):
+        ratios = [m / s for m, s in zip(results["mtbert"], results[anchor])]
+        print(f"per-repeat ratios mtbert/{anchor}: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"predict throughput ratio mtbert/stock-default: {median['mtbert'] / median['stock-default']:.2f}")
+    print(f"predict throughput ratio mtbert/stock-at-best: {median['mtbert'] / median['stock-at-best']:.2f}")
 
 
 if __name__ == "__main__":

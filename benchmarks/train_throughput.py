@@ -1,16 +1,25 @@
 #!/usr/bin/env python
-"""Training throughput, side by side in one process: the stock Hugging Face recipe vs mtbert.
+"""Training throughput, side by side in one process: the stock Hugging Face recipe (default and at its best) vs mtbert.
 
-stock:  three single-task runs, one after the other: AutoModelForSequenceClassification (pairs joined with [SEP])
-        + the stock Trainer + DataCollatorWithPadding, default TrainingArguments except batch size, epochs and
-        learning rate (the same for both).
+stock-default: three single-task runs, one after the other: AutoModelForSequenceClassification (pairs joined with
+        [SEP]) + the stock Trainer + DataCollatorWithPadding, default TrainingArguments except batch size, epochs and
+        learning rate (the same for all three sides); bf16 only with --stock_bf16.
+stock-at-best: the same runs with the Trainer's own speed switches flipped: length-grouped sampling
+        (``train_sampling_strategy="group_by_length"``) and bf16 if and only if the bf16 rule picks it on this
+        machine (--best_bf16, default auto: the same rule as mtbert's).
 mtbert: one MultitaskTrainer run over the same rows (strategy round_robin, the quickstart heads: SST mean pooling,
         QQP [SEP]-joined, STS cosine of separately encoded sentences), with mtbert's speed settings
-        (length-bucketed batches; bf16 autocast where the hardware has fast bf16, see --mtbert_bf16).
+        (length-bucketed batches; bf16 autocast by the bf16 rule, see --mtbert_bf16).
 
-Same backbone, rows, batch size and max length for both. Throughput = training rows / seconds inside
-``trainer.train()`` (model loading and tokenization excluded for both). The order of the two alternates between
-repeats, and the median over repeats is reported. Last line: ``train throughput ratio mtbert/stock: X``.
+bf16 rule (``common.choose_bf16``): ``auto`` = on for CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
+/proc/cpuinfo); on CPUs with AVX512-BF16 but no AMX the start-up measurement decides; off otherwise.
+``measure`` = that start-up measurement (forward+backward of two MiniLM-sized layers, on if bf16 is >= 10% faster)
+on any device; ``true``/``false`` = forced. The choice and its reason are printed first.
+
+Same backbone, rows, batch size and max length for all. Throughput = training rows / seconds inside
+``trainer.train()`` (model loading and tokenization excluded). The order of the three rotates between repeats;
+min/median/max over repeats are printed, and the ratios of medians. Last line:
+``train throughput ratio mtbert/stock-at-best: X``.
 
     python benchmarks/train_throughput.py --repeats 3
 """
@@ -28,7 +37,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, fast_cpu_bf16  # noqa: E402
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
@@ -45,7 +54,7 @@ def raw_rows(data_dir: str, rows: int):
     return out
 
 
-def run_stock(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
+def run_stock(path, tokenizer, data, args, use_cpu, bf16=False, grouped=False) -> tuple[float, int]:
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
     seconds, rows = 0.0, 0
@@ -69,7 +78,8 @@ def run_stock(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
             use_cpu=use_cpu,
             disable_tqdm=True,
             logging_strategy="no",
-            bf16=args.stock_bf16,
+            bf16=bf16,
+            train_sampling_strategy="group_by_length" if grouped else "random",
         )
         trainer = Trainer(
             model=model, args=targs, train_dataset=tokenized, data_collator=DataCollatorWithPadding(tokenizer)
@@ -81,7 +91,7 @@ def run_stock(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
     return seconds, rows
 
 
-def run_mtbert(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
+def run_mtbert(path, tokenizer, data, args, use_cpu, bf16=False) -> tuple[float, int]:
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS)
     tokenized = {
         t: tokenize_task(ds, tokenizer, model.config.tasks[t], args.max_length) for t, (_, ds) in data.items()
@@ -99,7 +109,7 @@ def run_mtbert(path, tokenizer, data, args, use_cpu) -> tuple[float, int]:
         strategy="round_robin",
         task_sampling="proportional",
         group_by_length=True,
-        bf16=args.mtbert_bf16,
+        bf16=bf16,
     )
     trainer = MultitaskTrainer(model=model, args=targs, train_dataset=tokenized, processing_class=tokenizer)
     start = time.perf_counter()
@@ -116,52 +126,72 @@ def main():
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    bf16_modes = ["auto", "measure", "true", "false"]
     parser.add_argument(
         "--mtbert_bf16",
         default="auto",
-        choices=["auto", "true", "false"],
-        help="bf16 autocast for mtbert: auto = on for CUDA and for CPUs with AMX/AVX512-BF16",
+        choices=bf16_modes,
+        help="bf16 autocast for mtbert: auto = CUDA, AMX: on; AVX512-BF16 only: measured; else off",
     )
-    parser.add_argument("--stock_bf16", action="store_true", help="give the stock recipe bf16 too (GPU comparison)")
+    parser.add_argument(
+        "--best_bf16", default="auto", choices=bf16_modes, help="bf16 for stock-at-best (same rule as mtbert)"
+    )
+    parser.add_argument("--stock_bf16", action="store_true", help="give stock-default bf16 too (GPU comparison)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    if args.mtbert_bf16 == "auto":
-        args.mtbert_bf16 = args.device.startswith("cuda") or fast_cpu_bf16()
-    else:
-        args.mtbert_bf16 = args.mtbert_bf16 == "true"
+    print(machine_line(args.device), flush=True)
+    decisions = {}  # one decision (and at most one measurement) per mode
+
+    def decide(mode):
+        if mode not in decisions:
+            decisions[mode] = choose_bf16(mode, args.device)
+        return decisions[mode]
+
+    mtbert_bf16, why = decide(args.mtbert_bf16)
+    print(f"mtbert bf16: {mtbert_bf16} ({why})", flush=True)
+    best_bf16, why = decide(args.best_bf16)
+    print(f"stock-at-best bf16: {best_bf16} ({why}); stock-default bf16: {args.stock_bf16}", flush=True)
     use_cpu = args.device == "cpu"
     path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     data = raw_rows(args.data_dir, args.rows)
-    results = {"stock": [], "mtbert": []}
+    sides = {
+        "stock-default": lambda: run_stock(path, tokenizer, data, args, use_cpu, bf16=args.stock_bf16),
+        "stock-at-best": lambda: run_stock(path, tokenizer, data, args, use_cpu, bf16=best_bf16, grouped=True),
+        "mtbert": lambda: run_mtbert(path, tokenizer, data, args, use_cpu, bf16=mtbert_bf16),
+    }
+    names = list(sides)
+    results = {name: [] for name in names}
     for repeat in range(args.repeats):
-        order = ("stock", "mtbert") if repeat % 2 == 0 else ("mtbert", "stock")
+        order = names[repeat % 3 :] + names[: repeat % 3]
         for name in order:
             torch.manual_seed(repeat)
-            seconds, rows = (run_stock if name == "stock" else run_mtbert)(path, tokenizer, data, args, use_cpu)
+            seconds, rows = sides[name]()
             results[name].append(rows / seconds)
             print(
-                f"repeat {repeat}: {name:6s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} samples/s",
+                f"repeat {repeat}: {name:13s} {rows} rows in {seconds:.1f} s = {rows / seconds:.1f} samples/s",
                 flush=True,
             )
+    print(machine_line(args.device))
     print(
-        f"device {args.device}, threads {torch.get_num_threads()}, batch {args.batch_size}, max_length "
-        f"{args.max_length}, {args.rows} rows per task, mtbert bf16 {args.mtbert_bf16}"
+        f"device {args.device}, batch {args.batch_size}, max_length {args.max_length}, {args.rows} rows per task, "
+        f"{args.repeats} repeats; bf16: mtbert {mtbert_bf16}, stock-at-best {best_bf16}, "
+        f"stock-default {args.stock_bf16}"
     )
     for name, values in results.items():
         print(
-            f"{name:6s} samples/s: median {statistics.median(values):.1f}  "
-            f"min {min(values):.1f}  max {max(values):.1f}"
+            f"{name:13s} samples/s: min {min(values):.1f}  median {statistics.median(values):.1f}  "
+            f"max {max(values):.1f}"
         )
-    ratios = [m / s for m, s in zip(results["mtbert"], results["stock"])]
-    print(f"per-repeat ratios: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(
-        "train throughput ratio mtbert/stock: "
-        f"{statistics.median(results['mtbert']) / statistics.median(results['stock']):.2f}"
-    )
+    median = {name: statistics.median(values) for name, values in results.items()}
+    for anchor in ("stock-default", "stock-at-best"):
+        ratios = [m / s for m, s in zip(results["mtbert"], results[anchor])]
+        print(f"per-repeat ratios mtbert/{anchor}: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"train throughput ratio mtbert/stock-default: {median['mtbert'] / median['stock-default']:.2f}")
+    print(f"train throughput ratio mtbert/stock-at-best: {median['mtbert'] / median['stock-at-best']:.2f}")
 
 
 if __name__ == "__main__":
