@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -111,3 +112,17 @@ def choose_bf16(mode: str, device: str = "cpu") -> tuple[bool, str]:
     speedup = measure_bf16_speedup(device)
     where = "no AMX, so " if mode == "auto" else ""
     return speedup >= 1.1, f"{where}start-up measurement: bf16 autocast at {speedup:.2f}x fp32 speed (on if >= 1.10)"
+
+
+def report_ratios(results: dict[str, list[float]], unit: str, what: str) -> None:
+    """min/median/max of each side, mtbert's per-repeat ratios to both stock sides, then the median ratios; the last
+    line is the ratio against the stock recipe at its best."""
+    for name, values in results.items():
+        middle = statistics.median(values)
+        print(f"{name:13s} {unit}: min {min(values):.1f}  median {middle:.1f}  max {max(values):.1f}")
+    median = {name: statistics.median(values) for name, values in results.items()}
+    for anchor in ("stock-default", "stock-at-best"):
+        ratios = [m / s for m, s in zip(results["mtbert"], results[anchor])]
+        print(f"per-repeat ratios mtbert/{anchor}: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"{what} throughput ratio mtbert/stock-default: {median['mtbert'] / median['stock-default']:.2f}")
+    print(f"{what} throughput ratio mtbert/stock-at-best: {median['mtbert'] / median['stock-at-best']:.2f}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import time
 
@@ -36,7 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line  # noqa: E402
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
@@ -165,16 +164,7 @@ def main():
         f"device {args.device}, batch {args.batch_size}, max_length {args.max_length}, {rows} rows, "
         f"{args.repeats} repeats; bf16: mtbert {bf16}, stock-at-best {best_bf16}, stock-default False"
     )
-    for name, values in results.items():
-        print(
-            f"{name:13s} rows/s: min {min(values):.1f}  median {statistics.median(values):.1f}  max {max(values):.1f}"
-        )
-    median = {name: statistics.median(values) for name, values in results.items()}
-    for anchor in ("stock-default", "stock-at-best"):
-        ratios = [m / s for m, s in zip(results["mtbert"], results[anchor])]
-        print(f"per-repeat ratios mtbert/{anchor}: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"predict throughput ratio mtbert/stock-default: {median['mtbert'] / median['stock-default']:.2f}")
-    print(f"predict throughput ratio mtbert/stock-at-best: {median['mtbert'] / median['stock-at-best']:.2f}")
+    report_ratios(results, "rows/s", "predict")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line  # noqa: E402
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios  # noqa: E402
 
 from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.arguments import resolve_model_path  # noqa: E402
@@ -181,17 +180,7 @@ def main():
         f"{args.repeats} repeats; bf16: mtbert {mtbert_bf16}, stock-at-best {best_bf16}, "
         f"stock-default {args.stock_bf16}"
     )
-    for name, values in results.items():
-        print(
-            f"{name:13s} samples/s: min {min(values):.1f}  median {statistics.median(values):.1f}  "
-            f"max {max(values):.1f}"
-        )
-    median = {name: statistics.median(values) for name, values in results.items()}
-    for anchor in ("stock-default", "stock-at-best"):
-        ratios = [m / s for m, s in zip(results["mtbert"], results[anchor])]
-        print(f"per-repeat ratios mtbert/{anchor}: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"train throughput ratio mtbert/stock-default: {median['mtbert'] / median['stock-default']:.2f}")
-    print(f"train throughput ratio mtbert/stock-at-best: {median['mtbert'] / median['stock-at-best']:.2f}")
+    report_ratios(results, "samples/s", "train")
 
 
 if __name__ == "__main__":

@@ -660,7 +660,7 @@ class DualPairHead(TaskHead):
 
     @classmethod
     def check_spec(cls, where, spec):
-        super().check_spec(where, {**spec, "regression_loss": "mse"} if spec["regression_loss"] != "angle" else spec)
+        super().check_spec(where, spec)  # AnglE is refused there; CoSENT ranks both views
         if spec["kind"] == "pair_regression" and spec["score_range"][0] != 0.0:
             raise MultitaskConfigError(
                 f"{where}: a dual head's cosine view predicts ReLU(cos)*high, so score_range must start at 0"
