@@ -12,7 +12,8 @@ mtbert: ``mtbert.predict.predict_task`` for each task of one MultitaskBertModel 
         by token length so batches pad little, one model for all three tasks, bf16 autocast by the bf16 rule
         (``--mtbert_bf16``).
 
-bf16 rule (``common.choose_bf16``): ``auto`` = on for CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
+bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
+CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
 /proc/cpuinfo); on CPUs with AVX512-BF16 but no AMX the start-up measurement decides; off otherwise.
 ``measure`` = that start-up measurement (forward+backward of two MiniLM-sized layers, on if bf16 is >= 10% faster)
 on any device; ``true``/``false`` = forced. The choice and its reason are printed first.
@@ -54,6 +55,12 @@ def main():
     parser.add_argument("--device", default="cpu")
     bf16_modes = ["auto", "measure", "true", "false"]
     parser.add_argument("--mtbert_bf16", default="auto", choices=bf16_modes)
+    parser.add_argument(
+        "--mtbert_quantize",
+        default="none",
+        choices=["none", "int8"],
+        help="int8 dynamic quantization of mtbert's linear layers (predict.py --quantize int8; then no bf16)",
+    )
     parser.add_argument("--best_bf16", default="auto", choices=bf16_modes, help="bf16 for stock-at-best")
     args = parser.parse_args()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
@@ -77,6 +84,12 @@ def main():
     path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS).to(args.device).eval()
+    if args.mtbert_quantize == "int8":  # int8 kernels take float32 inputs: bf16 autocast is dropped for mtbert
+        from mtbert.modeling_mtbert import quantize_int8
+
+        model = quantize_int8(model, device=args.device, inplace=True)
+        bf16, why = False, "int8 quantized: float32 inputs"
+        print(f"mtbert: int8 dynamic quantization, so bf16 {bf16}", flush=True)
     tests = {}
     for task, spec in model.config.tasks.items():
         ds = load_task_splits(task, spec, "minbert", args.data_dir, splits=("test",))["test"]
@@ -162,7 +175,8 @@ def main():
     print(machine_line(args.device))
     print(
         f"device {args.device}, batch {args.batch_size}, max_length {args.max_length}, {rows} rows, "
-        f"{args.repeats} repeats; bf16: mtbert {bf16}, stock-at-best {best_bf16}, stock-default False"
+        f"{args.repeats} repeats; bf16: mtbert {bf16}, stock-at-best {best_bf16}, stock-default False; "
+        f"mtbert quantize {args.mtbert_quantize}"
     )
     report_ratios(results, "rows/s", "predict")
 

@@ -9,9 +9,11 @@ stock-at-best: the same runs with the Trainer's own speed switches flipped: leng
         machine (--best_bf16, default auto: the same rule as mtbert's).
 mtbert: one MultitaskTrainer run over the same rows (strategy round_robin, the quickstart heads: SST mean pooling,
         QQP [SEP]-joined, STS cosine of separately encoded sentences), with mtbert's speed settings
-        (length-bucketed batches; bf16 autocast by the bf16 rule, see --mtbert_bf16).
+        (length-bucketed batches; bf16 autocast by the bf16 rule, see --mtbert_bf16; word-embedding rows updated
+        only where a batch touched them, ``embedding_updates: sparse``, see --mtbert_embedding_updates).
 
-bf16 rule (``common.choose_bf16``): ``auto`` = on for CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
+bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
+CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
 /proc/cpuinfo); on CPUs with AVX512-BF16 but no AMX the start-up measurement decides; off otherwise.
 ``measure`` = that start-up measurement (forward+backward of two MiniLM-sized layers, on if bf16 is >= 10% faster)
 on any device; ``true``/``false`` = forced. The choice and its reason are printed first.
@@ -109,6 +111,7 @@ def run_mtbert(path, tokenizer, data, args, use_cpu, bf16=False) -> tuple[float,
         task_sampling="proportional",
         group_by_length=True,
         bf16=bf16,
+        embedding_updates=args.mtbert_embedding_updates,
     )
     trainer = MultitaskTrainer(model=model, args=targs, train_dataset=tokenized, processing_class=tokenizer)
     start = time.perf_counter()
@@ -131,6 +134,12 @@ def main():
         default="auto",
         choices=bf16_modes,
         help="bf16 autocast for mtbert: auto = CUDA, AMX: on; AVX512-BF16 only: measured; else off",
+    )
+    parser.add_argument(
+        "--mtbert_embedding_updates",
+        default="sparse",
+        choices=["dense", "sparse", "frozen"],
+        help="how mtbert trains the word embeddings (embedding_updates; dev metrics of each in docs/performance.md)",
     )
     parser.add_argument(
         "--best_bf16", default="auto", choices=bf16_modes, help="bf16 for stock-at-best (same rule as mtbert)"
@@ -178,7 +187,7 @@ def main():
     print(
         f"device {args.device}, batch {args.batch_size}, max_length {args.max_length}, {args.rows} rows per task, "
         f"{args.repeats} repeats; bf16: mtbert {mtbert_bf16}, stock-at-best {best_bf16}, "
-        f"stock-default {args.stock_bf16}"
+        f"stock-default {args.stock_bf16}; mtbert embedding_updates {args.mtbert_embedding_updates}"
     )
     report_ratios(results, "samples/s", "train")
 

@@ -172,16 +172,21 @@ def predict_ensemble(
     output_dir: str,
     batch_size: int = 128,
     device: torch.device | str | None = None,
+    quantize: str | None = None,
 ) -> tuple[list[str], dict[str, float]]:
     """Write the ensemble's leaderboard files (dev and test of every task) into ``output_dir`` and score its dev sets.
 
     Members are loaded one at a time (only one model is in memory); each is checked (same tasks and kinds, same
     tokenizer) before any weights are loaded. Returns the written paths and the dev metrics
     ``{"eval_<task>_<metric>": ..., "eval_average": ...}``, also written to ``<output_dir>/ensemble_metrics.json``.
+    ``quantize="int8"``: every member predicts with its linear layers quantized to int8 (CPU only, checked first;
+    ``modeling_mtbert.quantize_int8``).
     """
     from .loading import load_config, load_model, load_tokenizer
+    from .modeling_mtbert import quantize_int8, resolve_quantize
     from .run import load_tokenized
 
+    quantize = resolve_quantize(quantize, device)
     model_paths = [str(p) for p in model_paths]
     if not model_paths:
         raise MultitaskConfigError("predict_ensemble needs at least one model")
@@ -214,6 +219,8 @@ def predict_ensemble(
     member_dev_metrics = []
     for path, config in zip(model_paths, configs):
         model = load_model(path, device=device)
+        if quantize == "int8":
+            model = quantize_int8(model, device=device, inplace=True)
         member_dev = {}
         for task, spec in config.tasks.items():
             for split in splits[task]:

@@ -9,7 +9,8 @@ shaped as the stock ``text-classification`` pipeline shapes them (``[{"label", "
 ``{"label", "score"}`` per input of a list, ``top_k``, ``function_to_apply``); a score task (STS) answers
 ``{"label": <task name>, "score": <score>}`` as a stock regression model does. See :class:`MultitaskTextPipeline`.
 With mtbert installed and imported, ``pipeline(model=<folder or repo>)`` builds this class from the installed code
-without ``trust_remote_code`` (``configuration_mtbert.LocalPipelines``).
+without ``trust_remote_code`` (``configuration_mtbert.LocalPipelines``). ``pipeline(..., quantize="int8")`` runs an
+int8 dynamically quantized copy of the model on the CPU (``modeling_mtbert.quantize_int8``).
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ class MultitaskTextPipeline(Pipeline):
     ``config.max_seq_length`` when the checkpoint records it, else the encoder's position limit) and
     ``batch_size=``. Inputs are tokenized exactly as in training and padded like mtbert's collator.
 
+    ``quantize="int8"`` (a construction argument: ``pipeline(model=..., quantize="int8")``; default ``None``, the
+    float32 model as trained) quantizes a copy of the model's linear layers to int8 once, when the pipeline is built
+    (``modeling_mtbert.quantize_int8``): CPU only, so the pipeline's device then defaults to the CPU and any other
+    device is refused with a ``ValueError`` (``MultitaskConfigError``); bfloat16 weights (``dtype=``) are converted
+    to float32 first. Scores move a little; see the README.
+
     Outputs have the stock ``text-classification`` pipeline's shapes, input for input:
 
     - a string → a one-item list ``[{"label", "score"}]``; a list (or tuple) of inputs → one ``{"label", "score"}``
@@ -150,12 +157,22 @@ class MultitaskTextPipeline(Pipeline):
     _load_feature_extractor = False
     _load_video_processor = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, quantize: str | None = None, **kwargs):
+        # imported here: modeling_mtbert imports this module at its end (so that saving copies it)
+        from .modeling_mtbert import quantize_int8, resolve_quantize
+
+        self.quantize = resolve_quantize(quantize, kwargs.get("device"))  # refused before the model moves
+        if self.quantize is not None and kwargs.get("device") is None:
+            model = kwargs.get("model", args[0] if args else None)
+            if getattr(model, "hf_device_map", None) is None:
+                kwargs["device"] = "cpu"  # int8 kernels are CPU kernels: not the first GPU, the stock default
         super().__init__(*args, **kwargs)
         if self.tokenizer is None:
             raise ValueError(f"{type(self).__name__} needs a tokenizer (pass tokenizer=...)")
         if not hasattr(self.model.config, "tasks") or not hasattr(self.model, "postprocess"):
             raise ValueError(f"{type(self).__name__} runs multitask BERT models (model_type 'mtbert')")
+        if self.quantize == "int8":
+            self.model = quantize_int8(self.model, device=self.device)
 
     # -- parameters ------------------------------------------------------------------------------------------
 
@@ -178,6 +195,11 @@ class MultitaskTextPipeline(Pipeline):
     def _sanitize_parameters(
         self, task=None, top_k=_NOT_GIVEN, function_to_apply=None, return_all_scores=None, max_length=None, **unknown
     ):
+        if "quantize" in unknown:
+            raise TypeError(
+                f"{type(self).__name__}: quantize is set once, when the pipeline is built "
+                "(pipeline(model=..., quantize='int8')), not per call"
+            )
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown argument(s) {', '.join(sorted(unknown))}; "

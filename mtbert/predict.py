@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .collators import MODEL_COLUMNS, TaskCollator
+from .modeling_mtbert import quantized_linear_count
 from .publish import discard, fresh_staging_dir, publish
 
 # minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
@@ -68,11 +69,17 @@ def task_logits(
     indices: Sequence[int] | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
+    pad_to_multiple_of: int | None = None,
 ) -> torch.Tensor:
     """A model's raw float32 logits (on the CPU) for the rows ``indices`` of a tokenized split (default: all), in
-    that order. Rows are batched longest first so each batch pads little; ``(rows, num_labels)`` for sentence
-    classification, ``(rows,)`` for pair tasks."""
+    that order. Rows are batched longest first so each batch pads little (to a multiple of ``pad_to_multiple_of``
+    tokens if given: fewer shapes for a compiled encoder); ``(rows, num_labels)`` for sentence
+    classification, ``(rows,)`` for pair tasks. A model with int8-quantized linear layers
+    (``modeling_mtbert.quantize_int8``) runs without ``autocast`` (its kernels take float32 inputs; a logged line)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if autocast is not None and quantized_linear_count(model):
+        logger.info("predicting %s without the bf16 autocast: the model's linear layers are int8-quantized", task)
+        autocast = None
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     columns = _model_columns(dataset)
     rows = dataset.select_columns(columns)[indices.tolist()] if len(indices) else {c: [] for c in columns}
@@ -80,7 +87,7 @@ def task_logits(
     if "input_ids_b" in rows:
         lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
     order = np.argsort(-lengths, kind="stable")
-    collate = TaskCollator(pad_token_id)
+    collate = TaskCollator(pad_token_id, pad_to_multiple_of)
     autocast = autocast or contextlib.nullcontext
     was_training = model.training
     model.eval()

@@ -23,7 +23,7 @@ from .checkpoints import CheckpointError, checkpoint_folders
 from .configuration_mtbert import MultitaskConfigError
 from .data import DataFileError, load_task_data, tokenize_task
 from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
-from .modeling_mtbert import MultitaskBertModel
+from .modeling_mtbert import MultitaskBertModel, quantize_int8, resolve_quantize
 from .predict import TaskSplits, cap_splits, write_predictions
 from .training_args import MultitaskTrainingArguments
 
@@ -282,10 +282,20 @@ def push_final_model(trainer, metrics: dict[str, float], data_args: DataArgument
 
 
 def predict(
-    model_path: str, data_args: DataArguments, output_dir: str, batch_size: int = 128, device=None
+    model_path: str,
+    data_args: DataArguments,
+    output_dir: str,
+    batch_size: int = 128,
+    device=None,
+    quantize: str | None = None,
 ) -> list[str]:
-    """Write the leaderboard files of a saved model for any data folder (dev and test splits)."""
+    """Write the leaderboard files of a saved model for any data folder (dev and test splits). ``quantize="int8"``
+    predicts with the model's linear layers quantized to int8 (CPU only, checked before loading;
+    ``modeling_mtbert.quantize_int8``)."""
+    quantize = resolve_quantize(quantize, device)
     model, tokenizer = load_model_and_tokenizer(model_path, device=device)
+    if quantize == "int8":
+        model = quantize_int8(model, device=device, inplace=True)
     data = load_tokenized(model.config.tasks, data_args, tokenizer, splits=("dev", "test"))
     data = {task: splits for task, splits in data.items() if "test" in splits}  # files only for tasks with a test
     return write_predictions(model, data, output_dir, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)

@@ -38,7 +38,7 @@ from .backward import TaskGradients, task_gradient_matrix
 from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
 from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
 from .metrics import PRIMARY_METRIC, compute_task_metrics
-from .optimization import parameter_learning_rates
+from .optimization import RowSparseAdamW, parameter_learning_rates, word_embedding_weights
 from .sampling import MultitaskBatchSampler, MultitaskDataset
 from .training_args import MultitaskTrainingArguments
 
@@ -161,6 +161,9 @@ class MultitaskTrainer(Trainer):
             self.add_callback(ModelCardCallback())
         if args.early_stopping_patience is not None and not self._callback(EarlyStoppingCallback):
             self.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+        if args.embedding_updates == "frozen":  # before DDP wraps the model: no gradient, no optimizer state
+            for weight in word_embedding_weights(self.model):
+                weight.requires_grad_(False)
 
     @staticmethod
     def _deprecated_alias(value, old_value, name: str, old_name: str):
@@ -274,25 +277,37 @@ class MultitaskTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         """The stock optimizer, with parameter groups when the heads (``head_learning_rate``) or the encoder layers
-        (``layerwise_lr_decay``) train at their own learning rates."""
+        (``layerwise_lr_decay``) train at their own learning rates; with ``embedding_updates: sparse``, AdamW that
+        updates only the word-embedding rows each batch touched (:class:`~mtbert.optimization.RowSparseAdamW`)."""
+        sparse = self.args.embedding_updates == "sparse"
         one_rate = self.args.head_learning_rate is None and self.args.layerwise_lr_decay == 1.0
-        if self.optimizer is not None or one_rate:
+        if self.optimizer is not None or (one_rate and not sparse):
             return super().create_optimizer(model)
         opt_model = self.model if model is None else model
         decay = set(self.get_decay_parameter_names(opt_model))
         rates = parameter_learning_rates(
             opt_model, self.args.learning_rate, self.args.head_learning_rate, self.args.layerwise_lr_decay
         )
-        grouped: dict[tuple[float, bool], list] = {}
+        row_sparse = {id(p) for p in word_embedding_weights(opt_model)} if sparse else set()
+        grouped: dict[tuple[float, bool, bool], list] = {}
         for name, param in opt_model.named_parameters():
             if param.requires_grad:
-                grouped.setdefault((rates[name], name in decay), []).append(param)
+                grouped.setdefault((rates[name], name in decay, id(param) in row_sparse), []).append(param)
         groups = [
             {"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0}
-            for (lr, decayed), params in sorted(grouped.items(), key=lambda item: (-item[0][0], not item[0][1]))
+            | ({"rows_only": True} if rows_only else {})
+            for (lr, decayed, rows_only), params in sorted(
+                grouped.items(), key=lambda item: (-item[0][0], not item[0][1], item[0][2])
+            )
         ]
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         optimizer_kwargs = {k: v for k, v in optimizer_kwargs.items() if k != "lr"}
+        if sparse:
+            if optimizer_cls is not torch.optim.AdamW or optimizer_kwargs.get("amsgrad"):
+                raise ValueError(
+                    f"embedding_updates: sparse needs optim adamw_torch or adamw_torch_fused (got {self.args.optim})"
+                )
+            optimizer_cls = RowSparseAdamW
         self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
 

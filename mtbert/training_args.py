@@ -11,6 +11,8 @@ from transformers.trainer_utils import IntervalStrategy
 
 from .aggregators import AGGREGATORS
 from .configuration_mtbert import MultitaskConfigError, _choice
+from .optimization import EMBEDDING_UPDATES
+from .precision import has_accelerator, resolve_bf16
 from .sampling import TASK_SAMPLINGS
 
 STRATEGIES = ("round_robin", "sum", "pcgrad")
@@ -65,6 +67,15 @@ class MultitaskTrainingArguments(TrainingArguments):
             "help": "Length-bucketed batches: rows of similar length share a batch (less padding, faster); the "
             "batches are still shuffled. Gradient accumulation then no longer reproduces a larger batch exactly. "
             "The same as transformers' train_sampling_strategy=group_by_length (kept as an alias)."
+        },
+    )
+    embedding_updates: str = field(
+        default="dense",
+        metadata={
+            "help": "How the word-embedding matrix trains: dense (stock AdamW), sparse (AdamW on the rows a batch "
+            "touched only; untouched rows keep their values and moments, a lighter optimizer step) or frozen (not "
+            "trained: no embedding gradient or optimizer state).",
+            "choices": list(EMBEDDING_UPDATES),
         },
     )
     eval_only: bool = field(
@@ -223,10 +234,28 @@ class MultitaskTrainingArguments(TrainingArguments):
                     f"{eval_strategy}, save_strategy: {save_strategy}): set both to steps or both to epoch"
                 )
 
+    def _resolve_bf16(self) -> None:
+        """``bf16: auto`` (or ``measure``) becomes on or off here, by the hardware or a start-up measurement
+        (:mod:`mtbert.precision`), with the reason kept in ``bf16_reason`` for the log. bf16 on a machine with no
+        accelerator means CPU autocast, so ``use_cpu`` is set rather than refused as the stock check would."""
+        self.bf16_reason = None
+        if not isinstance(self.bf16, bool):
+            if self.fp16 and str(self.bf16).strip().lower() in ("auto", "measure"):
+                self.bf16, self.bf16_reason = False, "fp16 is set"
+            else:
+                processes = int(os.environ.get("WORLD_SIZE", "1"))
+                try:
+                    self.bf16, self.bf16_reason = resolve_bf16(self.bf16, use_cpu=self.use_cpu, processes=processes)
+                except ValueError as error:
+                    raise MultitaskConfigError(str(error)) from None
+        if self.bf16 and not self.use_cpu and not has_accelerator():
+            self.use_cpu = True
+
     def __post_init__(self):
         self.strategy = _choice(self.strategy, STRATEGIES, "strategy")
         self.task_sampling = _choice(self.task_sampling, TASK_SAMPLINGS, "task_sampling")
         self.pcgrad_reduction = _choice(self.pcgrad_reduction, ("sum", "mean"), "pcgrad_reduction")
+        self.embedding_updates = _choice(self.embedding_updates, EMBEDDING_UPDATES, "embedding_updates")
         if self.sampling_temperature <= 0:
             raise MultitaskConfigError(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
         if self.max_nonfinite_steps < 1:
@@ -236,11 +265,18 @@ class MultitaskTrainingArguments(TrainingArguments):
         if self.average_checkpoints < 0 or self.average_checkpoints == 1:
             raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
         self._check_ranges_and_combinations()
+        self._resolve_bf16()
         try:
             super().__post_init__()
         except ValueError as error:  # the stock checks' messages, as one line rather than a traceback
             raise MultitaskConfigError(" ".join(str(error).split())) from None
         self._refuse_ignored_stock_flags()
+        optim = str(getattr(self.optim, "value", self.optim))
+        if self.embedding_updates == "sparse" and optim not in ("adamw_torch", "adamw_torch_fused"):
+            raise MultitaskConfigError(
+                f"embedding_updates: sparse updates rows inside torch's AdamW, but optim is {optim}: set optim "
+                "adamw_torch_fused (the default) or adamw_torch, or embedding_updates dense"
+            )
         if self.early_stopping_patience is not None:
             if self.early_stopping_patience < 1:
                 raise MultitaskConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
