@@ -10,7 +10,9 @@ stock-at-best: the same pipelines with what the stock path allows: rows sorted b
         default auto: the same rule as mtbert's).
 mtbert: ``mtbert.predict.predict_task`` for each task of one MultitaskBertModel (the quickstart heads): rows sorted
         by token length so batches pad little, one model for all three tasks, bf16 autocast by the bf16 rule
-        (``--mtbert_bf16``).
+        (``--mtbert_bf16``); ``--mtbert_quantize int8`` predicts with int8 dynamic quantization instead (opt-in in
+        mtbert, as ``predict.py --quantize int8``: float32 inputs, so no bf16; its dev-metric cost is in
+        docs/performance.md).
 
 bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
 CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
