@@ -3,15 +3,14 @@ matrix trained densely, sparsely (touched rows only, :class:`~mtbert.optimizatio
 
 from __future__ import annotations
 
-import datasets
 import pytest
 import torch
 import yaml
+from test_pcgrad_step import make_data
 
 from mtbert import MultitaskConfigError
 from mtbert import precision as precision_module
 from mtbert.arguments import parse_args
-from mtbert.data import tokenize_task
 from mtbert.optimization import RowSparseAdamW, word_embedding_weights
 from mtbert.trainer import MultitaskTrainer
 from mtbert.training_args import MultitaskTrainingArguments
@@ -21,7 +20,6 @@ TASKS = {
     "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
     "sts": {"pair_encoding": "cosine", "pooling": "mean"},
 }
-WORDS = "good bad film plot great dull why how is the a an acting music long short".split()
 
 
 # -- RowSparseAdamW ---------------------------------------------------------------------------------------------
@@ -110,30 +108,9 @@ def tiny_model(tok):
     return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS))
 
 
-def tiny_data(tok, model, n=16):
-    g = torch.Generator().manual_seed(0)
-
-    def sentence():
-        return " ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (5,), generator=g))
-
-    out = {}
-    for task, spec in model.config.tasks.items():
-        rows = {"text": [sentence() for _ in range(n)]}
-        if spec["kind"] != "sentence_classification":
-            rows["text_pair"] = [sentence() for _ in range(n)]
-        if task == "sst":
-            rows["label"] = torch.randint(0, 5, (n,), generator=g).tolist()
-        elif task == "qqp":
-            rows["label"] = torch.randint(0, 2, (n,), generator=g).tolist()
-        else:
-            rows["label"] = (torch.rand(n, generator=g) * 5).tolist()
-        out[task] = tokenize_task(datasets.Dataset.from_dict(rows), tok, spec, 16)
-    return out
-
-
 def train(tok, tmp_path, **settings):
     model = tiny_model(tok)
-    data = tiny_data(tok, model)
+    data = make_data(tok, model)  # test_pcgrad_step's random sentences and labels for sst/qqp/sts
     args = MultitaskTrainingArguments(
         output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True, max_steps=4,
         learning_rate=1e-2, weight_decay=0.1, disable_tqdm=True, save_strategy="no", seed=1, **settings,
