@@ -1,30 +1,59 @@
 #!/usr/bin/env bash
-# The GPU checks in one script (run on the lent GPU machine after ../shared/gpu/prepare.sh here):
+# The GPU checks in one script, for one call on the lent GPU machine (after ../shared/gpu/prepare.sh here):
 #   source .gpu/bootstrap.sh && bash benchmarks/gpu.sh
-# PCGrad overhead, training and prediction throughput against the stock recipe (default and at its best), then a full
-# minilm_final.yaml training with wall time, samples/s, peak GPU memory and dev metrics. About 8 minutes on an H100.
-set -euo pipefail
+# In order of priority, each under its own time cap and all under one deadline (GPU_DEADLINE_S, default 500 s), so
+# a slow part costs the ones after it, never the whole call:
+#   1. gpu_step.py: share of the measured bf16 matmul rate a training step reaches per batch size, the cost of the
+#      per-step host syncs, and a profile (GPU busy share, host syncs and kernels per step, top kernels)
+#   2. train_throughput.py: training against the stock recipe (default with bf16, and at its best) on this GPU
+#   3. predict_throughput.py: prediction against the stock pipelines
+#   4. pcgrad_overhead.py: round_robin / sum / pcgrad step time and peak memory
+#   5. minilm_best.yaml end to end (bf16, seed 1): wall time, samples/s, peak GPU memory, dev metrics
+# Everything printed goes to $OUT/gpu.log as well; the profile's trace to $OUT/trace.json.gz.
+set -uo pipefail
 : "${MTBERT_GPU_MODEL:?source .gpu/bootstrap.sh first}"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-echo "== pcgrad overhead"
-python benchmarks/pcgrad_overhead.py --device cuda --bf16 --batch_size 32 --rounds 20 \
-  --model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA" | tail -7
-echo "== train throughput (stock recipe with bf16 too)"
-python benchmarks/train_throughput.py --device cuda --stock_bf16 --batch_size 32 --rows 4000 --repeats 3 \
-  --model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA" | tail -9
-echo "== predict throughput"
-python benchmarks/predict_throughput.py --device cuda --batch_size 256 --repeats 3 \
-  --model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA" | tail -9
-echo "== minilm_final.yaml, bf16"
-start=$(date +%s)
-python examples/train.py examples/configs/minilm_final.yaml --model_name_or_path "$MTBERT_GPU_MODEL" \
-  --data_dir "$MTBERT_GPU_DATA" --output_dir "${OUT:-/tmp}/minilm_final" --bf16 true --disable_tqdm true \
-  --dataloader_num_workers 2 --group_by_length true > "${OUT:-/tmp}/minilm_final.log" 2>&1
-echo "wall time: $(( $(date +%s) - start )) s"
-python - "${OUT:-/tmp}/minilm_final/metrics.json" <<'PY'
+out="${OUT:-/tmp/gpu_out}"
+mkdir -p "$out"
+exec > >(tee -a "$out/gpu.log") 2>&1
+deadline=$(( $(date +%s) + ${GPU_DEADLINE_S:-500} ))
+common=(--model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA")
+device=${GPU_DEVICE:-cuda}  # GPU_DEVICE=cpu: a dry run of the script here
+
+part() {  # part NAME CAP_SECONDS COMMAND...: run under min(CAP, time left before the deadline)
+  local name=$1 cap=$2; shift 2
+  local left=$(( deadline - $(date +%s) ))
+  (( left < cap )) && cap=$left
+  if (( cap < 20 )); then echo "== $name: skipped, ${left} s left"; return; fi
+  echo "== $name (at most $cap s)"
+  local start=$(date +%s)
+  timeout "$cap" "$@"
+  echo "== $name: rc $?, $(( $(date +%s) - start )) s"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
+part "gpu step" 150 python benchmarks/gpu_step.py "${common[@]}" --device "$device" --trace /tmp/trace.json
+[ -f /tmp/trace.json ] && gzip -c /tmp/trace.json > "$out/trace.json.gz"
+part "train throughput" 130 python benchmarks/train_throughput.py "${common[@]}" --device "$device" --stock_bf16 \
+  --mtbert_embedding_updates dense --batch_size 32 --rows 4000 --repeats 3
+part "predict throughput" 100 python benchmarks/predict_throughput.py "${common[@]}" --device "$device" \
+  --batch_size 256 --repeats 3
+part "pcgrad overhead" 60 python benchmarks/pcgrad_overhead.py "${common[@]}" --device "$device" --bf16 \
+  --batch_size 32 --rounds 20
+run_dir=/tmp/minilm_best
+export MINILM_LOG="$out/minilm_best.log" RUN_DIR="$run_dir"
+part "minilm_best.yaml, bf16, seed 1 (log: minilm_best.log)" 240 bash -c 'python examples/train.py \
+  examples/configs/minilm_best.yaml --model_name_or_path "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA" \
+  --output_dir "$RUN_DIR" --seed 1 --bf16 true --disable_tqdm true --dataloader_num_workers 2 \
+  --overwrite_output_dir true > "$MINILM_LOG" 2>&1'
+if [ -f "$run_dir/metrics.json" ]; then
+  cp "$run_dir/metrics.json" "$out/minilm_best_metrics.json"
+  python - "$run_dir/metrics.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 keys = ["train_runtime", "train_samples_per_second", "train_peak_gpu_memory_mib", "eval_sst_accuracy",
         "eval_qqp_accuracy", "eval_sts_pearson", "eval_average"]
 print(json.dumps({k: m.get(k) for k in keys}, indent=1))
 PY
+else
+  tail -20 "$out/minilm_best.log"
+fi

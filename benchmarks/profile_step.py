@@ -53,6 +53,7 @@ def main():
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
     trainer.current_gradient_accumulation_steps = 1
     trainer.accelerator.gradient_state._set_sync_gradients(True)
+    model = trainer.accelerator.prepare_model(model)  # as the Trainer's loop does: bf16 autocast around forward
     loader = iter(trainer.get_train_dataloader())
     batches, load_time = [], 0.0
     for _ in range(args.steps + 2):

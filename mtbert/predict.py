@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .attention_kernels import sdpa_kernels
 from .collators import MODEL_COLUMNS, TaskCollator
 from .modeling_mtbert import quantized_linear_count
 from .publish import discard, fresh_staging_dir, publish
@@ -75,7 +76,9 @@ def task_logits(
     that order. Rows are batched longest first so each batch pads little (to a multiple of ``pad_to_multiple_of``
     tokens if given: fewer shapes for a compiled encoder); ``(rows, num_labels)`` for sentence
     classification, ``(rows,)`` for pair tasks. A model with int8-quantized linear layers
-    (``modeling_mtbert.quantize_int8``) runs without ``autocast`` (its kernels take float32 inputs; a logged line)."""
+    (``modeling_mtbert.quantize_int8``) runs without ``autocast`` (its kernels take float32 inputs; a logged line).
+    On CUDA, attention runs without cuDNN's kernel, which would build a plan for each new batch shape
+    (:mod:`mtbert.attention_kernels`)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if autocast is not None and quantized_linear_count(model):
         logger.info("predicting %s without the bf16 autocast: the model's linear layers are int8-quantized", task)
@@ -99,7 +102,7 @@ def task_logits(
             chunk = order[start : start + batch_size]
             batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast():
+            with autocast(), sdpa_kernels(device):
                 pieces.append(model(task=task, **batch).logits.float().cpu())
     finally:
         model.train(was_training)
@@ -171,6 +174,7 @@ def write_predictions(
     batch_size: int = 128,
     pad_token_id: int = 0,
     known: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
+    progress: bool = True,
 ) -> list[str]:
     """Predict every ``{task: {split: tokenized dataset}}`` and write the leaderboard files into ``output_dir``.
 
@@ -190,7 +194,9 @@ def write_predictions(
             for split, dataset in splits.items():
                 result = (known or {}).get((task, split))
                 if result is None or len(result["predictions"]) != len(dataset):
-                    result = predict_task(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
+                    result = predict_task(
+                        model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id, progress=progress
+                    )
                 name, column = leaderboard_name(task, split)
                 write_leaderboard_file(os.path.join(staging, name), dataset["id"], result["predictions"], kind, column)
                 path = os.path.join(output_dir, name)

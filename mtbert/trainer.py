@@ -34,6 +34,7 @@ from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, Trainin
 from transformers.trainer_utils import PredictionOutput
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
+from .attention_kernels import sdpa_kernels
 from .backward import TaskGradients, task_gradient_matrix
 from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
 from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
@@ -310,6 +311,13 @@ class MultitaskTrainer(Trainer):
             optimizer_cls = RowSparseAdamW
         self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
+
+    def compute_loss_context_manager(self):
+        """The stock context (autocast where Accelerate does not handle it), plus attention without cuDNN's kernel
+        on CUDA (:mod:`mtbert.attention_kernels`; ``cudnn_attention`` turns that off)."""
+        stack = super().compute_loss_context_manager()
+        stack.enter_context(sdpa_kernels(self.args.device, getattr(self.args, "cudnn_attention", False)))
+        return stack
 
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         losses = {}

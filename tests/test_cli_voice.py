@@ -234,3 +234,34 @@ def test_a_capped_train_run_says_what_it_samples_loads_quietly_and_marks_partial
     note = (predictions / "PARTIAL").read_text(encoding="utf-8")
     assert "sts-dev-output.csv: the first 16 of" in note and "sts-test-output.csv: the first 7 of" in note
     assert "not a full leaderboard file" in log
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_prediction_bars_show_only_when_asked(tokenizer, tmp_path, capfd, progress):
+    from test_pcgrad_step import make_data, make_model
+
+    from mtbert.predict import write_predictions
+
+    model = make_model(tokenizer)
+    data = make_data(tokenizer, model, n=6)
+    written = write_predictions(model, {"sst": {"dev": data["sst"]}}, str(tmp_path / "p"), batch_size=2,
+                                progress=progress)
+    assert len(written) == 1
+    assert ("Predicting sst" in capfd.readouterr().err) is progress
+
+
+@pytest.mark.parametrize("disable_tqdm", [True, False])
+def test_disable_tqdm_reaches_the_leaderboard_predictions(monkeypatch, disable_tqdm):
+    """``--disable_tqdm true`` silences the bars of the leaderboard predictions at the end of a run too."""
+    from types import SimpleNamespace
+
+    import mtbert.run
+
+    seen = {}
+    monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
+        processing_class=None, args=SimpleNamespace(per_device_eval_batch_size=4, disable_tqdm=disable_tqdm),
+    )
+    mtbert.run.write_leaderboard_files(trainer, {}, "unused")
+    assert seen["progress"] is (not disable_tqdm)
