@@ -15,9 +15,6 @@ positions of families that number them from ``pad_token_id + 1`` (RoBERTa, XLM-R
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -25,6 +22,7 @@ import datasets
 import pytest
 import torch
 from transformers import AutoTokenizer
+from without_mtbert import run_without_mtbert
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel
 from mtbert.collators import TaskCollator
@@ -462,14 +460,9 @@ def test_pipeline_default_length_fits_the_positions(name):
 
 REMOTE_SCRIPT = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import json
+    import sys
 
-    class BlockMtbert(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "mtbert" or name.startswith("mtbert."):
-                raise ImportError("mtbert is not installed here")
-
-    sys.meta_path.insert(0, BlockMtbert())
     from transformers import AutoModel, pipeline
 
     folders, inputs = json.load(open(sys.argv[1]))
@@ -515,15 +508,7 @@ def remote_run(tmp_path_factory):
         pipe = load_pipeline(model, tokenizer_of(name))
         expected[name] = {task: pipe(rows, task=task, batch_size=2) for task, rows in inputs.items()}
     (root / "in.json").write_text(json.dumps([folders, inputs]))
-    (root / "script.py").write_text(REMOTE_SCRIPT)
-    elsewhere = root / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_MODULES_CACHE=str(root / "modules"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    done = subprocess.run(
-        [sys.executable, "-I", str(root / "script.py"), str(root / "in.json"), str(root / "out.json")],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    done = run_without_mtbert(REMOTE_SCRIPT, [root / "in.json", root / "out.json"], root)
     assert done.returncode == 0, done.stderr[-3000:]
     return expected, json.loads((root / "out.json").read_text())
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import runpy
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertModel
+from without_mtbert import run_without_mtbert
 
 import mtbert
 from mtbert import MultitaskBertConfig, MultitaskBertModel
@@ -517,14 +515,9 @@ def test_examples_train_push_to_hub(tokenizer, tmp_path, monkeypatch):
 
 WITHOUT_MTBERT = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import json
+    import sys
 
-    class BlockMtbert(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "mtbert" or name.startswith("mtbert."):
-                raise ImportError("mtbert is not installed here")
-
-    sys.meta_path.insert(0, BlockMtbert())
     try:
         import mtbert  # noqa: F401
     except ImportError:
@@ -603,26 +596,7 @@ def test_saved_model_runs_where_mtbert_is_not_installed(tokenizer, tmp_path):
                     score = 1.0 - score
                 expected[task].append({"label": spec["label_names"][int(prediction)], "score": score})
     (tmp_path / "inputs.json").write_text(json.dumps(inputs))
-    (tmp_path / "script.py").write_text(WITHOUT_MTBERT)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(tmp_path / "script.py"),
-            str(model_dir),
-            str(tmp_path / "inputs.json"),
-            str(tmp_path / "out.json"),
-        ],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_without_mtbert(WITHOUT_MTBERT, [model_dir, tmp_path / "inputs.json", tmp_path / "out.json"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["model_class"].startswith("transformers_modules.") and out["model_class"].endswith(

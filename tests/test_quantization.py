@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 
 import datasets
@@ -19,6 +16,7 @@ from test_cli_voice import saved_tiny  # noqa: F401  (a fixture: a saved tiny ss
 from test_pipeline import PAIRS, SENTENCES, TASKS, tiny_model
 from torch import nn
 from transformers import pipeline
+from without_mtbert import run_without_mtbert
 
 from mtbert import MultitaskConfigError, MultitaskTextPipeline
 from mtbert.hub import load_pipeline
@@ -243,14 +241,9 @@ def test_transformers_pipeline_passes_quantize_to_the_constructor(model, tokeniz
 
 REMOTE_SCRIPT = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import json
+    import sys
 
-    class BlockMtbert(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "mtbert" or name.startswith("mtbert."):
-                raise ImportError("mtbert is not installed here")
-
-    sys.meta_path.insert(0, BlockMtbert())
     from transformers import pipeline
 
     folder, inputs = json.load(open(sys.argv[1]))
@@ -273,14 +266,8 @@ def test_remote_code_pipeline_quantizes_without_mtbert(model, tokenizer, tmp_pat
     tokenizer.save_pretrained(folder)
     inputs = {task: INPUTS[task] for task in ("sst", "qqp", "nli_dual")}
     (tmp_path / "in.json").write_text(json.dumps([str(folder), inputs]))
-    (tmp_path / "script.py").write_text(REMOTE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS="1")  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "script.py"), str(tmp_path / "in.json"), str(tmp_path / "out.json")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    done = run_without_mtbert(REMOTE_SCRIPT, [tmp_path / "in.json", tmp_path / "out.json"], tmp_path,
+                              OMP_NUM_THREADS="1")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["mtbert_loaded"] is False and out["model_class"].startswith("transformers_modules.")
