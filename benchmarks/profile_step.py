@@ -43,7 +43,8 @@ def main():
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS)
     data = {}
     for task, spec in model.config.tasks.items():
-        train = load_task_splits(task, spec, "minbert", args.data_dir, splits=("train",))["train"].select(range(800))
+        train = load_task_splits(task, spec, "minbert", args.data_dir, splits=("train",))["train"]
+        train = train.select(range(min(800, len(train))))
         data[task] = tokenize_task(train, tokenizer, spec, 64)
     targs = MultitaskTrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, report_to="none", use_cpu=True,
