@@ -129,6 +129,22 @@ def choose_attn_implementation(cls: type[PreTrainedModel], requested: str | None
     return requested
 
 
+def sdpa_kernels(device: torch.device | str | int | None, cudnn: bool = False) -> contextlib.AbstractContextManager:
+    """A context in which scaled-dot-product attention on a CUDA ``device`` runs without cuDNN's kernel (flash,
+    memory-efficient or math instead); a no-op elsewhere or with ``cudnn=True`` (``cudnn_attention: true``).
+
+    Why: for bf16 on Hopper GPUs PyTorch picks cuDNN's kernel first, and cuDNN builds a plan for every new input
+    shape. Length-grouped training batches, and prediction batches sorted by length, bring a new shape almost every
+    batch until each length has been seen. On an H200, MiniLM at batch 32, a first pass over 30 such batches took
+    155 ms per step with cuDNN and 29 without; once warm, 21 and 22 ms (docs/performance.md, "GPU"). Training,
+    evaluation, prediction and the pipeline all run inside it."""
+    if cudnn or device is None or _as_device(device).type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 def has_segment_embeddings(encoder: PreTrainedModel) -> bool:
     """Whether ``token_type_ids`` mean anything to this backbone (BERT, ELECTRA, ALBERT: yes; RoBERTa, MPNet,
     DistilBERT, ModernBERT, DeBERTa-v3: no)."""
@@ -580,6 +596,7 @@ MultitaskBertModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "MultitaskBertModel", "MultitaskOutput", "EmbeddingNoise", "pool", "encoder_class", "choose_attn_implementation",
+    "sdpa_kernels",
     "has_segment_embeddings", "ClassifierHead", "CosineLogit", "DualPairHead", "cosent_loss", "angle_similarity",
     "QUANTIZE_CHOICES", "quantize_int8", "quantized_linear_count", "resolve_quantize",
 ]  # fmt: skip

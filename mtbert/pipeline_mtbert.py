@@ -306,7 +306,10 @@ class MultitaskTextPipeline(Pipeline):
         pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = collate_rows(rows, pad_token_id)
         batch = {key: value.to(self.device) for key, value in batch.items()}
-        logits = self.model(task=task, **batch).logits
+        from .modeling_mtbert import sdpa_kernels  # here: modeling_mtbert imports this module at its end
+
+        with sdpa_kernels(self.device):  # on CUDA, no cuDNN attention plan per new row length
+            logits = self.model(task=task, **batch).logits
         predictions, scores = self.model.postprocess(task, logits)
         return {"logits": logits.float(), "predictions": predictions, "scores": scores.float()}
 

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attention_kernels import sdpa_kernels
 from .collators import MODEL_COLUMNS, TaskCollator
-from .modeling_mtbert import quantized_linear_count
+from .modeling_mtbert import quantized_linear_count, sdpa_kernels
 from .publish import discard, fresh_staging_dir, publish
 
 # minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
@@ -78,7 +77,7 @@ def task_logits(
     classification, ``(rows,)`` for pair tasks. A model with int8-quantized linear layers
     (``modeling_mtbert.quantize_int8``) runs without ``autocast`` (its kernels take float32 inputs; a logged line).
     On CUDA, attention runs without cuDNN's kernel, which would build a plan for each new batch shape
-    (:mod:`mtbert.attention_kernels`)."""
+    (``modeling_mtbert.sdpa_kernels``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if autocast is not None and quantized_linear_count(model):
         logger.info("predicting %s without the bf16 autocast: the model's linear layers are int8-quantized", task)

@@ -34,11 +34,11 @@ from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, Trainin
 from transformers.trainer_utils import PredictionOutput
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
-from .attention_kernels import sdpa_kernels
 from .backward import TaskGradients, task_gradient_matrix
 from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
 from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
 from .metrics import PRIMARY_METRIC, compute_task_metrics
+from .modeling_mtbert import sdpa_kernels
 from .optimization import RowSparseAdamW, parameter_learning_rates, word_embedding_weights
 from .sampling import MultitaskBatchSampler, MultitaskDataset
 from .training_args import MultitaskTrainingArguments
@@ -314,7 +314,7 @@ class MultitaskTrainer(Trainer):
 
     def compute_loss_context_manager(self):
         """The stock context (autocast where Accelerate does not handle it), plus attention without cuDNN's kernel
-        on CUDA (:mod:`mtbert.attention_kernels`; ``cudnn_attention`` turns that off)."""
+        on CUDA (``modeling_mtbert.sdpa_kernels``; ``cudnn_attention: true`` turns that off)."""
         stack = super().compute_loss_context_manager()
         stack.enter_context(sdpa_kernels(self.args.device, getattr(self.args, "cudnn_attention", False)))
         return stack

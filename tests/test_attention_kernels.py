@@ -1,5 +1,6 @@
-"""Attention without cuDNN's kernel on CUDA (mtbert.attention_kernels): the flags inside and after the context, and
-that training, evaluation and prediction enter it with their device and the ``cudnn_attention`` setting."""
+"""Attention without cuDNN's kernel on CUDA (``modeling_mtbert.sdpa_kernels``): the flags inside and after the
+context, and that training, evaluation, prediction and the pipeline enter it with their device and the
+``cudnn_attention`` setting."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import torch
 from test_pcgrad_step import first_batch, make_data, make_model, tok, trainer_for  # noqa: F401  (tok: a fixture)
 from transformers import HfArgumentParser
 
+import mtbert.modeling_mtbert
 import mtbert.predict
 import mtbert.trainer
-from mtbert.attention_kernels import sdpa_kernels
+from mtbert.modeling_mtbert import sdpa_kernels
+from mtbert.pipeline_mtbert import MultitaskTextPipeline
 from mtbert.training_args import MultitaskTrainingArguments
 
 
@@ -33,7 +36,7 @@ def test_the_default_flags_allow_every_kernel():
     assert flags() == ALL_ON  # what the checks below start from
 
 
-@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda", 1)])
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda", 1), 0])  # 0: a pipeline's cuda:0
 def test_on_cuda_only_cudnn_is_left_out_and_restored_after(device):
     with sdpa_kernels(device):
         assert flags() == {**ALL_ON, "cudnn": False}
@@ -46,7 +49,7 @@ def test_an_error_inside_still_restores_the_flags():
     assert flags() == ALL_ON
 
 
-@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "meta", None])
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "meta", None, -1])  # -1: a pipeline's CPU
 def test_off_cuda_nothing_changes(device):
     context = sdpa_kernels(device)
     assert isinstance(context, contextlib.nullcontext)
@@ -73,7 +76,7 @@ def recorder(monkeypatch, module):
     calls = []
 
     def spy(device, cudnn=False):
-        calls.append((torch.device(device).type, cudnn))
+        calls.append((mtbert.modeling_mtbert._as_device(device).type, cudnn))
         return sdpa_kernels(device, cudnn)
 
     monkeypatch.setattr(module, "sdpa_kernels", spy)
@@ -123,3 +126,11 @@ def test_cudnn_attention_is_off_by_default_and_parses_from_the_command_line(tmp_
         ["--output_dir", str(tmp_path), "--cudnn_attention", "true"]
     )
     assert args.cudnn_attention is True
+
+
+def test_the_pipeline_enters_it_with_its_device(tok, monkeypatch):  # noqa: F811
+    calls = recorder(monkeypatch, mtbert.modeling_mtbert)  # the pipeline imports it from there at call time
+    pipe = MultitaskTextPipeline(model=make_model(tok).eval(), tokenizer=tok, device=-1)
+    out = pipe(["good film", "dull plot", "great music"], task="sst", batch_size=2)
+    assert len(out) == 3
+    assert calls == [("cpu", False)] * 2  # one per batch of 2, 1 rows
