@@ -14,7 +14,10 @@ set -uo pipefail
 : "${MTBERT_GPU_MODEL:?source .gpu/bootstrap.sh first}"
 out="${OUT:-/tmp/gpu_out}"
 mkdir -p "$out"
+run_dir=/tmp/minilm_best
+rm -rf "$run_dir" /tmp/trace.json  # a warm machine keeps /tmp: never report an earlier call's results as this one's
 exec > >(tee -a "$out/gpu.log") 2>&1
+tee_pid=$!
 deadline=$(( $(date +%s) + ${GPU_DEADLINE_S:-500} ))
 common=(--model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA")
 device=${GPU_DEVICE:-cuda}  # GPU_DEVICE=cpu: a dry run of the script here
@@ -33,14 +36,14 @@ part() {  # part NAME CAP_SECONDS COMMAND...: run under min(CAP, time left befor
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 part "gpu step" 120 python benchmarks/gpu_step.py "${common[@]}" --device "$device" --trace /tmp/trace.json
 [ -f /tmp/trace.json ] && gzip -c /tmp/trace.json > "$out/trace.json.gz"
-# 2000 rows per task: 3 repeats of the three sides fit the cap on an H200 (4000 rows did not, 2026-11-30)
+# 2000 rows per task: on an H200 (2026-11-30) 4000 rows reached 2 of 3 repeats in 130 s, and 2500 rows took about
+# 125 s for all 3 in a call of its own
 part "train throughput" 150 python benchmarks/train_throughput.py "${common[@]}" --device "$device" --stock_bf16 \
   --mtbert_embedding_updates dense --batch_size 32 --rows 2000 --repeats 3
 part "predict throughput" 80 python benchmarks/predict_throughput.py "${common[@]}" --device "$device" \
   --batch_size 256 --repeats 3
 part "pcgrad overhead" 60 python benchmarks/pcgrad_overhead.py "${common[@]}" --device "$device" --bf16 \
   --batch_size 32 --rounds 20
-run_dir=/tmp/minilm_best
 export MINILM_LOG="$out/minilm_best.log" RUN_DIR="$run_dir"
 part "minilm_best.yaml, bf16, seed 1 (log: minilm_best.log)" 240 bash -c 'python examples/train.py \
   examples/configs/minilm_best.yaml --model_name_or_path "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA" \
@@ -55,6 +58,8 @@ keys = ["train_runtime", "train_samples_per_second", "train_peak_gpu_memory_mib"
         "eval_qqp_accuracy", "eval_sts_pearson", "eval_average"]
 print(json.dumps({k: m.get(k) for k in keys}, indent=1))
 PY
-else
+elif [ -f "$out/minilm_best.log" ]; then
   tail -20 "$out/minilm_best.log"
 fi
+exec >&- 2>&-  # close the pipe into tee and let it write the end of gpu.log before the call returns
+wait "$tee_pid"

@@ -4,21 +4,23 @@
 1. The ceiling: an 8192^3 bf16 matrix product through torch on random data (3 warm-ups, median of 10, synchronized).
 2. Per batch size (--batch_sizes): real length-grouped batches of the quickstart heads (round_robin, proportional
    task sampling, max length 128, bf16 autocast), each step = MultitaskTrainer.training_step + gradient clipping +
-   AdamW step + zero_grad, as the Trainer loop does. Samples/s and steps/s over --steps timed steps after
-   --warmup, peak memory (max_memory_allocated), the padding share, and the FLOPs of those same steps counted by
-   torch.utils.flop_counter.FlopCounterMode (matrix products and attention, forward and backward) in a separate
-   untimed pass: achieved TFLOP/s and its share of the measured ceiling.
+   AdamW step + zero_grad, as the Trainer loop does. Samples/s and ms/step over --steps timed steps after
+   --warmup, peak memory of that model (max_memory_allocated above what was resident before it was built), the
+   padding share, and the FLOPs of those same steps counted by torch.utils.flop_counter.FlopCounterMode (matrix
+   products and attention, forward and backward) in a separate untimed pass: achieved TFLOP/s and its share of the
+   measured ceiling (not the datasheet peak).
    Each is timed twice over the same batches: the first pass meets shapes new to the kernels' caches (cuDNN builds
    an attention plan per shape), the second is the steady state of a long run; the share uses the second.
 3. Variants at the first batch size, on the same batches: the per-step host sync in the non-finite-loss check
-   removed (what it costs), cuDNN's attention allowed (``cudnn_attention: true``), sparse embedding updates (whose
-   row selection syncs too).
-4. torch.profiler over the timed steps at the first batch size: GPU busy time (the sum of kernel times) over the
-   wall time, host syncs per step, kernels per step, and the top kernels by GPU time.
+   removed (what it costs; alternated with the shipped step three times), cuDNN's attention allowed
+   (``cudnn_attention: true``), sparse embedding updates (whose row selection syncs too).
+4. torch.profiler over the timed steps at the first batch size: kernel time per step (user-annotation ranges left
+   out, they overlap the kernels) over the unprofiled step time, host syncs per step, kernels per step, and the top
+   kernels by GPU time.
 
     source .gpu/bootstrap.sh
     python benchmarks/gpu_step.py --model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA"
-Last line: ``share of bf16 peak at batch B: X%``.
+Last line: ``share of the measured bf16 matmul rate at batch B: X%``.
 """
 
 from __future__ import annotations
@@ -173,43 +175,46 @@ def main():
         train = load_task_splits(task, spec, "minbert", args.data_dir, splits=("train",))["train"]
         data[task] = tokenize_task(train, tokenizer, spec, 128)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    shares = {}
-    first = None
+    shares, warm_step = {}, {}
     ms = 1e3 / args.steps  # seconds over the timed steps -> ms per step
     for batch_size in sizes:
         if cuda:
+            torch.cuda.empty_cache()
+            resident = torch.cuda.memory_allocated(args.device)  # the batches before are freed: only leftovers
             torch.cuda.reset_peak_memory_stats(args.device)
         trainer, model = build_trainer(path, tokenizer, data, batch_size, args.device)
         batches = take_batches(trainer, args.warmup + args.steps)
         cold, warm = first_and_warm(trainer, model, batches, args.warmup, args.device)
-        peak = torch.cuda.max_memory_allocated(args.device) / 2**20 if cuda else 0.0
+        peak = (torch.cuda.max_memory_allocated(args.device) - resident) / 2**20 if cuda else 0.0
         flops = count_flops(trainer, model, batches[args.warmup :], args.device)
         rows, real, padded = batch_stats(batches[args.warmup :])
         tflops = flops / warm / 1e12
-        shares[batch_size] = tflops / ceiling
+        shares[batch_size], warm_step[batch_size] = tflops / ceiling, warm / args.steps
         print(
             f"batch {batch_size:4d}: {rows / warm:8.1f} samples/s, {warm * ms:6.1f} ms/step (first pass "
-            f"{cold * ms:.1f}), peak {peak:7.0f} MiB, padding {1 - real / padded:.1%}, "
-            f"{flops / args.steps / 1e9:.1f} GFLOP/step, {tflops:.1f} TFLOP/s = {tflops / ceiling:.2%} of the ceiling",
+            f"{cold * ms:.1f}), peak {peak:7.0f} MiB (model, optimizer, step), padding {1 - real / padded:.1%}, "
+            f"{flops / args.steps / 1e9:.1f} GFLOP/step, {tflops:.1f} TFLOP/s = {tflops / ceiling:.2%} of the "
+            "measured matmul rate",
             flush=True,
         )
-        if first is None:
-            first = (batch_size, trainer, model, batches, warm)
-        else:
-            del trainer, model, batches
-        if cuda:
-            torch.cuda.empty_cache()
+        if batch_size == sizes[0]:
+            first_batches = batches
+        del trainer, model, batches
 
-    # 3. variants at the first batch size, on the same batches
-    batch_size, trainer, model, batches, base = first
+    # 3. variants at the first batch size, on the same batches, each on a fresh model
+    batch_size, batches = sizes[0], first_batches
+    trainer, model = build_trainer(path, tokenizer, data, batch_size, args.device)
+    run_steps(trainer, model, batches, args.device)  # every shape seen once
     check = trainer._loss_is_finite  # the non-finite-loss check without its host sync: what the sync costs
-    trainer._loss_is_finite = lambda loss, losses: True
-    no_check = timed(trainer, model, batches, args.warmup, args.device)
-    trainer._loss_is_finite = check
-    again = timed(trainer, model, batches, args.warmup, args.device)
+    shipped, skipped = [], []
+    for _ in range(3):  # alternated, so drift hits both alike
+        shipped.append(timed(trainer, model, batches, args.warmup, args.device) * ms)
+        trainer._loss_is_finite = lambda loss, losses: True
+        skipped.append(timed(trainer, model, batches, args.warmup, args.device) * ms)
+        trainer._loss_is_finite = check
     print(
-        f"batch {batch_size}, warm: as shipped {base * ms:.1f} and {again * ms:.1f} ms/step; "
-        f"non-finite check skipped {no_check * ms:.1f} ms/step",
+        f"batch {batch_size}, warm, alternated: as shipped {', '.join(f'{t:.1f}' for t in shipped)} ms/step; "
+        f"non-finite check skipped {', '.join(f'{t:.1f}' for t in skipped)} ms/step",
         flush=True,
     )
     for name, settings in (
@@ -221,25 +226,35 @@ def main():
         print(f"batch {batch_size}, {name}: {warm * ms:.1f} ms/step (first pass {cold * ms:.1f})", flush=True)
         del other_trainer, other_model
 
-    # 4. the profile
+    # 4. the profile (its own overhead slows the steps: busy time is also given over the unprofiled step time)
     try:
         from torch.profiler import ProfilerActivity, profile
 
         run_steps(trainer, model, batches[: args.warmup], args.device)
-        start = time.perf_counter()
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
+            sync(args.device)
+            start = time.perf_counter()
             run_steps(trainer, model, batches[args.warmup :], args.device)
-        wall = time.perf_counter() - start
+            wall = time.perf_counter() - start
         events = prof.key_averages()
-        kernels = [e for e in events if e.self_device_time_total > 0 and "CPU" not in str(e.device_type)]
+        kernels = [
+            e
+            for e in events
+            if e.self_device_time_total > 0
+            and "CPU" not in str(e.device_type)
+            and not getattr(e, "is_user_annotation", False)  # record_function ranges shown on the GPU track
+            and "#" not in e.key  # e.g. Optimizer.step#AdamW.step: a range over kernels counted already
+        ]
         busy = sum(e.self_device_time_total for e in kernels) / 1e6
         launches = sum(e.count for e in kernels)
         syncs = {e.key: e.count for e in events if e.key in SYNC_EVENTS or e.key == "aten::_local_scalar_dense"}
+        unprofiled = warm_step[batch_size] * args.steps
         print(
-            f"profile, batch {batch_size}, {args.steps} steps: wall {wall * 1e3:.0f} ms (under the profiler), "
-            f"GPU busy {busy * 1e3:.0f} ms = {busy / wall:.0%}; {launches / args.steps:.0f} kernels/step; "
-            "host syncs per step: " + ", ".join(f"{k} {v / args.steps:.1f}" for k, v in sorted(syncs.items())),
+            f"profile, batch {batch_size}, {args.steps} steps: {wall * ms:.1f} ms/step under the profiler, "
+            f"{unprofiled * ms:.1f} without; kernels {busy * ms:.1f} ms/step = GPU busy {busy / unprofiled:.0%} of "
+            f"an unprofiled step; {launches / args.steps:.0f} kernels/step; host syncs per step: "
+            + ", ".join(f"{k} {v / args.steps:.1f}" for k, v in sorted(syncs.items())),
             flush=True,
         )
         top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:8]
@@ -253,7 +268,7 @@ def main():
             prof.export_chrome_trace(args.trace)
     except Exception as error:  # the figures above stand without it
         print(f"profile failed: {type(error).__name__}: {error}")
-    print(f"share of bf16 peak at batch {sizes[0]}: {shares[sizes[0]]:.2%}")
+    print(f"share of the measured bf16 matmul rate at batch {sizes[0]}: {shares[sizes[0]]:.2%}")
 
 
 if __name__ == "__main__":

@@ -136,8 +136,9 @@ def sdpa_kernels(device: torch.device | str | int | None, cudnn: bool = False) -
     Why: for bf16 on Hopper GPUs PyTorch picks cuDNN's kernel first, and cuDNN builds a plan for every new input
     shape. Length-grouped training batches, and prediction batches sorted by length, bring a new shape almost every
     batch until each length has been seen. On an H200, MiniLM at batch 32, a first pass over 30 such batches took
-    155 ms per step with cuDNN and 29 without; once warm, 21 and 22 ms (docs/performance.md, "GPU"). Training,
-    evaluation, prediction and the pipeline all run inside it."""
+    155 ms per step with cuDNN and 29 without; once warm, 21 and 22 ms (docs/performance.md, "GPU"). Training steps
+    (backward included, for gradient checkpointing's recompute), evaluation, prediction and the pipeline all run
+    inside it. The flags it sets are process-wide: threads that predict at once share them."""
     if cudnn or device is None or _as_device(device).type != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -70,6 +70,7 @@ def task_logits(
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
     pad_to_multiple_of: int | None = None,
+    cudnn_attention: bool = False,
 ) -> torch.Tensor:
     """A model's raw float32 logits (on the CPU) for the rows ``indices`` of a tokenized split (default: all), in
     that order. Rows are batched longest first so each batch pads little (to a multiple of ``pad_to_multiple_of``
@@ -77,7 +78,7 @@ def task_logits(
     classification, ``(rows,)`` for pair tasks. A model with int8-quantized linear layers
     (``modeling_mtbert.quantize_int8``) runs without ``autocast`` (its kernels take float32 inputs; a logged line).
     On CUDA, attention runs without cuDNN's kernel, which would build a plan for each new batch shape
-    (``modeling_mtbert.sdpa_kernels``)."""
+    (``modeling_mtbert.sdpa_kernels``), unless ``cudnn_attention``."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if autocast is not None and quantized_linear_count(model):
         logger.info("predicting %s without the bf16 autocast: the model's linear layers are int8-quantized", task)
@@ -101,7 +102,7 @@ def task_logits(
             chunk = order[start : start + batch_size]
             batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast(), sdpa_kernels(device):
+            with autocast(), sdpa_kernels(device, cudnn_attention):
                 pieces.append(model(task=task, **batch).logits.float().cpu())
     finally:
         model.train(was_training)
@@ -123,13 +124,17 @@ def predict_task(
     indices: Sequence[int] | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
+    cudnn_attention: bool = False,
 ) -> dict[str, np.ndarray]:
     """Predict a tokenized split (or the rows ``indices`` of it).
 
     Returns ``{"index", "predictions", "scores"}`` arrays, in the order of ``indices`` (or of the dataset).
     """
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
-    logits = task_logits(model, task, dataset, batch_size, pad_token_id, device, indices, autocast, progress)
+    logits = task_logits(
+        model, task, dataset, batch_size, pad_token_id, device, indices, autocast, progress,
+        cudnn_attention=cudnn_attention,
+    )  # fmt: skip
     predictions, scores = model.postprocess(task, logits)
     return {
         "index": indices,
@@ -174,6 +179,7 @@ def write_predictions(
     pad_token_id: int = 0,
     known: dict[tuple[str, str], dict[str, np.ndarray]] | None = None,
     progress: bool = True,
+    cudnn_attention: bool = False,
 ) -> list[str]:
     """Predict every ``{task: {split: tokenized dataset}}`` and write the leaderboard files into ``output_dir``.
 
@@ -194,8 +200,9 @@ def write_predictions(
                 result = (known or {}).get((task, split))
                 if result is None or len(result["predictions"]) != len(dataset):
                     result = predict_task(
-                        model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id, progress=progress
-                    )
+                        model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id, progress=progress,
+                        cudnn_attention=cudnn_attention,
+                    )  # fmt: skip
                 name, column = leaderboard_name(task, split)
                 write_leaderboard_file(os.path.join(staging, name), dataset["id"], result["predictions"], kind, column)
                 path = os.path.join(output_dir, name)

@@ -230,6 +230,7 @@ def write_leaderboard_files(trainer, data: dict[str, dict[str, datasets.Dataset]
         pad_token_id=getattr(trainer.processing_class, "pad_token_id", None) or 0,
         known={(task, "dev"): result for task, result in trainer.last_eval_predictions.items()},
         progress=not trainer.args.disable_tqdm,  # --disable_tqdm silences the prediction bars too
+        cudnn_attention=trainer.args.cudnn_attention,
     )
 
 

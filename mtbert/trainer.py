@@ -312,11 +312,16 @@ class MultitaskTrainer(Trainer):
         self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
 
+    def _attention_kernels(self):
+        """On CUDA, attention without cuDNN's kernel (``modeling_mtbert.sdpa_kernels``; ``cudnn_attention: true``
+        turns that off)."""
+        return sdpa_kernels(self.args.device, self.args.cudnn_attention)
+
     def compute_loss_context_manager(self):
-        """The stock context (autocast where Accelerate does not handle it), plus attention without cuDNN's kernel
-        on CUDA (``modeling_mtbert.sdpa_kernels``; ``cudnn_attention: true`` turns that off)."""
+        """The stock context (autocast where Accelerate does not handle it) plus :meth:`_attention_kernels`, for
+        every forward: evaluation and prediction too."""
         stack = super().compute_loss_context_manager()
-        stack.enter_context(sdpa_kernels(self.args.device, getattr(self.args, "cudnn_attention", False)))
+        stack.enter_context(self._attention_kernels())
         return stack
 
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -327,6 +332,12 @@ class MultitaskTrainer(Trainer):
         return losses
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        # the whole step, backward included: with gradient checkpointing the forward runs again during backward,
+        # outside any forward context, and must pick the same attention kernels
+        with self._attention_kernels():
+            return self._training_step(model, inputs)
+
+    def _training_step(self, model, inputs) -> torch.Tensor:
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()

@@ -81,9 +81,10 @@ class MultitaskTrainingArguments(TrainingArguments):
     cudnn_attention: bool = field(
         default=False,
         metadata={
-            "help": "On a CUDA GPU, let PyTorch use cuDNN's attention kernel. Off by default: it builds a plan for "
-            "each new input shape, and length-grouped batches bring hundreds of shapes (on an H200 the first pass "
-            "over MiniLM batches ran 5x slower with it). No effect off CUDA."
+            "help": "On a CUDA GPU, let PyTorch use cuDNN's attention kernel in this run (training, evaluation and "
+            "the leaderboard files at its end). Off by default: it builds a plan for each new input shape, and "
+            "length-grouped batches bring hundreds of shapes (on an H200 the first pass over MiniLM batches ran 5x "
+            "slower with it). predict.py and the pipeline always leave it out. No effect off CUDA."
         },
     )
     eval_only: bool = field(

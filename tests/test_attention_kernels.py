@@ -62,62 +62,114 @@ def test_cudnn_true_leaves_the_choice_to_pytorch():
         assert flags() == ALL_ON
 
 
-def test_cpu_attention_gives_the_same_result_inside():
-    q, k, v = torch.randn(3, 2, 4, 5, 8).unbind(0)
-    mask = torch.tensor([True, True, True, False, False]).expand(2, 4, 5, 5)
-    outside = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    with sdpa_kernels("cuda"):  # the CUDA flags do not touch CPU kernels
-        inside = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    torch.testing.assert_close(inside, outside, rtol=0, atol=0)
-
-
-def recorder(monkeypatch, module):
-    """Replace ``module.sdpa_kernels`` by a spy that records its arguments and still enters the real context."""
+def forcing_cuda(monkeypatch, module):
+    """Replace ``module.sdpa_kernels`` by a spy that records ``(device type, cudnn)`` and enters the context as if
+    the device were CUDA, so the flags really change on this CPU machine and what a forward saw can be checked."""
     calls = []
 
     def spy(device, cudnn=False):
         calls.append((mtbert.modeling_mtbert._as_device(device).type, cudnn))
-        return sdpa_kernels(device, cudnn)
+        return sdpa_kernels("cuda", cudnn)
 
     monkeypatch.setattr(module, "sdpa_kernels", spy)
     return calls
 
 
-@pytest.mark.parametrize("cudnn_attention", [False, True])
-def test_training_step_enters_the_context_with_its_device_and_setting(tok, tmp_path, monkeypatch, cudnn_attention):  # noqa: F811
-    calls = recorder(monkeypatch, mtbert.trainer)
-    model = make_model(tok)
-    trainer = trainer_for(model, make_data(tok, model), tmp_path, strategy="round_robin",
-                          cudnn_attention=cudnn_attention)
+def attention_sees(model) -> list[bool]:
+    """Whether cuDNN attention was allowed, at each run of the first encoder layer's attention (forward hooks fire
+    again when gradient checkpointing recomputes the layer during backward)."""
+    seen = []
+    attention = model.encoder.encoder.layer[0].attention.self
+    attention.register_forward_hook(lambda module, args, output: seen.append(flags()["cudnn"]))
+    return seen
+
+
+def one_step(trainer, model):
     trainer.accelerator.gradient_state._set_sync_gradients(True)
     trainer.current_gradient_accumulation_steps = 1
     batch = first_batch(trainer)
     trainer.training_step(model, batch)
-    assert calls == [("cpu", cudnn_attention)] * len(batch)  # one forward per task in the batch
+    return batch
 
 
-def test_pcgrad_and_evaluation_enter_it_too(tok, tmp_path, monkeypatch):  # noqa: F811
-    calls = recorder(monkeypatch, mtbert.trainer)
+@pytest.mark.parametrize("cudnn_attention", [False, True])
+@pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
+def test_a_training_step_runs_its_attention_in_the_context(tok, tmp_path, monkeypatch, strategy, cudnn_attention):  # noqa: F811
+    calls = forcing_cuda(monkeypatch, mtbert.trainer)
+    model = make_model(tok)
+    seen = attention_sees(model)
+    trainer = trainer_for(model, make_data(tok, model), tmp_path, strategy=strategy, cudnn_attention=cudnn_attention)
+    one_step(trainer, model)
+    assert calls and set(calls) == {("cpu", cudnn_attention)}
+    assert seen and all(allowed is cudnn_attention for allowed in seen), seen
+    assert flags() == ALL_ON  # restored after the step
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
+def test_gradient_checkpointing_recomputes_in_the_context_too(tok, tmp_path, monkeypatch, strategy):  # noqa: F811
+    """The recompute runs during backward, after every forward context has closed: the whole step is inside."""
+    forcing_cuda(monkeypatch, mtbert.trainer)
+    model = make_model(tok)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    seen = attention_sees(model)
+    trainer = trainer_for(model, make_data(tok, model), tmp_path, strategy=strategy, gradient_checkpointing=True,
+                          gradient_checkpointing_kwargs={"use_reentrant": False})  # fmt: skip
+    batch = one_step(trainer, model)
+    encoder_passes = len(seen) // 2
+    assert len(seen) == 2 * encoder_passes >= 2 * len(batch)  # each pass ran twice: forward, then recompute
+    assert not any(seen), seen
+
+
+def test_evaluation_runs_its_attention_in_the_context(tok, tmp_path, monkeypatch):  # noqa: F811
+    calls = forcing_cuda(monkeypatch, mtbert.trainer)
     model = make_model(tok)
     data = make_data(tok, model)
-    trainer = trainer_for(model, data, tmp_path, strategy="pcgrad")
-    trainer.accelerator.gradient_state._set_sync_gradients(True)
-    trainer.current_gradient_accumulation_steps = 1
-    trainer.training_step(model, first_batch(trainer))
-    assert calls == [("cpu", False)] * 3
-    calls.clear()
+    trainer = trainer_for(model, data, tmp_path, strategy="round_robin")
+    seen = attention_sees(model)
     metrics = trainer.evaluate(eval_dataset=data)
     assert "eval_average" in metrics
     assert calls and set(calls) == {("cpu", False)}
+    assert seen and not any(seen)
 
 
-def test_prediction_enters_it_with_the_model_device(tok, monkeypatch):  # noqa: F811
-    calls = recorder(monkeypatch, mtbert.predict)
+@pytest.mark.parametrize("cudnn_attention", [False, True])
+def test_prediction_runs_its_attention_in_the_context(tok, monkeypatch, cudnn_attention):  # noqa: F811
+    calls = forcing_cuda(monkeypatch, mtbert.predict)
     model = make_model(tok)
+    seen = attention_sees(model)
     data = make_data(tok, model, n=10)
-    logits = mtbert.predict.task_logits(model, "sst", data["sst"], batch_size=4, progress=False)
+    logits = mtbert.predict.task_logits(model, "sst", data["sst"], batch_size=4, progress=False,
+                                        cudnn_attention=cudnn_attention)  # fmt: skip
     assert logits.shape == (10, 5)
-    assert calls == [("cpu", False)] * 3  # one per batch of 4, 4, 2 rows
+    assert calls == [("cpu", cudnn_attention)] * 3  # one per batch of 4, 4, 2 rows
+    assert seen == [cudnn_attention] * 3
+
+
+def test_the_runs_leaderboard_files_follow_its_cudnn_attention(monkeypatch):
+    from types import SimpleNamespace
+
+    import mtbert.run
+
+    seen = {}
+    monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
+        processing_class=None,
+        args=SimpleNamespace(per_device_eval_batch_size=4, disable_tqdm=True, cudnn_attention=True),
+    )  # fmt: skip
+    mtbert.run.write_leaderboard_files(trainer, {}, "unused")
+    assert seen["cudnn_attention"] is True
+
+
+def test_the_pipeline_runs_its_attention_in_the_context(tok, monkeypatch):  # noqa: F811
+    calls = forcing_cuda(monkeypatch, mtbert.modeling_mtbert)  # the pipeline imports it from there at call time
+    model = make_model(tok).eval()
+    seen = attention_sees(model)
+    pipe = MultitaskTextPipeline(model=model, tokenizer=tok, device=-1)
+    out = pipe(["good film", "dull plot", "great music"], task="sst", batch_size=2)
+    assert len(out) == 3
+    assert calls == [("cpu", False)] * 2  # one per batch of 2, 1 rows
+    assert seen == [False, False]
 
 
 def test_cudnn_attention_is_off_by_default_and_parses_from_the_command_line(tmp_path):
@@ -127,10 +179,3 @@ def test_cudnn_attention_is_off_by_default_and_parses_from_the_command_line(tmp_
     )
     assert args.cudnn_attention is True
 
-
-def test_the_pipeline_enters_it_with_its_device(tok, monkeypatch):  # noqa: F811
-    calls = recorder(monkeypatch, mtbert.modeling_mtbert)  # the pipeline imports it from there at call time
-    pipe = MultitaskTextPipeline(model=make_model(tok).eval(), tokenizer=tok, device=-1)
-    out = pipe(["good film", "dull plot", "great music"], task="sst", batch_size=2)
-    assert len(out) == 3
-    assert calls == [("cpu", False)] * 2  # one per batch of 2, 1 rows

@@ -237,7 +237,8 @@ def test_a_capped_train_run_says_what_it_samples_loads_quietly_and_marks_partial
 
 
 @pytest.mark.parametrize("progress", [True, False])
-def test_prediction_bars_show_only_when_asked(tokenizer, tmp_path, capfd, progress):
+def test_prediction_bars_show_only_when_asked(tokenizer, tmp_path, capfd, monkeypatch, progress):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # tqdm's own switch would hide the bars either way
     from test_pcgrad_step import make_data, make_model
 
     from mtbert.predict import write_predictions
@@ -261,7 +262,8 @@ def test_disable_tqdm_reaches_the_leaderboard_predictions(monkeypatch, disable_t
     monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
     trainer = SimpleNamespace(
         accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
-        processing_class=None, args=SimpleNamespace(per_device_eval_batch_size=4, disable_tqdm=disable_tqdm),
+        processing_class=None,
+        args=SimpleNamespace(per_device_eval_batch_size=4, disable_tqdm=disable_tqdm, cudnn_attention=False),
     )
     mtbert.run.write_leaderboard_files(trainer, {}, "unused")
     assert seen["progress"] is (not disable_tqdm)
