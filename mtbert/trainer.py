@@ -314,15 +314,9 @@ class MultitaskTrainer(Trainer):
 
     def _attention_kernels(self):
         """On CUDA, attention without cuDNN's kernel (``modeling_mtbert.sdpa_kernels``; ``cudnn_attention: true``
-        turns that off)."""
+        turns that off). Entered once around each training step and each prediction step: every forward runs in one
+        of the two."""
         return sdpa_kernels(self.args.device, self.args.cudnn_attention)
-
-    def compute_loss_context_manager(self):
-        """The stock context (autocast where Accelerate does not handle it) plus :meth:`_attention_kernels`, for
-        every forward: evaluation and prediction too."""
-        stack = super().compute_loss_context_manager()
-        stack.enter_context(self._attention_kernels())
-        return stack
 
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         losses = {}
@@ -556,7 +550,7 @@ class MultitaskTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """One task's batch (``inputs["task"]`` names it): ``(loss or None, logits, labels or None)``."""
         batch = _to_device({k: v for k, v in inputs.items() if k != "task"}, self.args.device)
-        with torch.no_grad(), self.compute_loss_context_manager():
+        with torch.no_grad(), self.compute_loss_context_manager(), self._attention_kernels():
             outputs = model(task=inputs["task"], **batch)
         loss = outputs.loss.detach().mean() if outputs.loss is not None else None
         return loss, outputs.logits.detach().float(), batch.get("labels")
