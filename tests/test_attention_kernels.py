@@ -8,6 +8,7 @@ import contextlib
 
 import pytest
 import torch
+from test_cli_voice import leaderboard_predictions_kwargs
 from test_pcgrad_step import first_batch, make_data, make_model, tok, trainer_for  # noqa: F401  (tok: a fixture)
 from transformers import HfArgumentParser
 
@@ -146,18 +147,7 @@ def test_prediction_runs_its_attention_in_the_context(tok, monkeypatch, cudnn_at
 
 
 def test_the_runs_leaderboard_files_follow_its_cudnn_attention(monkeypatch):
-    from types import SimpleNamespace
-
-    import mtbert.run
-
-    seen = {}
-    monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
-    trainer = SimpleNamespace(
-        accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
-        processing_class=None,
-        args=SimpleNamespace(per_device_eval_batch_size=4, disable_tqdm=True, cudnn_attention=True),
-    )  # fmt: skip
-    mtbert.run.write_leaderboard_files(trainer, {}, "unused")
+    seen = leaderboard_predictions_kwargs(monkeypatch, cudnn_attention=True)
     assert seen["cudnn_attention"] is True
 
 

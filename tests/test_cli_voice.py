@@ -251,19 +251,26 @@ def test_prediction_bars_show_only_when_asked(tokenizer, tmp_path, capfd, monkey
     assert ("Predicting sst" in capfd.readouterr().err) is progress
 
 
-@pytest.mark.parametrize("disable_tqdm", [True, False])
-def test_disable_tqdm_reaches_the_leaderboard_predictions(monkeypatch, disable_tqdm):
-    """``--disable_tqdm true`` silences the bars of the leaderboard predictions at the end of a run too."""
+def leaderboard_predictions_kwargs(monkeypatch, **run_args) -> dict:
+    """The keyword arguments ``run.write_leaderboard_files`` hands ``write_predictions`` for a run whose training
+    arguments are ``run_args`` (a stand-in trainer: only what the function reads)."""
     from types import SimpleNamespace
 
     import mtbert.run
 
     seen = {}
     monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
+    args = {"per_device_eval_batch_size": 4, "disable_tqdm": True, "cudnn_attention": False, **run_args}
     trainer = SimpleNamespace(
         accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
-        processing_class=None,
-        args=SimpleNamespace(per_device_eval_batch_size=4, disable_tqdm=disable_tqdm, cudnn_attention=False),
-    )
+        processing_class=None, args=SimpleNamespace(**args),
+    )  # fmt: skip
     mtbert.run.write_leaderboard_files(trainer, {}, "unused")
+    return seen
+
+
+@pytest.mark.parametrize("disable_tqdm", [True, False])
+def test_disable_tqdm_reaches_the_leaderboard_predictions(monkeypatch, disable_tqdm):
+    """``--disable_tqdm true`` silences the bars of the leaderboard predictions at the end of a run too."""
+    seen = leaderboard_predictions_kwargs(monkeypatch, disable_tqdm=disable_tqdm)
     assert seen["progress"] is (not disable_tqdm)
