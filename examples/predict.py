@@ -29,20 +29,52 @@ import os
 import sys
 
 from mtbert.arguments import DataArguments, add_argument_with_aliases, check_max_seq_length
+from mtbert.configuration_mtbert import MultitaskConfigError
 from mtbert.loading import load_config
 from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
 from mtbert.predict import PARTIAL_NOTE
 from mtbert.publish import discard, fresh_staging_dir, publish
-from mtbert.run import main_guard, predict
+from mtbert.run import check_device, check_output_folder, main_guard, predict
+
+
+def check_models(models: list[str]) -> None:
+    """Every ``--model_name_or_path`` is a saved mtbert model (config.json and weight headers, no weights read)."""
+    for model in models:
+        try:
+            load_config(model)
+        except MultitaskConfigError as error:
+            raise MultitaskConfigError(f"model_name_or_path: {error}") from None
 
 
 def trained_length(model_path: str) -> int:
     """The ``max_seq_length`` a model was trained with (``config.json``), so prediction truncates as training did."""
-    return int(getattr(load_config(model_path), "max_seq_length", None) or 128)
+    try:
+        config = load_config(model_path)
+    except MultitaskConfigError as error:
+        raise MultitaskConfigError(f"model_name_or_path: {error}") from None
+    return int(getattr(config, "max_seq_length", None) or 128)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's mistakes (a value its type or choices refuse, a missing flag) as one ``mtbert: error:`` line and
+    exit code 2, like every other setting, rather than the usage text."""
+
+    def error(self, message: str):
+        print(f"mtbert: error: {' '.join(str(message).split())}", file=sys.stderr)
+        raise SystemExit(2)
+
+    def _get_values(self, action, arg_strings):
+        # --flag=-- gives the value "--"; argparse would drop it as its separator and leave an empty list behind
+        if arg_strings == ["--"] and action.nargs in (None, "?", "+"):
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return [value] if action.nargs == "+" else value
+        return super()._get_values(action, arg_strings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of this script (tests/test_property_validation.py fuzzes every flag it has)."""
+    parser = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_argument_with_aliases(
         parser, "--model_name_or_path", "--model", nargs="+",
         help="folder of a saved mtbert model (or a Hub id); several: predict with their ensemble (required)",
@@ -63,15 +95,25 @@ def main(argv=None):
         "--quantize", default="none", choices=QUANTIZE_CHOICES,
         help="int8: dynamic int8 quantization of the linear layers for CPU prediction (default: none, float32)",
     )
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     models = args.model_name_or_path
     if not models:
         parser.error("the following arguments are required: --model_name_or_path")
     quantize = main_guard(resolve_quantize, args.quantize, args.device)  # CPU only: refused before any work
+    main_guard(check_device, args.device)  # a device this machine has: refused before any model loads
     capped = args.max_eval_samples is not None or args.max_predict_samples is not None
     if len(models) > 1 and capped:
         parser.error("--max_eval_samples/--max_predict_samples predict with one model (an ensemble scores every row)")
-    max_seq_length = args.max_seq_length or main_guard(trained_length, models[0])
+    if args.per_device_eval_batch_size < 1:
+        parser.error(f"--per_device_eval_batch_size must be >= 1, got {args.per_device_eval_batch_size}")
+    main_guard(check_output_folder, args.output_dir)
+    # 0 is a length like any other (refused below), not "unset"
+    max_seq_length = args.max_seq_length if args.max_seq_length is not None else main_guard(trained_length, models[0])
     for model in models:  # above the model's positions: refused before any file is written
         main_guard(check_max_seq_length, max_seq_length, model)
     data_args = main_guard(
@@ -83,6 +125,7 @@ def main(argv=None):
         max_eval_samples=args.max_eval_samples,
         max_predict_samples=args.max_predict_samples,
     )
+    main_guard(check_models, models)  # saved mtbert models, each: refused before any weights load
     batch_size = args.per_device_eval_batch_size
     if len(models) == 1:
         written = main_guard(predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize)

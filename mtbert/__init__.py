@@ -22,6 +22,9 @@ __all__ = [
     "MultitaskTrainingArguments",
     "prepare_dataset",
     "mtl_backward",
+    "export_model",
+    "ExportedModel",
+    "save_sentence_transformer",
 ]
 
 
@@ -43,4 +46,8 @@ def __getattr__(name):
         from .backward import mtl_backward
 
         return mtl_backward
+    if name in ("export_model", "ExportedModel", "save_sentence_transformer"):  # serving: mtbert.export
+        from . import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'mtbert' has no attribute {name!r}")

@@ -101,6 +101,10 @@ class ModelArguments:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise MultitaskConfigError(f"{name} must be in [0, 1), got {value}")
+        if not str(self.model_name_or_path or "").strip():
+            raise MultitaskConfigError("model_name_or_path is empty: name a backbone (Hub id or folder)")
+        if self.attn_implementation is not None:
+            check_attn_implementation(self.attn_implementation)
 
     def encoder_kwargs(self) -> dict[str, Any]:
         keys = ("hidden_dropout_prob", "attention_probs_dropout_prob", "attn_implementation")
@@ -149,6 +153,16 @@ class DataArguments:
                     ) from None
         if self.task_data is not None and not isinstance(self.task_data, dict):
             raise MultitaskConfigError("task_data must be a mapping {task: {source: minbert|files|hub, ...}}")
+        if self.hub_datasets is not None:  # read only by data_source: hub; elsewhere it would be silently ignored
+            if not isinstance(self.hub_datasets, dict):
+                raise MultitaskConfigError(
+                    f"hub_datasets must be a mapping {{task: dataset}}, got {self.hub_datasets!r}"
+                )
+            if self.hub_datasets and self.data_source != "hub":
+                raise MultitaskConfigError(
+                    f"hub_datasets is read only with data_source: hub, but data_source is {self.data_source}: set "
+                    "data_source: hub, name the dataset in task_data.<task> (source: hub), or remove hub_datasets"
+                )
         if self.data_source == "minbert":
             # with task_data, the tasks that still need the minBERT folder are known only with the tasks (task_sources)
             if not self.data_dir and not self.task_data:
@@ -176,6 +190,12 @@ class DataArguments:
                 f"task_data names unknown task(s): {', '.join(sorted(unknown))}; tasks are {', '.join(tasks)}"
             )
         hub = self.hub_datasets if isinstance(self.hub_datasets, dict) else {}
+        unknown = set(hub) - set(tasks)
+        if unknown:
+            raise MultitaskConfigError(
+                f"hub_datasets names unknown task(s): {', '.join(sorted(map(str, unknown)))}; tasks are "
+                f"{', '.join(tasks)}"
+            )
         return {
             task: task_source(task, spec, entries.get(task), self.data_source, self.data_dir, hub.get(task))
             for task, spec in tasks.items()
@@ -207,6 +227,39 @@ class DataArguments:
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, MultitaskTrainingArguments)
+
+
+def check_attn_implementation(name: str) -> None:
+    """Refuse, before the backbone loads, an ``attn_implementation`` that transformers does not know, or one whose
+    package (flash-attn, kernels) this machine does not have."""
+    from transformers import utils
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if "/" in name:  # a Hub kernel ("kernels-community/flash-attn"): needs the kernels package
+        if not utils.is_kernels_available():
+            raise MultitaskConfigError(
+                f"attn_implementation {name!r} is a Hub kernel, which needs the kernels package (pip install kernels)"
+            )
+        return
+    known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    if name not in known:
+        raise MultitaskConfigError(
+            f"attn_implementation: {name!r} is not one of {', '.join(known)}" + (
+                f"; did you mean {difflib.get_close_matches(name, known, n=1)[0]!r}?"
+                if difflib.get_close_matches(name, known, n=1) else ""
+            )
+        )
+    available = {
+        "flash_attention_2": "is_flash_attn_2_available",
+        "flash_attention_3": "is_flash_attn_3_available",
+        "flash_attention_4": "is_flash_attn_4_available",
+        "flex_attention": "is_torch_flex_attn_available",
+    }.get(name)
+    if available and not getattr(utils, available, lambda: False)():
+        raise MultitaskConfigError(
+            f"attn_implementation {name!r} is not available here (its package is not installed, or this machine "
+            "cannot run it): use sdpa or eager"
+        )
 
 
 def resolve_model_path(name: str) -> str:
@@ -384,11 +437,28 @@ def _bf16_value(value: str):
         raise argparse.ArgumentTypeError(f"bf16: {value!r} is not one of true, false, auto, measure") from None
 
 
+class _OneLineParser(HfArgumentParser):
+    """``HfArgumentParser`` whose own mistakes (a value its type or choices refuse, a flag without its value) raise
+    :class:`MultitaskConfigError`, reported as one ``mtbert: error:`` line like every other setting, rather than
+    argparse's usage text and exit."""
+
+    def error(self, message: str):
+        raise MultitaskConfigError(" ".join(str(message).split()))
+
+    def _get_values(self, action, arg_strings):
+        # --flag=-- gives the value "--"; argparse would drop it as its separator and leave an empty list behind
+        if arg_strings == ["--"] and action.nargs in (None, "?", "+"):
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return [value] if action.nargs == "+" else value
+        return super()._get_values(action, arg_strings)
+
+
 def build_parser() -> HfArgumentParser:
     """The command-line parser of ``examples/train.py``: the three dataclasses' flags, with a help text that
     explains the config file and the ``--tasks.<task>.<key>`` overrides (parsed before it, in :func:`parse_args`).
     ``--bf16`` also takes ``auto`` (bf16 where this machine runs it faster, see :mod:`mtbert.precision`)."""
-    parser = HfArgumentParser(
+    parser = _OneLineParser(
         ARGUMENT_CLASSES,
         usage=USAGE,
         description=HELP_DESCRIPTION,
@@ -518,11 +588,42 @@ def _resume_folder(training_args) -> str | None:
     return str(resume) if os.path.isdir(str(resume)) else None
 
 
+# The dev metrics each task kind reports (mtbert.metrics.compute_task_metrics), besides its loss.
+KIND_METRICS = {
+    "sentence_classification": ("accuracy",),
+    "pair_classification": ("accuracy", "f1"),
+    "sentence_regression": ("pearson", "spearman"),
+    "pair_regression": ("pearson", "spearman"),
+    "token_classification": ("f1", "precision", "recall", "accuracy"),
+}
+
+
+def check_best_metric(metric: str | None, tasks: dict[str, Any]) -> None:
+    """Refuse a ``metric_for_best_model`` that evaluation never reports (the stock Trainer fails on it with a
+    KeyError at the first evaluation, after training has run that far)."""
+    if metric is None:
+        return
+    kinds = {task: (spec or {}).get("kind") for task, spec in tasks.items()}
+    if any(kind not in KIND_METRICS for kind in kinds.values()):
+        return  # a kind of its own: its metrics are not known here
+    names = ["average", "runtime", "epoch"]
+    for task, kind in kinds.items():
+        names += [f"{task}_loss"] + [f"{task}_{name}" for name in KIND_METRICS[kind]]
+    name = metric[len("eval_"):] if metric.startswith("eval_") else metric
+    if name not in names:
+        hint = difflib.get_close_matches(name, names, n=1)
+        raise MultitaskConfigError(
+            f"metric_for_best_model {metric!r} is not a metric the evaluation reports; it reports "
+            f"{', '.join(names)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        )
+
+
 def _check_run(model_args, data_args, training_args, tasks) -> None:
     """Checks that need more than one dataclass: the backbone's positions, an offline push, the tasks of the
     checkpoint to resume from, and evaluation of heads that were never trained."""
     path = model_args.model_name_or_path
     check_max_seq_length(data_args.max_seq_length, path)
+    check_best_metric(training_args.metric_for_best_model, tasks)
     if training_args.push_to_hub and _hub_offline():
         raise MultitaskConfigError(
             "push_to_hub is set but the Hub is offline (HF_HUB_OFFLINE=1): unset HF_HUB_OFFLINE to push, or remove "

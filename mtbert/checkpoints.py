@@ -94,5 +94,8 @@ def resolve_resume(resume: str | bool | None, output_dir: str, log=None) -> str 
         if folder is None:
             raise CheckpointError(f"resume_from_checkpoint: no complete checkpoint in {output_dir!r}")
         return folder
-    check_checkpoint(str(resume))
+    try:
+        check_checkpoint(str(resume))
+    except CheckpointError as error:  # named by the setting that gave it
+        raise CheckpointError(f"resume_from_checkpoint: {error}") from None
     return str(resume)

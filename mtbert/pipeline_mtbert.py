@@ -22,8 +22,13 @@ import torch
 from transformers import Pipeline
 
 from .heads_mtbert import encode_texts, head_class
+from .kinds_mtbert import get_kind
 
 PIPELINE_TASK = "multitask-text-bert"
+#: ``aggregation_strategy`` values of a token task, as in transformers' ``token-classification`` pipeline
+AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+#: what a token task answers when no ``aggregation_strategy`` is given: entity groups
+DEFAULT_AGGREGATION = "simple"
 
 _NOT_GIVEN = object()
 #: ``function_to_apply`` values, as in transformers' ``text-classification`` pipeline
@@ -193,8 +198,9 @@ class MultitaskTextPipeline(Pipeline):
         return task
 
     def _sanitize_parameters(
-        self, task=None, top_k=_NOT_GIVEN, function_to_apply=None, return_all_scores=None, max_length=None, **unknown
-    ):
+        self, task=None, top_k=_NOT_GIVEN, function_to_apply=None, return_all_scores=None, max_length=None,
+        aggregation_strategy=None, ignore_labels=None, **unknown,
+    ):  # fmt: skip
         if "quantize" in unknown:
             raise TypeError(
                 f"{type(self).__name__}: quantize is set once, when the pipeline is built "
@@ -203,9 +209,22 @@ class MultitaskTextPipeline(Pipeline):
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown argument(s) {', '.join(sorted(unknown))}; "
-                "it takes task, top_k, function_to_apply, max_length, batch_size"
+                "it takes task, top_k, function_to_apply, max_length, batch_size (token tasks: aggregation_strategy, "
+                "ignore_labels)"
             )
         preprocess, forward, postprocess = {}, {}, {}
+        if aggregation_strategy is not None:
+            name = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
+            if name not in AGGREGATION_STRATEGIES:
+                raise ValueError(
+                    f"aggregation_strategy must be one of {', '.join(AGGREGATION_STRATEGIES)}, got "
+                    f"{aggregation_strategy!r}"
+                )
+            postprocess["aggregation_strategy"] = name
+        if ignore_labels is not None:
+            if isinstance(ignore_labels, str) or not all(isinstance(x, str) for x in ignore_labels):
+                raise ValueError(f"ignore_labels must be a list of tag names, got {ignore_labels!r}")
+            postprocess["ignore_labels"] = list(ignore_labels)
         if task is not None:
             task = self._resolve_task(task)
             preprocess["task"] = forward["task"] = postprocess["task"] = task
@@ -230,6 +249,9 @@ class MultitaskTextPipeline(Pipeline):
         if max_length is not None:
             if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4:
                 raise ValueError(f"max_length must be an integer >= 4, got {max_length!r}")
+            limit = self.model.config.max_positions  # longer rows would index past the position embeddings
+            if max_length > limit:
+                raise ValueError(f"max_length {max_length} is more than the model can read ({limit} positions)")
             preprocess["max_length"] = max_length
         return preprocess, forward, postprocess
 
@@ -249,6 +271,9 @@ class MultitaskTextPipeline(Pipeline):
     def __call__(self, inputs, *args, **kwargs):
         """``inputs``: a string, a ``{"text", "text_pair"}`` dict, or a list (or tuple) of them; see the class
         docstring for what comes back."""
+        size = kwargs.get("batch_size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {size!r}")
         if isinstance(inputs, tuple):
             inputs = list(inputs)
         if isinstance(inputs, list) and not inputs:
@@ -261,6 +286,19 @@ class MultitaskTextPipeline(Pipeline):
                 normalize_input(item, task, spec, position)
         elif isinstance(inputs, (str, dict)) or inputs is None:
             normalize_input(inputs, task, spec)
+        tokens = get_kind(spec).target == "tags"
+        token_settings = [k for k in ("aggregation_strategy", "ignore_labels") if k in kwargs]
+        if token_settings and not tokens:
+            raise ValueError(f"{', '.join(token_settings)}: only token tasks take it; task {task!r} is {spec['kind']}")
+        if tokens:
+            sentence_settings = [k for k in ("top_k", "function_to_apply", "return_all_scores") if k in kwargs]
+            if sentence_settings:
+                raise ValueError(
+                    f"{', '.join(sentence_settings)}: task {task!r} tags words (token_classification); it takes "
+                    "aggregation_strategy and ignore_labels instead"
+                )
+            kwargs["task"] = task
+            return super().__call__(inputs, *args, **kwargs)
         ranked = "top_k" in kwargs or bool(kwargs.get("return_all_scores")) or "top_k" in self._postprocess_params
         if ranked:
             self._check_top_k(task, spec)
@@ -293,6 +331,15 @@ class MultitaskTextPipeline(Pipeline):
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
         text, text_pair = normalize_input(inputs, task, spec)
+        if get_kind(spec).target == "tags":  # as the stock token-classification pipeline tokenizes: with offsets
+            encoded = self.tokenizer(
+                text, truncation=True, max_length=max_length or self.default_max_length(),
+                return_special_tokens_mask=True, return_offsets_mapping=True,
+            )  # fmt: skip
+            return {"row": {"input_ids": encoded["input_ids"]},
+                    "token_row": {"sentence": text, "input_ids": encoded["input_ids"],
+                                  "special_tokens_mask": encoded["special_tokens_mask"],
+                                  "offset_mapping": [tuple(x) for x in encoded["offset_mapping"]]}}
         pairs = None if text_pair is None else [text_pair]
         encoded = encode_texts(self.tokenizer, spec, [text], pairs, max_length or self.default_max_length())
         # One row of plain token-id lists: the default collate hands a batch of them to ``_forward`` as a list,
@@ -310,6 +357,10 @@ class MultitaskTextPipeline(Pipeline):
 
         with sdpa_kernels(self.device):  # on CUDA, no cuDNN attention plan per new row length
             logits = self.model(task=task, **batch).logits
+        if "token_row" in model_inputs:  # a token task: its rows' logits, with what the stock aggregation reads
+            token_rows = model_inputs["token_row"]
+            token_rows = [token_rows] if isinstance(token_rows, dict) else token_rows
+            return {"logits": logits.float(), "token_row": token_rows}
         predictions, scores = self.model.postprocess(task, logits)
         return {"logits": logits.float(), "predictions": predictions, "scores": scores.float()}
 
@@ -330,11 +381,43 @@ class MultitaskTextPipeline(Pipeline):
             return logits
         return objective.probabilities(logits[None])[0]
 
+    def token_entities(
+        self, task: str, logits: torch.Tensor, row: dict[str, Any], aggregation_strategy: str | None = None,
+        ignore_labels: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """A token task's answer for one input, computed by transformers' own ``TokenClassificationPipeline``
+        post-processing (so ``entity_group``/``entity``, ``score``, ``word``, ``start``, ``end`` and every
+        ``aggregation_strategy`` are exactly the stock pipeline's), from this model's logits for the task."""
+        from types import SimpleNamespace
+
+        from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
+
+        labels = self.model.config.tasks[task]["label_names"]
+        stock = TokenClassificationPipeline.__new__(TokenClassificationPipeline)  # only its post-processing
+        stock.tokenizer = self.tokenizer
+        stock.model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels))))
+        length = len(row["input_ids"])
+        outputs = {
+            "logits": logits[:length].float().cpu()[None],
+            "sentence": row["sentence"],
+            "input_ids": torch.as_tensor(row["input_ids"])[None],
+            "offset_mapping": torch.as_tensor(row["offset_mapping"])[None],
+            "special_tokens_mask": torch.as_tensor(row["special_tokens_mask"])[None],
+            "is_last": True,
+        }
+        strategy = AggregationStrategy(aggregation_strategy or DEFAULT_AGGREGATION)
+        return stock.postprocess([outputs], aggregation_strategy=strategy, ignore_labels=ignore_labels)
+
     def postprocess(
-        self, model_outputs: dict[str, torch.Tensor], task: str | None = None, top_k=_NOT_GIVEN, function_to_apply=None
-    ):
+        self, model_outputs: dict[str, torch.Tensor], task: str | None = None, top_k=_NOT_GIVEN,
+        function_to_apply=None, aggregation_strategy=None, ignore_labels=None,
+    ):  # fmt: skip
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
+        if "token_row" in model_outputs:
+            row = model_outputs["token_row"]
+            row = row[0] if isinstance(row, list) else row
+            return self.token_entities(task, model_outputs["logits"][0], row, aggregation_strategy, ignore_labels)
         labels = spec["label_names"]
         if top_k is not _NOT_GIVEN:
             self._check_top_k(task, spec)

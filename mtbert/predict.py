@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -15,8 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .collators import MODEL_COLUMNS, TaskCollator
+from .kinds_mtbert import get_kind
 from .modeling_mtbert import quantized_linear_count, sdpa_kernels
 from .publish import discard, fresh_staging_dir, publish
+from .token_data import token_results
 
 # minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
 LEADERBOARD_FILES = {
@@ -108,6 +111,9 @@ def task_logits(
         model.train(was_training)
     if not pieces:
         return model.task_head(task).empty_logits()
+    if pieces[0].dim() == 3:  # a token task: (rows, length, tags) per batch, padded to the longest batch
+        longest = max(piece.shape[1] for piece in pieces)
+        pieces = [torch.nn.functional.pad(p, (0, 0, 0, longest - p.shape[1]), value=-100.0) for p in pieces]
     sorted_logits = torch.cat(pieces)
     logits = torch.empty_like(sorted_logits)
     logits[torch.as_tensor(order)] = sorted_logits
@@ -135,6 +141,11 @@ def predict_task(
         model, task, dataset, batch_size, pad_token_id, device, indices, autocast, progress,
         cudnn_attention=cudnn_attention,
     )  # fmt: skip
+    spec = model.config.tasks[task]
+    if get_kind(spec).target == "tags":  # one tag per word, in the order of ``indices``
+        rows = dataset.select_columns(["word_ids", "tokens"]).select(indices.tolist())
+        result = token_results(rows, logits, partial(model.postprocess, task), spec)
+        return {**result, "index": indices}
     predictions, scores = model.postprocess(task, logits)
     return {
         "index": indices,
@@ -143,9 +154,9 @@ def predict_task(
     }
 
 
-def format_prediction(kind: str, value: float) -> str:
-    """Classes as integers, similarity scores as floats."""
-    return f"{value:.6g}" if kind.endswith("regression") else str(int(value))
+def format_prediction(kind: str, value, spec: dict[str, Any] | None = None) -> str:
+    """Classes as integers, similarity scores as floats, a token task's tags as their names (the kind decides)."""
+    return get_kind(kind).format_prediction(value, spec or {})
 
 
 def leaderboard_name(task: str, split: str) -> tuple[str, str]:
@@ -156,7 +167,8 @@ def leaderboard_name(task: str, split: str) -> tuple[str, str]:
 
 
 def write_leaderboard_file(
-    path: str, ids: Sequence[str], predictions: Sequence[float], kind: str, column: str
+    path: str, ids: Sequence[str], predictions: Sequence[float], kind: str, column: str,
+    spec: dict[str, Any] | None = None,
 ) -> None:
     """One file in minBERT's format: a header ``id \\t <column>`` and rows ``<id> , <prediction>``.
 
@@ -167,7 +179,7 @@ def write_leaderboard_file(
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(f"id \t {column} \n")
         for row_id, value in zip(ids, predictions):
-            handle.write(f"{row_id} , {format_prediction(kind, value)} \n")
+            handle.write(f"{row_id} , {format_prediction(kind, value, spec)} \n")
     os.replace(tmp, path)
 
 
@@ -195,7 +207,8 @@ def write_predictions(
     staging = fresh_staging_dir(output_dir)
     try:
         for task, splits in task_splits.items():
-            kind = model.config.tasks[task]["kind"]
+            spec = model.config.tasks[task]
+            kind = spec["kind"]
             for split, dataset in splits.items():
                 result = (known or {}).get((task, split))
                 if result is None or len(result["predictions"]) != len(dataset):
@@ -204,7 +217,9 @@ def write_predictions(
                         cudnn_attention=cudnn_attention,
                     )  # fmt: skip
                 name, column = leaderboard_name(task, split)
-                write_leaderboard_file(os.path.join(staging, name), dataset["id"], result["predictions"], kind, column)
+                write_leaderboard_file(
+                    os.path.join(staging, name), dataset["id"], result["predictions"], kind, column, spec
+                )
                 path = os.path.join(output_dir, name)
                 written.append(path)
                 full = getattr(splits, "full_rows", {}).get(split)

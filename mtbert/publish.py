@@ -17,6 +17,22 @@ STAGING_SUFFIX = ".incomplete"
 REPLACED_SUFFIX = ".replaced"
 
 
+def output_folder_problem(output_dir) -> str | None:
+    """Why ``output_dir`` cannot be the folder a run writes into (empty, a file, or below a file), else ``None``;
+    checked before anything loads, so the mistake is not found after the work is done."""
+    if output_dir is None or not str(output_dir).strip():
+        return "output_dir is empty: name the folder the results go to"
+    path = os.path.abspath(os.path.expanduser(str(output_dir)))
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"output_dir {str(output_dir)!r} is a file, not a folder: choose another output_dir"
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        return f"output_dir {str(output_dir)!r} cannot be created: {parent!r} is a file"
+    return None
+
+
 def staging_dir(output_dir: str) -> str:
     """``<parent>/.<name>.incomplete`` for ``<parent>/<name>``: the same on every process of a run."""
     parent, name = os.path.split(os.path.abspath(os.path.expanduser(str(output_dir))))

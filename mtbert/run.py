@@ -185,8 +185,9 @@ def load_tokenizer_and_tasks(model_args: ModelArguments):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         tasks = model_args.tasks
-    except OSError as error:
-        raise MultitaskConfigError(f"could not load the backbone {path!r}: {error}") from None
+    except (OSError, ValueError) as error:  # a missing or unreadable backbone, a name that is no repo id
+        message = " ".join(str(error).split())
+        raise MultitaskConfigError(f"model_name_or_path: could not load the backbone {path!r}: {message}") from None
     finally:
         transformers.utils.logging.set_verbosity(verbosity)
     return tokenizer, tasks
@@ -303,17 +304,53 @@ def predict(
     return write_predictions(model, data, output_dir, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
 
 
+def check_device(device) -> None:
+    """Refuse, before any model loads, a ``device`` that is no device name or that this machine does not have
+    (``None``: the default, the CPU)."""
+    if device is None:
+        return
+    from .modeling_mtbert import _as_device
+
+    where = _as_device(device)  # not a device name: MultitaskConfigError naming it
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}.get(where.type)
+    if where.type == "cpu":
+        ok = where.index in (None, 0)
+    elif backend is None:
+        ok = False
+    else:
+        count = backend.device_count() if hasattr(backend, "device_count") else int(backend.is_available())
+        ok = backend.is_available() and (where.index or 0) < count
+    if not ok:
+        raise MultitaskConfigError(
+            f"device {str(device)!r} is not available on this machine: use cpu"
+            + (f" or cuda:0..cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "")
+        )
+
+
+def check_output_folder(output_dir) -> None:
+    """Refuse, before any model loads, an ``output_dir`` that cannot hold the results (empty, a file, below a file)."""
+    from .publish import output_folder_problem
+
+    problem = output_folder_problem(output_dir)
+    if problem:
+        raise MultitaskConfigError(problem)
+
+
 def main_guard(fn, *args, **kwargs):
     """Run ``fn``; a configuration or data mistake exits with one clear line (code 2), not a traceback."""
     try:
         return fn(*args, **kwargs)
     except USER_ERRORS as error:
-        print(f"mtbert: error: {error}", file=sys.stderr)
+        # one line, whatever the message holds (a quoted value with a newline, a library's multi-line text)
+        print(f"mtbert: error: {' '.join(line.strip() for line in str(error).splitlines() if line.strip())}",
+              file=sys.stderr)
         raise SystemExit(2) from None
 
 
 __all__ = [
     "build_model",
+    "check_device",
+    "check_output_folder",
     "check_output_dir",
     "count_parameters",
     "earlier_results",

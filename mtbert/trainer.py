@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,15 @@ from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, Trainin
 from transformers.trainer_utils import PredictionOutput
 
 from .aggregators import conflict_statistics, get_aggregator, stack_gram
-from .backward import TaskGradients, task_gradient_matrix
+from .backward import TaskGradients, is_sharded, task_gradient_matrix
 from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
 from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
+from .kinds_mtbert import get_kind
 from .metrics import PRIMARY_METRIC, compute_task_metrics
 from .modeling_mtbert import sdpa_kernels
 from .optimization import RowSparseAdamW, parameter_learning_rates, word_embedding_weights
 from .sampling import MultitaskBatchSampler, MultitaskDataset
+from .token_data import token_results
 from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -118,6 +121,8 @@ class MultitaskTrainer(Trainer):
                                  "and predictions (use compute_metrics, which receives each task's logits)")
         train_dataset = self._deprecated_alias(train_dataset, train_datasets, "train_dataset", "train_datasets")
         eval_dataset = self._deprecated_alias(eval_dataset, eval_datasets, "eval_dataset", "eval_datasets")
+        self._check_arguments(args, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks)
+        max_train_samples = self._check_caps(max_train_samples, model.config.tasks)
         if args is None:
             args = MultitaskTrainingArguments(output_dir="trainer_output")
         elif not isinstance(args, MultitaskTrainingArguments):
@@ -165,6 +170,43 @@ class MultitaskTrainer(Trainer):
         if args.embedding_updates == "frozen":  # before DDP wraps the model: no gradient, no optimizer state
             for weight in word_embedding_weights(self.model):
                 weight.requires_grad_(False)
+
+    @staticmethod
+    def _check_arguments(args, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks) -> None:
+        """Arguments of the wrong kind, refused by name here rather than failing later inside the stock Trainer."""
+        from transformers import TrainerCallback
+
+        if args is not None and not isinstance(args, TrainingArguments):
+            raise TypeError(f"args must be MultitaskTrainingArguments (or TrainingArguments), got {args!r}")
+        for name, value in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            if value is not None and (isinstance(value, (str, bytes, int, float)) or not hasattr(value, "__len__")):
+                raise TypeError(f"{name} must be {{task: tokenized dataset}} or one dataset, got {value!r}")
+        if processing_class is not None and not hasattr(processing_class, "save_pretrained"):
+            raise TypeError(f"processing_class must be the tokenizer, got {processing_class!r}")
+        if compute_metrics is not None and not callable(compute_metrics):
+            raise TypeError(f"compute_metrics must be a function of an EvalPrediction, got {compute_metrics!r}")
+        if callbacks is not None:
+            if not isinstance(callbacks, (list, tuple)):
+                raise TypeError(f"callbacks must be a list of TrainerCallback, got {callbacks!r}")
+            for callback in callbacks:
+                kind = callback if isinstance(callback, type) else type(callback)
+                if not issubclass(kind, TrainerCallback):
+                    raise TypeError(f"callbacks: {callback!r} is not a TrainerCallback (or its class)")
+
+    @staticmethod
+    def _check_caps(max_train_samples, tasks) -> dict[str, int]:
+        """``max_train_samples``: ``{task: rows >= 1}`` for tasks of the model (as ``DataArguments.train_caps``)."""
+        if max_train_samples is None:
+            return {}
+        if not isinstance(max_train_samples, Mapping):
+            raise TypeError(f"max_train_samples must be a mapping {{task: rows}}, got {max_train_samples!r}")
+        unknown = sorted(map(str, set(max_train_samples) - set(tasks)))
+        if unknown:
+            raise ValueError(f"max_train_samples names task(s) the model lacks: {', '.join(unknown)}")
+        for task, cap in max_train_samples.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"max_train_samples for {task}: {cap!r} must be a whole number >= 1")
+        return dict(max_train_samples)
 
     @staticmethod
     def _deprecated_alias(value, old_value, name: str, old_name: str):
@@ -360,15 +402,38 @@ class MultitaskTrainer(Trainer):
         return self.accelerator.unwrap_model(self.model).shared_parameters()
 
     def _check_aggregation_supported(self) -> None:
+        """Aggregators need each task's gradient apart: DDP (whole gradients, all-reduced once per step), FSDP2
+        (``DTensor`` shards, reduced per task by FSDP; the Gram matrix all-reduced over the shards) and DeepSpeed
+        ZeRO-1/2 (whole parameters: :meth:`_zero_aggregated_step`) provide it. FSDP1's flat parameters and ZeRO-3's
+        partitioned ones do not: refused, in one line naming what to use."""
         from accelerate.utils import DistributedType
 
-        kind = self.accelerator.distributed_type
-        sharded = kind in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-        if sharded or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+        if self.is_deepspeed_enabled or self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+            stage = int(getattr(plugin, "zero_stage", 0) or 0)
+            if stage > 2:
+                raise RuntimeError(
+                    f"strategy 'pcgrad' (any aggregator) runs under DeepSpeed ZeRO-1/2, not ZeRO-{stage} (which "
+                    "partitions the parameters themselves): use zero_stage 2, or FSDP2 "
+                    "(accelerate launch --config_file examples/accelerate/fsdp.yaml) to shard parameters."
+                )
+        fsdp_plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if fsdp_plugin is not None and int(getattr(fsdp_plugin, "fsdp_version", 1) or 1) != 2:
             raise RuntimeError(
-                "strategy 'pcgrad' needs each rank to hold whole gradients, but FSDP/DeepSpeed shard them. "
-                "Use plain data parallelism (DDP via accelerate launch / torchrun), or strategy 'sum'/'round_robin'."
+                "strategy 'pcgrad' (any aggregator) under FSDP needs fsdp_version: 2 (FSDP1's flat parameters "
+                "cannot hold per-task gradients): set fsdp_version: 2 as examples/accelerate/fsdp.yaml does."
             )
+
+    @staticmethod
+    def _sync_each_task(model) -> None:
+        """FSDP2: reduce-scatter after every task's backward, even on a micro-batch the Trainer runs under
+        ``no_sync`` (the per-task shards are what the buffer keeps; a mean is linear, so this changes no result).
+        The Trainer's own context turns synchronisation back on after the step."""
+        from torch.distributed.fsdp import FSDPModule
+
+        for module in model.modules():
+            if isinstance(module, FSDPModule):
+                module.set_requires_gradient_sync(True, recurse=False)
 
     def _aggregator(self):
         name = self.args.aggregator or ("pcgrad_mean" if self.args.pcgrad_reduction == "mean" else "pcgrad")
@@ -387,7 +452,12 @@ class MultitaskTrainer(Trainer):
         with the same weights on every rank (a task-order generator seeded by ``(seed, global_step)``).
         Task-specific parameters (heads) keep their own task's gradient. The Trainer then clips, steps and logs."""
         self._check_aggregation_supported()
-        no_sync = model.no_sync if hasattr(model, "no_sync") else nullcontext
+        if self.is_deepspeed_enabled:
+            return self._zero_aggregated_step(model, inputs, shared)
+        sharded = is_sharded(shared[0])
+        if sharded:
+            self._sync_each_task(model)
+        no_sync = model.no_sync if hasattr(model, "no_sync") and not sharded else nullcontext
         losses = {}
         for task, batch in inputs.items():
             with no_sync(), self.compute_loss_context_manager():
@@ -409,20 +479,60 @@ class MultitaskTrainer(Trainer):
         # leaves every parameter and its state alone, as under round_robin/sum (no momentum, no weight decay)
         if self.accelerator.gradient_state.sync_gradients and self._task_gradients.pending:
             shared_ids = {id(p) for p in shared}
-            # the same set on every rank: same tasks each step
-            others = [p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None]
-            if self.args.world_size > 1 and others:
+            # the same set on every rank: same tasks each step. FSDP2 reduces its DTensor parameters itself, and a
+            # model sharded at load time averages its replicated ones (the stock Trainer's hooks)
+            others = [p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None
+                      and not is_sharded(p)]
+            if self.args.world_size > 1 and others and not self.is_distributed_loading_by_transformers:
                 flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in others]))
                 offset = 0
                 for p in others:
                     p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
                     offset += p.numel()
             seed = int(self.args.seed) * 1_000_003 + self.state.global_step
+            result = self._task_gradients.aggregate(  # sharded: FSDP reduced each task; the Gram is all-reduced
+                self._aggregator(), generator=torch.Generator(device="cpu").manual_seed(seed),
+                all_reduce=None if sharded else self._all_reduce_mean,
+            )
+            self._store_telemetry(result.gram, result.tasks, result.num_projections)
+        return torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
+
+    def _zero_aggregated_step(self, model, inputs, shared) -> torch.Tensor:
+        """DeepSpeed ZeRO-1/2 (parameters whole on every rank; DeepSpeed reduces and partitions gradients from hooks
+        inside its own backward, and steps there): per-task gradients by ``torch.autograd.grad`` through the
+        unwrapped module, so DeepSpeed sees none of them, all-reduced and combined once per optimizer step as under
+        DDP; then one ``engine.backward`` of a linear surrogate whose gradient is exactly the combined update on the
+        encoder and each head's own gradient, which DeepSpeed reduces (a mean of equal tensors), partitions, clips
+        and steps as it would a loss's."""
+        module = self.accelerator.unwrap_model(model)
+        shared_ids = {id(p) for p in shared}
+        params = [p for p in module.parameters() if p.requires_grad]
+        with self.compute_loss_context_manager():
+            losses = {task: module(task=task, **batch).loss for task, batch in inputs.items()}
+        if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
+            self._task_gradients = TaskGradients(shared, list(inputs))
+        if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
+            others = [p for p in params if id(p) not in shared_ids]
+            self._task_gradients.capture(losses, others, scale=1.0 / self.current_gradient_accumulation_steps,
+                                         retain_graph=False)  # one forward per task
+            losses = {task: loss.detach() for task, loss in losses.items()}
+        else:
+            losses = {t: torch.zeros((), device=self.args.device) for t in inputs}
+        self._record_task_losses(losses)
+        if self.accelerator.gradient_state.sync_gradients and self._task_gradients.pending:
+            seed = int(self.args.seed) * 1_000_003 + self.state.global_step
             result = self._task_gradients.aggregate(
                 self._aggregator(), generator=torch.Generator(device="cpu").manual_seed(seed),
                 all_reduce=self._all_reduce_mean,
             )
             self._store_telemetry(result.gram, result.tasks, result.num_projections)
+            surrogate = self._task_gradients.linear_surrogate(params)
+            prologue = getattr(model, "_backward_prologue", None)
+            if prologue is not None and not inspect.signature(prologue).parameters:
+                # DeepSpeed >= 0.17 starts its backward from hooks on the outputs of engine.forward, which this
+                # scalar never passed through: start it the same way
+                surrogate.register_hook(lambda grad: (prologue(), grad)[1])
+            self.accelerator.backward(surrogate, scale_wrt_gas=False)  # the 1/accumulation is in the task grads
         return torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
 
     # -- gradient-conflict telemetry --------------------------------------------------------------------------
@@ -458,6 +568,11 @@ class MultitaskTrainer(Trainer):
         like the training gradients."""
         shared = self._shared_parameters()
         if not shared or len(self._last_task_batches) < 2:
+            return
+        if is_sharded(shared[0]):  # autograd.grad on FSDP2 shards would bypass FSDP's reduction
+            if not getattr(self, "_telemetry_skip_logged", False):
+                logger.warning("gradient_telemetry under FSDP is measured by strategy 'pcgrad' only: skipped")
+                self._telemetry_skip_logged = True
             return
         unwrapped = self.accelerator.unwrap_model(model)
         with self.compute_loss_context_manager():
@@ -567,14 +682,20 @@ class MultitaskTrainer(Trainer):
         logits = np.asarray(output.predictions)[inverse]
         labels = None if output.label_ids is None else np.asarray(output.label_ids)[inverse]
         model = self.accelerator.unwrap_model(self.model)
-        predictions, scores = model.postprocess(task, torch.as_tensor(logits).float())
-        result = {"index": np.arange(len(order)), "predictions": predictions.double().numpy(),
-                  "scores": scores.float().double().numpy()}
+        spec = model.config.tasks[task]
+        words = get_kind(spec).target == "tags"
+        if words:  # a token task: one tag per word, from each word's first sub-token
+            result = token_results(dataset, logits, partial(model.postprocess, task), spec)
+        else:
+            predictions, scores = model.postprocess(task, torch.as_tensor(logits).float())
+            result = {"index": np.arange(len(order)), "predictions": predictions.double().numpy(),
+                      "scores": scores.float().double().numpy()}
         metrics = {k: v for k, v in output.metrics.items() if not k.endswith("model_preparation_time")}
         if labels is not None and len(labels):
-            spec = model.config.tasks[task]
+            references = dataset["label"] if words else labels
             scored = compute_task_metrics(
-                spec["kind"], result["predictions"], labels, num_labels=spec.get("num_labels")
+                spec["kind"], result["predictions"], references, num_labels=spec.get("num_labels"),
+                label_names=spec.get("label_names"),
             )
             for name, value in scored.items():
                 metrics[f"{prefix}_{task}_{name}"] = float(value)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import json
+import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
@@ -13,6 +17,7 @@ from .aggregators import AGGREGATORS
 from .configuration_mtbert import MultitaskConfigError, _choice
 from .optimization import EMBEDDING_UPDATES
 from .precision import has_accelerator, resolve_bf16
+from .publish import output_folder_problem
 from .sampling import TASK_SAMPLINGS
 
 STRATEGIES = ("round_robin", "sum", "pcgrad")
@@ -221,11 +226,9 @@ class MultitaskTrainingArguments(TrainingArguments):
                     f"aggregator: {self.aggregator!r} has no effect under strategy: {self.strategy} (only strategy: "
                     "pcgrad combines task gradients): set strategy: pcgrad, or remove aggregator"
                 )
-        output_dir = self.output_dir and os.path.expanduser(str(self.output_dir))
-        if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
-            raise MultitaskConfigError(
-                f"output_dir {self.output_dir!r} is a file, not a folder: choose another output_dir"
-            )
+        problem = output_folder_problem(self.output_dir) if self.output_dir is not None else None
+        if problem:  # empty, a file, or below a file
+            raise MultitaskConfigError(problem)
         if self.load_best_model_at_end:
             if self.metric_for_best_model is None:  # the stock default 'loss' is never reported by the trainer
                 self.metric_for_best_model = "average"
@@ -261,6 +264,7 @@ class MultitaskTrainingArguments(TrainingArguments):
             self.use_cpu = True
 
     def __post_init__(self):
+        self._check_numbers()
         self.strategy = _choice(self.strategy, STRATEGIES, "strategy")
         self.task_sampling = _choice(self.task_sampling, TASK_SAMPLINGS, "task_sampling")
         self.pcgrad_reduction = _choice(self.pcgrad_reduction, ("sum", "mean"), "pcgrad_reduction")
@@ -275,11 +279,16 @@ class MultitaskTrainingArguments(TrainingArguments):
             raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
         self._check_ranges_and_combinations()
         self._resolve_bf16()
+        self._parse_dict_fields()
+        self._check_distributed()
+        given = self._stock_settings_given()
         try:
             super().__post_init__()
-        except ValueError as error:  # the stock checks' messages, as one line rather than a traceback
-            raise MultitaskConfigError(" ".join(str(error).split())) from None
+        except (ValueError, TypeError, ImportError, RuntimeError, OSError) as error:  # the stock checks, one line
+            raise self._stock_error(error, given) from None
         self._refuse_ignored_stock_flags()
+        self._check_tools()
+        self._check_optimizer_and_schedule()
         optim = str(getattr(self.optim, "value", self.optim))
         if self.embedding_updates == "sparse" and optim not in ("adamw_torch", "adamw_torch_fused"):
             raise MultitaskConfigError(
@@ -304,3 +313,217 @@ class MultitaskTrainingArguments(TrainingArguments):
                     f"average_checkpoints={self.average_checkpoints} needs save_total_limit >= "
                     f"{self.average_checkpoints} (got {self.save_total_limit}): older checkpoints would be deleted"
                 )
+
+    # -- checks added for the property tests of issue 28 (tests/test_property_validation.py) --------------------
+
+    def _check_distributed(self) -> None:
+        """ddp_backend sets up the process group of a distributed run; in a single process the stock code fails on
+        it with a message that does not name it."""
+        launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or self.local_rank != -1
+        if self.ddp_backend is not None and not launched:
+            raise MultitaskConfigError(
+                f"ddp_backend {self.ddp_backend!r} is for distributed runs, but this is a single process (no "
+                "WORLD_SIZE): launch it with torchrun or accelerate launch, or remove ddp_backend"
+            )
+
+    def _check_numbers(self) -> None:
+        """Numbers the run cannot honour, refused by name before they reach torch or are silently ignored: a wrong
+        type (the Python API), NaN or inf, and values outside what their setting means."""
+
+        def number(name: str, whole: bool = False, optional: bool = False):
+            value = getattr(self, name)
+            if value is None and optional:
+                return None
+            kind = numbers.Integral if whole else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "a whole number" if whole else "a number"
+                raise MultitaskConfigError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+            if not whole and not math.isfinite(value):
+                raise MultitaskConfigError(f"{name} must be a finite number, got {value!r}")
+            if not whole and not isinstance(value, float):  # 0 for 0.0: torch's optimizers take floats only
+                value = float(value)
+                setattr(self, name, value)
+            return value
+
+        def refuse(name: str, rule: str) -> None:
+            raise MultitaskConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("group_by_length", "cudnn_attention", "eval_only", "gradient_telemetry", "overwrite_output_dir"):
+            if not isinstance(getattr(self, name), bool):  # "false" would read as true
+                raise MultitaskConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("learning_rate", "weight_decay", "num_train_epochs", "warmup_steps", "eval_delay",
+                     "label_smoothing_factor"):
+            if number(name) < 0:
+                refuse(name, ">= 0")
+        for name in ("head_learning_rate", "max_grad_norm", "neftune_noise_alpha"):
+            if number(name, optional=True) is not None and getattr(self, name) < 0:
+                refuse(name, ">= 0" + (" (0: no clipping)" if name == "max_grad_norm" else ""))
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= number(name) < 1:
+                refuse(name, "in [0, 1)")
+        if number("adam_epsilon") < 0:
+            refuse("adam_epsilon", ">= 0")
+        for name in ("logging_steps", "save_steps", "eval_steps"):  # a step count, or a fraction (< 1) of the run
+            if number(name, optional=name == "eval_steps") is not None and getattr(self, name) <= 0:
+                refuse(name, "> 0 (a number of steps, or a fraction below 1 of the training steps)")
+        for name in ("sampling_temperature", "layerwise_lr_decay"):
+            number(name)
+        if number("max_steps", whole=True) == 0 or self.max_steps < -1:
+            refuse("max_steps", "-1 (unset: num_train_epochs decides) or >= 1 (0 steps would train nothing)")
+        if self.max_steps == -1 and self.num_train_epochs == 0 and not self.eval_only:
+            raise MultitaskConfigError(
+                "num_train_epochs 0 with max_steps unset trains nothing: set num_train_epochs or max_steps, or score "
+                "a trained model with eval_only"
+            )
+        for name in ("seed", "data_seed"):  # numpy's and torch's generators take 0 .. 2**32 - 1
+            value = number(name, whole=True, optional=name == "data_seed")
+            if value is not None and not 0 <= value < 2**32:
+                refuse(name, "in 0 .. 4294967295")
+        for name, least in (("dataloader_num_workers", 0), ("local_rank", -1), ("max_nonfinite_steps", 1),
+                            ("average_checkpoints", 0), ("ddp_timeout", 1)):
+            if number(name, whole=True) < least:
+                refuse(name, f">= {least}")
+        for name in ("save_total_limit", "eval_accumulation_steps", "ddp_bucket_cap_mb", "early_stopping_patience",
+                     "dataloader_prefetch_factor", "torch_empty_cache_steps"):
+            if number(name, whole=True, optional=True) is not None and getattr(self, name) < 1:
+                refuse(name, ">= 1 (or unset)")
+
+    def _parse_dict_fields(self) -> None:
+        """The stock JSON settings (lr_scheduler_kwargs, accelerator_config, ...) parsed here, so that a mistake in
+        one names it rather than showing only the JSON parser's message."""
+        for name in getattr(self, "_VALID_DICT_FIELDS", ()):
+            value = getattr(self, name, None)
+            if isinstance(value, str) and value.strip().startswith("{"):
+                try:
+                    parsed = json.loads(value)
+                except ValueError as error:
+                    raise MultitaskConfigError(f"{name}: {value!r} is not valid JSON ({error})") from None
+                setattr(self, name, parsed)
+
+    def _stock_settings_given(self) -> list[str]:
+        """The stock settings that differ from their defaults, named in a stock check's message that names none."""
+        unset = (None, False, "", "no", [], ())
+        given = []
+        for f in fields(TrainingArguments):
+            if f.init and f.name != "output_dir" and hasattr(self, f.name):
+                default = f.default_factory() if callable(f.default_factory) else f.default
+                value = getattr(self, f.name)
+                if value != default and not (value in unset and default in unset):
+                    given.append(f.name)
+        return given
+
+    @staticmethod
+    def _stock_error(error: BaseException, given: list[str]) -> MultitaskConfigError:
+        message = " ".join(str(error).split()) or type(error).__name__
+        if not any(re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", message) for name in given):
+            if given:
+                message += f" (a stock TrainingArguments check, with the settings given: {', '.join(given)})"
+        return MultitaskConfigError(message)
+
+    def _check_tools(self) -> None:
+        """Settings that need a package or name a tool: refused here when the package is missing or the name is not
+        one the library knows, rather than when the trainer starts (after the model is loaded)."""
+        from transformers.integrations.integration_utils import (
+            INTEGRATION_TO_CALLBACK,
+            get_available_reporting_integrations,
+        )
+        from transformers.utils import is_liger_kernel_available, is_torch_xla_available
+
+        available = set(get_available_reporting_integrations())
+        for name in self.report_to or []:
+            if name not in INTEGRATION_TO_CALLBACK:
+                raise MultitaskConfigError(
+                    f"report_to: {name!r} is not one of none, all, {', '.join(INTEGRATION_TO_CALLBACK)}"
+                    + _hint(str(name), INTEGRATION_TO_CALLBACK)
+                )
+            if name not in available:
+                raise MultitaskConfigError(f"report_to: {name!r} needs its package installed (pip install {name})")
+        debug = [str(getattr(option, "value", option)) for option in (self.debug or [])]
+        if "underflow_overflow" in debug:  # its forward hooks call abs() on every tensor, mtbert's bool masks too
+            raise MultitaskConfigError("debug underflow_overflow is not supported by the multitask model: remove it")
+        if "tpu_metrics_debug" in debug and not is_torch_xla_available():
+            raise MultitaskConfigError("debug tpu_metrics_debug needs a TPU (torch_xla): remove it")
+        if self.use_liger_kernel and not is_liger_kernel_available():
+            raise MultitaskConfigError("use_liger_kernel needs the liger-kernel package (pip install liger-kernel)")
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.torch_compile_mode is not None and self.torch_compile_mode not in modes:
+            raise MultitaskConfigError(
+                f"torch_compile_mode: {self.torch_compile_mode!r} is not one of {', '.join(modes)}"
+                + _hint(str(self.torch_compile_mode), modes)
+            )
+        if self.torch_compile_backend is not None:
+            import torch._dynamo
+
+            backends = torch._dynamo.list_backends(exclude_tags=())
+            if self.torch_compile_backend not in backends:
+                raise MultitaskConfigError(
+                    f"torch_compile_backend: {self.torch_compile_backend!r} is not one of {', '.join(backends)}"
+                    + _hint(str(self.torch_compile_backend), backends)
+                )
+        checkpointing = self.activation_checkpointing_kwargs or self.gradient_checkpointing_kwargs
+        if isinstance(checkpointing, dict):
+            import inspect
+
+            import torch.utils.checkpoint
+
+            takes = [p for p in inspect.signature(torch.utils.checkpoint.checkpoint).parameters if p not in (
+                "function", "args", "kwargs")]
+            unknown = sorted(set(checkpointing) - set(takes))
+            if unknown:
+                raise MultitaskConfigError(
+                    f"activation_checkpointing_kwargs (gradient_checkpointing_kwargs): torch's checkpoint takes no "
+                    f"{', '.join(map(repr, unknown))}; it takes {', '.join(takes)}"
+                )
+
+    def _check_optimizer_and_schedule(self) -> None:
+        """Build the optimizer and the learning-rate schedule once, on a one-number parameter: what they refuse (an
+        optimizer whose package is missing, an optim_args key the optimizer does not read, a value it rejects, a
+        schedule argument it does not take) fails here by name, not when training starts."""
+        import torch
+        from transformers import Trainer, get_scheduler
+        from transformers.optimization import Adafactor
+
+        optim = str(getattr(self.optim, "value", self.optim))
+        pairs = [p for p in (self.optim_args or "").replace(" ", "").split(",") if p]
+        if self.optim_args and (not pairs or any(p.count("=") != 1 or p.startswith("=") for p in pairs)):
+            raise MultitaskConfigError(
+                f"optim_args {self.optim_args!r} must be key=value pairs separated by commas (e.g. momentum=0.9)"
+            )
+        try:
+            optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self)
+        except ImportError as error:
+            raise MultitaskConfigError(f"optim {optim}: {' '.join(str(error).split())}") from None
+        except ValueError as error:
+            message = " ".join(str(error).split())
+            if re.search(r"install|import", message, re.IGNORECASE):
+                raise MultitaskConfigError(f"optim {optim}: {message}") from None
+            if self.optim_args:
+                raise MultitaskConfigError(f"optim_args {self.optim_args!r} for optim {optim}: {message}") from None
+            return  # an optimizer that needs the model to be built (GaLore, APOLLO, LOMO): checked when training
+        if optimizer_cls not in (torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad, torch.optim.RMSprop,
+                                 Adafactor):
+            return
+        unused = [p.split("=")[0] for p in pairs if p.split("=")[0] not in kwargs]
+        if unused:
+            raise MultitaskConfigError(
+                f"optim_args: optim {optim} does not read {', '.join(map(repr, unused))} (it would be ignored); "
+                "remove it, or choose an optim that takes it (sgd, adagrad, rmsprop read their own keys)"
+            )
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        probe = {k: v for k, v in kwargs.items() if k not in ("fused", "foreach")}  # kernels for the device, later
+        try:
+            optimizer = optimizer_cls([parameter], **probe)
+        except (ValueError, TypeError, RuntimeError) as error:
+            raise MultitaskConfigError(
+                f"optim {optim} refuses these settings (learning_rate, weight_decay, adam_*, optim_args): "
+                f"{' '.join(str(error).split())}"
+            ) from None
+        schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
+        try:
+            get_scheduler(schedule, optimizer, num_warmup_steps=0, num_training_steps=10,
+                          scheduler_specific_kwargs=dict(self.lr_scheduler_kwargs or {}))
+        except (ValueError, TypeError, KeyError, ZeroDivisionError) as error:
+            raise MultitaskConfigError(
+                f"lr_scheduler_type {schedule} with lr_scheduler_kwargs {self.lr_scheduler_kwargs or {}}: "
+                f"{' '.join(str(error).split())}"
+            ) from None

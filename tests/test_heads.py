@@ -23,8 +23,10 @@ def nli_spec(pair_encoding: str) -> dict:
 
 
 def test_every_head_name_maps_to_its_class():
-    assert set(HEADS) == {"sentence", "separate", "cosine", "concat_sep", "concat_nosep", "dual"}
+    assert set(HEADS) == {"sentence", "tokens", "separate", "cosine", "concat_sep", "concat_nosep", "dual"}
     assert head_class(normalize_task_spec("sst", {})) is HEADS["sentence"]
+    ner = {"kind": "token_classification", "label_names": ["O", "B-LOC", "I-LOC"]}
+    assert head_class(normalize_task_spec("ner", ner)) is HEADS["tokens"]
     for name in ("separate", "cosine", "concat_sep", "concat_nosep", "dual"):
         assert head_class(normalize_task_spec("qqp", {"pair_encoding": name})) is HEADS[name]
 

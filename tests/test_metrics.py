@@ -103,7 +103,7 @@ def test_compute_task_metrics_accepts_column_vector_and_constant_input():
 @pytest.mark.parametrize(
     "kind, preds, refs, match",
     [
-        ("token_classification", [0], [0], "Unknown task kind"),
+        ("span_extraction", [0], [0], "Unknown task kind"),
         ("sentence_classification", [0, 1], [0], "length"),
         ("pair_regression", [], [], "empty"),
         ("pair_classification", [[0.1, 0.9]], [1], "one-dimensional"),
@@ -120,6 +120,7 @@ def test_average_score_uses_primary_metrics():
         "pair_classification": "accuracy",
         "sentence_regression": "pearson",
         "pair_regression": "pearson",
+        "token_classification": "f1",
     }
     task_metrics = {
         "sst": {"accuracy": 0.9},

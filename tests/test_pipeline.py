@@ -18,7 +18,7 @@ from mtbert.arguments import ModelArguments
 from mtbert.configuration_mtbert import SST_LABELS, MultitaskConfigError
 from mtbert.data import tokenize_batch, tokenize_task
 from mtbert.heads_mtbert import input_layout
-from mtbert.hub import load_pipeline
+from mtbert.hub import CODE_FILES, load_pipeline
 from mtbert.pipeline_mtbert import collate_rows, encode_texts
 from mtbert.predict import predict_task
 from mtbert.run import build_model
@@ -252,7 +252,8 @@ def test_top_k(pipe):
     top1 = pipe("a fine film", task="sst")[0]
     top2 = pipe("a fine film", task="sst", top_k=2)
     assert [set(o) for o in top2] == [{"label", "score"}] * 2
-    assert top2[0] == pytest.approx(top1) and top2[0]["score"] >= top2[1]["score"]
+    assert_same_outputs([top2[0]], [top1])
+    assert top2[0]["score"] >= top2[1]["score"]
     assert pipe("a fine film", task="sst", top_k=1) == [top2[0]]
     every = pipe("a fine film", task="sst", top_k=None)
     assert sorted(o["label"] for o in every) == sorted(pipe.model.config.tasks["sst"]["label_names"])
@@ -263,9 +264,9 @@ def test_top_k(pipe):
     assert [len(o) for o in batched] == [3, 3]
     pair = pipe({"text": "a", "text_pair": "b"}, task="qqp", top_k=None)
     assert sum(o["score"] for o in pair) == pytest.approx(1.0, abs=1e-6)
-    assert pair[0] == pytest.approx(pipe({"text": "a", "text_pair": "b"}, task="qqp"))
+    assert_same_outputs([pair[0]], [pipe({"text": "a", "text_pair": "b"}, task="qqp")])
     fixed = MultitaskTextPipeline(model=pipe.model, tokenizer=pipe.tokenizer, top_k=2)  # set once, at construction
-    assert fixed("a fine film", task="sst") == pytest.approx(top2)
+    assert_same_outputs(fixed("a fine film", task="sst"), top2)
 
 
 def test_function_to_apply(pipe, model, tokenizer):
@@ -279,9 +280,9 @@ def test_function_to_apply(pipe, model, tokenizer):
         got = pipe("a fine film", task="sst", top_k=None, function_to_apply=function)
         assert {o["label"]: o["score"] for o in got} == pytest.approx(dict(zip(labels, values.tolist())), abs=1e-5)
         best = pipe("a fine film", task="sst", function_to_apply=function)
-        assert best == [pytest.approx({"label": labels[int(values.argmax())], "score": float(values.max())}, abs=1e-5)]
+        assert_same_outputs(best, [{"label": labels[int(values.argmax())], "score": float(values.max())}])
     softmax = pipe("a fine film", task="sst", function_to_apply="softmax")
-    assert pipe("a fine film", task="sst") == [pytest.approx(softmax[0])]
+    assert_same_outputs(pipe("a fine film", task="sst"), [softmax[0]])
     # a two-label pair head's one logit z: probabilities for softmax and sigmoid, the log-odds [-z, z] for none
     rows = encode_texts(tokenizer, model.config.tasks["qqp"], [PAIR["text"]], [PAIR["text_pair"]], 128)
     with torch.no_grad():
@@ -483,7 +484,7 @@ def test_registered_pipeline_task(model, tokenizer):
     p = pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer, device=-1)
     assert isinstance(p, MultitaskTextPipeline)
     reference = MultitaskTextPipeline(model=model, tokenizer=tokenizer)
-    assert one(p("fine", task="sst")) == pytest.approx(one(reference("fine", task="sst")))
+    assert_same_outputs([one(p("fine", task="sst"))], [one(reference("fine", task="sst"))])
 
 
 def test_local_loading_without_trust_remote_code(model, tokenizer, tmp_path):
@@ -498,7 +499,7 @@ def test_local_loading_without_trust_remote_code(model, tokenizer, tmp_path):
     pair = {"text": "How old are you?", "text_pair": "What is your age?"}
     ref = MultitaskTextPipeline(model=model, tokenizer=tokenizer)
     for task, x in (("sst", "fine"), ("qqp", pair), ("sts", pair)):
-        assert one(p(x, task=task)) == pytest.approx(one(ref(x, task=task)))
+        assert_same_outputs([one(p(x, task=task))], [one(ref(x, task=task))])
 
 
 def test_transformers_pipeline_without_trust_remote_code(model, tokenizer, tmp_path):
@@ -527,17 +528,17 @@ def test_pipeline_save_pretrained_records_custom_pipelines(pipe, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["custom_pipelines"][PIPELINE_TASK]["impl"] == "pipeline_mtbert.MultitaskTextPipeline"
     assert config["custom_pipelines"][PIPELINE_TASK]["pt"] == ["AutoModel"]
-    for name in ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"):
+    for name in CODE_FILES:
         assert (tmp_path / name).is_file()
 
 
 def test_remote_code_files_import_only_relatively():
     package = os.path.dirname(mtbert.__file__)
-    for name in ("configuration_mtbert.py", "heads_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"):
+    for name in CODE_FILES:
         source = open(os.path.join(package, name), encoding="utf-8").read()
         for line in source.splitlines():
             stripped = line.strip()
             assert not stripped.startswith(("import mtbert", "from mtbert")), (name, line)
             if stripped.startswith("from .") or stripped.startswith("import ."):
                 module = stripped.split()[1].lstrip(".")
-                assert module in ("configuration_mtbert", "heads_mtbert", "modeling_mtbert", "pipeline_mtbert"), line
+                assert f"{module}.py" in CODE_FILES, line

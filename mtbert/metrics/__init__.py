@@ -19,6 +19,9 @@ from pathlib import Path
 import evaluate
 import numpy as np
 
+from ..kinds_mtbert import TASK_KIND_CLASSES, get_kind
+from .entities import entity_scores
+
 __all__ = [
     "METRIC_NAMES",
     "TASK_KINDS",
@@ -43,16 +46,27 @@ _KIND_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "pair_regression": (("pearson", "pearsonr", "pearsonr"), ("spearman", "spearmanr", "spearmanr")),
 }
 
-TASK_KINDS: tuple[str, ...] = tuple(_KIND_METRICS)
+TASK_KINDS: tuple[str, ...] = tuple(TASK_KIND_CLASSES)
+
+
+class _PrimaryMetrics(Mapping):
+    """kind name -> the metric it contributes to the average: each registered kind's ``primary_metric``."""
+
+    def __getitem__(self, kind: str) -> str:
+        if kind not in TASK_KIND_CLASSES:
+            raise KeyError(kind)
+        return TASK_KIND_CLASSES[kind].primary_metric
+
+    def __iter__(self):
+        return iter(TASK_KIND_CLASSES)
+
+    def __len__(self) -> int:
+        return len(TASK_KIND_CLASSES)
+
 
 #: The metric each task kind contributes to the overall average (the paper's
-#: "average" is the mean of SST accuracy, QQP accuracy and STS-B Pearson).
-PRIMARY_METRIC: dict[str, str] = {
-    "sentence_classification": "accuracy",
-    "pair_classification": "accuracy",
-    "sentence_regression": "pearson",
-    "pair_regression": "pearson",
-}
+#: "average" is the mean of SST accuracy, QQP accuracy and STS-B Pearson; a token task's entity F1).
+PRIMARY_METRIC: Mapping[str, str] = _PrimaryMetrics()
 
 # One id per process: evaluate names its lock/cache files after experiment_id,
 # so concurrent DDP ranks (or several jobs on a shared cache) never collide.
@@ -95,21 +109,28 @@ def _as_1d(values, what: str) -> np.ndarray:
     return array
 
 
-def compute_task_metrics(kind: str, predictions, references, num_labels: int | None = None) -> dict[str, float]:
+def compute_task_metrics(
+    kind: str, predictions, references, num_labels: int | None = None, label_names=None
+) -> dict[str, float]:
     """Metrics for one task of the given kind.
 
     ``sentence_classification`` -> ``{"accuracy"}``;
     ``pair_classification`` -> ``{"accuracy", "f1"}`` (binary F1, positive label 1; macro F1 over the classes
     when ``num_labels`` > 2 or a class id above 1 occurs, e.g. 3-way NLI);
-    ``sentence_regression``, ``pair_regression`` -> ``{"pearson", "spearman"}``.
+    ``sentence_regression``, ``pair_regression`` -> ``{"pearson", "spearman"}``;
+    ``token_classification`` -> ``{"f1", "precision", "recall", "accuracy"}`` (seqeval's strict IOB2 entity
+    scores and word accuracy, :mod:`mtbert.metrics.entities`): ``predictions``/``references`` are one list of tag
+    ids per sentence, named by ``label_names``.
 
     ``predictions`` are class ids for classification (take the argmax of the
     logits first) and scores for regression; a trailing singleton dimension is
     accepted. Raises ``ValueError`` for an unknown kind, empty input or
     predictions and references of different lengths.
     """
-    if kind not in _KIND_METRICS:
-        raise ValueError(f"Unknown task kind {kind!r}; expected one of {', '.join(TASK_KINDS)}.")
+    if kind not in TASK_KIND_CLASSES:
+        raise ValueError(f"Unknown task kind {kind!r}; expected one of {', '.join(TASK_KIND_CLASSES)}.")
+    if get_kind(kind).target == "tags":
+        return _tag_metrics(predictions, references, label_names)
     predictions = _as_1d(predictions, "predictions")
     references = _as_1d(references, "references")
     if len(predictions) != len(references):
@@ -130,6 +151,18 @@ def compute_task_metrics(kind: str, predictions, references, num_labels: int | N
     return results
 
 
+def _tag_metrics(predictions, references, label_names) -> dict[str, float]:
+    if not label_names:
+        raise ValueError("token_classification metrics need the task's label_names (tag ids are named by them)")
+    if len(predictions) != len(references):
+        raise ValueError(f"predictions and references differ in length ({len(predictions)} vs {len(references)}).")
+    if len(predictions) == 0:
+        raise ValueError("Cannot compute metrics on empty predictions and references.")
+    names = list(label_names)
+    name = lambda row: [names[int(i)] for i in row]  # noqa: E731
+    return entity_scores([name(r) for r in references], [name(p) for p in predictions])
+
+
 def average_score(task_metrics: Mapping[str, Mapping[str, float]], kinds: Mapping[str, str]) -> float:
     """Mean over tasks of each task's primary metric (see ``PRIMARY_METRIC``).
 
@@ -145,7 +178,9 @@ def average_score(task_metrics: Mapping[str, Mapping[str, float]], kinds: Mappin
             raise ValueError(f"No task kind given for task {task!r}.")
         kind = kinds[task]
         if kind not in PRIMARY_METRIC:
-            raise ValueError(f"Unknown task kind {kind!r} for task {task!r}; expected one of {', '.join(TASK_KINDS)}.")
+            raise ValueError(
+                f"Unknown task kind {kind!r} for task {task!r}; expected one of {', '.join(TASK_KIND_CLASSES)}."
+            )
         primary = PRIMARY_METRIC[kind]
         if primary not in metrics:
             raise ValueError(f"Task {task!r} ({kind}) has no {primary!r} metric; got {sorted(metrics)}.")

