@@ -38,11 +38,18 @@ def prepare_dataset(
     is prepared unlabelled. Other columns are kept (an ``id`` column names the rows in leaderboard files). The rows
     get the layout the task's head reads (``input_ids``, or both sentences for a separately encoded pair), padded
     later by the trainer's collator.
+
+    A token task (``token_classification``) reads a list of words per row from ``text_column`` (e.g.
+    ``"tokens"``) and one tag per word from ``label_column`` (e.g. ``"ner_tags"``: names, or ids of a ``ClassLabel``
+    sequence), checked against the task's ``label_names``.
     """
     from .data import tokenize_task
     from .heads_mtbert import head_class
+    from .kinds_mtbert import get_kind
 
     spec = _task_spec(config, task)
+    if get_kind(spec).input == "tokens":
+        return _prepare_tokens(dataset, tokenizer, spec, task, max_length, text_column, label_column)
     pair = head_class(spec).pair
     missing = [c for c in (text_column, text_pair_column) if c is not None and c not in dataset.column_names]
     if missing:
@@ -63,6 +70,24 @@ def prepare_dataset(
     if "label" in dataset.column_names:
         dataset = _labels(dataset, spec, task)
     return tokenize_task(dataset, tokenizer, spec, max_length)
+
+
+def _prepare_tokens(dataset, tokenizer, spec, task, max_length, tokens_column, tags_column) -> datasets.Dataset:
+    """A token task's rows (words and tags) checked and tokenized with sub-word label alignment."""
+    from .data import tokenize_task
+    from .token_data import token_rows
+
+    if tokens_column not in dataset.column_names:
+        raise ValueError(f"task {task!r} (token_classification): no column {tokens_column!r} of words; found "
+                         f"{', '.join(dataset.column_names)} (name it with text_column=)")
+    labelled = tags_column is not None and tags_column in dataset.column_names
+    tag_names = None
+    if labelled:
+        inner = getattr(dataset.features[tags_column], "feature", None)
+        tag_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
+    rows = token_rows(task, spec, iter(dataset), "dataset", tokens_column, tags_column if labelled else None,
+                      "id" if "id" in dataset.column_names else None, tag_names)
+    return tokenize_task(rows, tokenizer, spec, max_length)
 
 
 def _labels(dataset: datasets.Dataset, spec: dict[str, Any], task: str) -> datasets.Dataset:

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import BertForTokenClassification, pipeline
+from without_mtbert import run_without_mtbert
 
-from conftest import EXAMPLES_DIR, run_example_script, tiny_bert_config
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError, MultitaskTextPipeline
 from mtbert.heads_mtbert import align_word_labels, first_token_positions, tokenize_words
 from mtbert.kinds_mtbert import IGNORE_INDEX, TaskKind, get_kind, register_kind
 from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics
 from mtbert.metrics.entities import entity_scores, spans
 from mtbert.token_data import infer_label_names, read_conll
-from without_mtbert import run_without_mtbert
+
+from conftest import EXAMPLES_DIR, run_example_script, tiny_bert_config
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 NER = {"kind": "token_classification", "label_names": TAGS}
@@ -134,7 +135,8 @@ def test_a_kind_is_one_registered_class():
 @pytest.fixture
 def ner_model_and_stock(tokenizer):
     torch.manual_seed(0)
-    config = MultitaskBertConfig(encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(), tasks={"sst": {}, "ner": NER})
+    encoder = tiny_bert_config(tokenizer.vocab_size).to_dict()
+    config = MultitaskBertConfig(encoder=encoder, tasks={"sst": {}, "ner": NER})
     model = MultitaskBertModel(config).eval()
     stock = BertForTokenClassification(tiny_bert_config(
         tokenizer.vocab_size, num_labels=len(TAGS), id2label=dict(enumerate(TAGS)),
@@ -281,3 +283,23 @@ def test_joint_intent_slots_config_learns(tmp_path):
     assert metrics["eval_slots_f1"] >= 0.90, metrics
     assert metrics["eval_intent_accuracy"] >= 0.95, metrics
     assert Path(tmp_path / "out" / "predictions" / "slots-test-output.csv").is_file()
+
+
+@pytest.mark.integration
+def test_the_readme_token_task_python_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+
+    readme = (EXAMPLES_DIR.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Token tasks", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    data = tmp_path / "intent_slots"
+    subprocess.run([sys.executable, str(EXAMPLES_DIR / "data" / "make_intent_slots.py"), str(data),
+                    "--train", "300", "--dev", "60", "--test", "10"], check=True, capture_output=True)
+    code = code.replace("outputs/data/intent_slots", str(data)).replace("outputs/intent_slots_py",
+                                                                        str(tmp_path / "saved"))
+    namespace: dict = {}
+    exec(compile(code, "README.md (Token tasks)", "exec"), namespace)
+    metrics = namespace["metrics"]
+    assert {"eval_intent_accuracy", "eval_slots_f1", "eval_slots_accuracy", "eval_average"} <= set(metrics)
+    assert metrics["eval_slots_accuracy"] > 0.5  # three short epochs: well above a uniform guess over 17 tags
+    assert "entity_group" in capsys.readouterr().out
