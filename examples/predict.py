@@ -28,7 +28,7 @@ import logging
 import os
 import sys
 
-from mtbert.arguments import DataArguments, add_argument_with_aliases, check_max_seq_length
+from mtbert.arguments import DashValueMixin, DataArguments, add_argument_with_aliases, check_max_seq_length
 from mtbert.configuration_mtbert import MultitaskConfigError
 from mtbert.loading import load_config
 from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
@@ -55,21 +55,13 @@ def trained_length(model_path: str) -> int:
     return int(getattr(config, "max_seq_length", None) or 128)
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class _OneLineParser(DashValueMixin, argparse.ArgumentParser):
     """argparse's mistakes (a value its type or choices refuse, a missing flag) as one ``mtbert: error:`` line and
     exit code 2, like every other setting, rather than the usage text."""
 
     def error(self, message: str):
         print(f"mtbert: error: {' '.join(str(message).split())}", file=sys.stderr)
         raise SystemExit(2)
-
-    def _get_values(self, action, arg_strings):
-        # --flag=-- gives the value "--"; argparse would drop it as its separator and leave an empty list behind
-        if arg_strings == ["--"] and action.nargs in (None, "?", "+"):
-            value = self._get_value(action, "--")
-            self._check_value(action, value)
-            return [value] if action.nargs == "+" else value
-        return super()._get_values(action, arg_strings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -437,21 +437,25 @@ def _bf16_value(value: str):
         raise argparse.ArgumentTypeError(f"bf16: {value!r} is not one of true, false, auto, measure") from None
 
 
-class _OneLineParser(HfArgumentParser):
+class DashValueMixin:
+    """An argparse parser that reads ``--flag=--`` as the value ``"--"``: argparse would drop it as its separator
+    and leave an empty list behind (``default_task=[]``), which then fails far from the flag."""
+
+    def _get_values(self, action, arg_strings):
+        if arg_strings == ["--"] and action.nargs in (None, "?", "+"):
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return [value] if action.nargs == "+" else value
+        return super()._get_values(action, arg_strings)
+
+
+class _OneLineParser(DashValueMixin, HfArgumentParser):
     """``HfArgumentParser`` whose own mistakes (a value its type or choices refuse, a flag without its value) raise
     :class:`MultitaskConfigError`, reported as one ``mtbert: error:`` line like every other setting, rather than
     argparse's usage text and exit."""
 
     def error(self, message: str):
         raise MultitaskConfigError(" ".join(str(message).split()))
-
-    def _get_values(self, action, arg_strings):
-        # --flag=-- gives the value "--"; argparse would drop it as its separator and leave an empty list behind
-        if arg_strings == ["--"] and action.nargs in (None, "?", "+"):
-            value = self._get_value(action, "--")
-            self._check_value(action, value)
-            return [value] if action.nargs == "+" else value
-        return super()._get_values(action, arg_strings)
 
 
 def build_parser() -> HfArgumentParser:

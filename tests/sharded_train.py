@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel  # noqa: E402
-from mtbert.data import tokenize_task  # noqa: E402
 from mtbert.trainer import MultitaskTrainer  # noqa: E402
 from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
 
@@ -57,27 +56,12 @@ def save_tiny_model(path: Path, vocab_size: int, seed: int = 0) -> None:
 
 
 def make_data(tok, config, n: int = 32, seed: int = 0) -> dict:
-    import datasets
+    """Random sst/qqp/sts rows, tokenized: ``test_pcgrad_step.make_data``'s, for a model's ``config``."""
+    from types import SimpleNamespace
 
-    g = torch.Generator().manual_seed(seed)
+    from test_pcgrad_step import make_data as random_task_data
 
-    def sentence():
-        k = int(torch.randint(3, 9, (1,), generator=g))
-        return " ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (k,), generator=g))
-
-    out = {}
-    for task, spec in config.tasks.items():
-        rows = {"id": [str(i) for i in range(n)], "text": [sentence() for _ in range(n)]}
-        if spec["kind"] != "sentence_classification":
-            rows["text_pair"] = [sentence() for _ in range(n)]
-        if task == "sst":
-            rows["label"] = torch.randint(0, 5, (n,), generator=g).tolist()
-        elif task == "qqp":
-            rows["label"] = torch.randint(0, 2, (n,), generator=g).tolist()
-        else:
-            rows["label"] = (torch.rand(n, generator=g) * 5).tolist()
-        out[task] = tokenize_task(datasets.Dataset.from_dict(rows), tok, spec, 24)
-    return out
+    return random_task_data(tok, SimpleNamespace(config=config), n=n, seed=seed)
 
 
 def load_model(model_dir: str, shard: str) -> MultitaskBertModel:
