@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-from .kinds_mtbert import TaskSpec, get_kind, kind_names
+from .kinds_mtbert import QQP_LABELS, TaskSpec, get_kind, kind_names
 
 #: The kinds registered when this module was imported (``kinds_mtbert.register_kind`` adds more)
 TASK_KINDS = kind_names()
@@ -25,7 +25,6 @@ REGRESSION_LOSSES = ("mse", "cosent", "angle")
 
 # The paper's three tasks. Users can name their own tasks; these are only defaults.
 SST_LABELS = ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]
-QQP_LABELS = ["not duplicate", "duplicate"]
 
 DEFAULT_TASKS: dict[str, dict[str, Any]] = {
     "sst": {"kind": "sentence_classification", "num_labels": 5, "label_names": SST_LABELS},

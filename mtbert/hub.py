@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_mtbert import MultitaskBertConfig
 from .heads_mtbert import head_class, objective
-from .kinds_mtbert import TASK_KIND_CLASSES, get_kind
+from .kinds_mtbert import KindTable, get_kind
 from .modeling_mtbert import MultitaskBertModel
 from .pipeline_mtbert import PIPELINE_TASK, MultitaskTextPipeline
 
@@ -60,20 +60,8 @@ METRIC_IDS = {
 }
 
 
-class _HubTaskTypes(Mapping):
-    """Hub task type of each task kind (for ``model-index``): the kind's own ``hub_task_type``."""
-
-    def __getitem__(self, kind: str) -> str:
-        return get_kind(kind, KeyError).hub_task_type
-
-    def __iter__(self):
-        return iter(TASK_KIND_CLASSES)
-
-    def __len__(self) -> int:
-        return len(TASK_KIND_CLASSES)
-
-
-HUB_TASK_TYPES: Mapping[str, str] = _HubTaskTypes()
+#: Hub task type of each task kind (for ``model-index``): the kind's own ``hub_task_type``.
+HUB_TASK_TYPES: Mapping[str, str] = KindTable("hub_task_type")
 DATASET_NAMES = {"sst": "SST-5", "qqp": "Quora Question Pairs", "sts": "STS Benchmark"}
 #: Usage and widget examples of the known tasks when their own dev data is not at hand.
 DEFAULT_EXAMPLES = {

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
+
+#: The labels of a two-class pair task (QQP) when none are given.
+QQP_LABELS = ["not duplicate", "duplicate"]
 
 #: The label value that losses and metrics ignore (a padded position, or a sub-token that carries no label).
 IGNORE_INDEX = -100
@@ -132,7 +136,7 @@ class _Classes(TaskKind):
         if spec["num_labels"] < 2:
             raise error(f"{where}: num_labels must be >= 2, got {spec['num_labels']}")
         if spec["label_names"] is None:
-            default = ["not duplicate", "duplicate"] if self.is_pair and spec["num_labels"] == 2 else None
+            default = QQP_LABELS if self.is_pair and spec["num_labels"] == 2 else None
             spec["label_names"] = list(default or [f"LABEL_{i}" for i in range(spec["num_labels"])])
         spec["label_names"] = [str(name) for name in spec["label_names"]]
         if len(spec["label_names"]) != spec["num_labels"]:
@@ -324,10 +328,29 @@ def get_kind(name_or_spec: str | dict[str, Any], error: type[Exception] = ValueE
     return cls()
 
 
+class KindTable(Mapping):
+    """kind name -> one class attribute of every registered kind (``primary_metric``, ``hub_task_type``, ...),
+    read at lookup time, so a kind registered later is in it too."""
+
+    def __init__(self, attribute: str):
+        self.attribute = attribute
+
+    def __getitem__(self, kind: str):
+        if kind not in TASK_KIND_CLASSES:
+            raise KeyError(kind)
+        return getattr(TASK_KIND_CLASSES[kind], self.attribute)
+
+    def __iter__(self):
+        return iter(TASK_KIND_CLASSES)
+
+    def __len__(self) -> int:
+        return len(TASK_KIND_CLASSES)
+
+
 @dataclass
 class TaskSpec:
-    """A task's settings, typed. ``config.json`` stores them as a plain mapping (:meth:`to_dict`), and
-    :meth:`from_dict` reads any earlier checkpoint's mapping (missing keys take their defaults)."""
+    """A task's settings, typed: every key a task may carry and its default (``None``: derived from the kind).
+    ``config.json`` stores them as a plain mapping; :func:`configuration_mtbert.normalize_task_spec` completes one."""
 
     kind: str | None = None
     num_labels: int | None = None
@@ -349,32 +372,15 @@ class TaskSpec:
     smart_noise: float = 1e-5
     smart_step_size: float = 1e-3
     label_all_tokens: bool = False
-    #: settings a user may not know the kind of; kept out of :meth:`to_dict`
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """Every key a task may carry, with its default (``None``: derived from the kind)."""
-        return {f.name: f.default for f in fields(cls) if f.name != "extra"}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TaskSpec":
-        known = {f.name for f in fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in values.items() if k in known},
-                   extra={k: v for k, v in values.items() if k not in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("extra")
-        return out
-
-    @property
-    def task_kind(self) -> TaskKind:
-        return get_kind(self.kind)
+        """Every key a task may carry, with its default."""
+        return {f.name: f.default for f in fields(cls)}
 
 
 __all__ = [
     "IGNORE_INDEX", "TaskKind", "SentenceClassification", "PairClassification", "SentenceRegression",
     "PairRegression", "TokenClassification", "TASK_KIND_CLASSES", "register_kind", "get_kind", "kind_names",
-    "num_classes", "TaskSpec",
+    "num_classes", "TaskSpec", "KindTable", "QQP_LABELS",
 ]  # fmt: skip

@@ -122,6 +122,7 @@ def test_a_kind_is_one_registered_class():
                                      tasks={"stars": {"kind": "ordinal_rating_test", "num_labels": 5}})
         assert config.tasks["stars"]["label_names"] == [f"LABEL_{i}" for i in range(5)]
         assert PRIMARY_METRIC["ordinal_rating_test"] == "accuracy"
+        assert compute_task_metrics("ordinal_rating_test", [1, 2], [1, 3]) == {"accuracy": 0.5}
         assert isinstance(get_kind("ordinal_rating_test"), TaskKind)
     finally:
         from mtbert.kinds_mtbert import TASK_KIND_CLASSES

@@ -19,7 +19,7 @@ from pathlib import Path
 import evaluate
 import numpy as np
 
-from ..kinds_mtbert import TASK_KIND_CLASSES, get_kind
+from ..kinds_mtbert import TASK_KIND_CLASSES, KindTable, get_kind
 from .entities import entity_scores
 
 __all__ = [
@@ -38,35 +38,20 @@ _METRICS_DIR = Path(__file__).resolve().parent
 #: Metric modules shipped in this package (one folder each, script of the same name).
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "f1", "pearsonr", "spearmanr")
 
-#: For each task kind: (key reported by ``compute_task_metrics``, packaged metric, key the metric returns).
-_KIND_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "sentence_classification": (("accuracy", "accuracy", "accuracy"),),
-    "pair_classification": (("accuracy", "accuracy", "accuracy"), ("f1", "f1", "f1")),
-    "sentence_regression": (("pearson", "pearsonr", "pearsonr"), ("spearman", "spearmanr", "spearmanr")),
-    "pair_regression": (("pearson", "pearsonr", "pearsonr"), ("spearman", "spearmanr", "spearmanr")),
+#: Each metric a kind reports (its ``metrics``) that a packaged metric computes: (packaged metric, key it returns).
+_PACKAGED: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy", "accuracy"),
+    "f1": ("f1", "f1"),
+    "pearson": ("pearsonr", "pearsonr"),
+    "spearman": ("spearmanr", "spearmanr"),
 }
 
 TASK_KINDS: tuple[str, ...] = tuple(TASK_KIND_CLASSES)
 
 
-class _PrimaryMetrics(Mapping):
-    """kind name -> the metric it contributes to the average: each registered kind's ``primary_metric``."""
-
-    def __getitem__(self, kind: str) -> str:
-        if kind not in TASK_KIND_CLASSES:
-            raise KeyError(kind)
-        return TASK_KIND_CLASSES[kind].primary_metric
-
-    def __iter__(self):
-        return iter(TASK_KIND_CLASSES)
-
-    def __len__(self) -> int:
-        return len(TASK_KIND_CLASSES)
-
-
 #: The metric each task kind contributes to the overall average (the paper's
 #: "average" is the mean of SST accuracy, QQP accuracy and STS-B Pearson; a token task's entity F1).
-PRIMARY_METRIC: Mapping[str, str] = _PrimaryMetrics()
+PRIMARY_METRIC: Mapping[str, str] = KindTable("primary_metric")
 
 # One id per process: evaluate names its lock/cache files after experiment_id,
 # so concurrent DDP ranks (or several jobs on a shared cache) never collide.
@@ -141,10 +126,12 @@ def compute_task_metrics(
         raise ValueError("Cannot compute metrics on empty predictions and references.")
 
     results: dict[str, float] = {}
-    multiclass = kind == "pair_classification" and (
+    task_kind = get_kind(kind)
+    multiclass = task_kind.is_pair and task_kind.target == "classes" and (
         (num_labels or 2) > 2 or max(predictions.max(), references.max()) > 1
     )
-    for key, metric_name, metric_key in _KIND_METRICS[kind]:
+    for key in task_kind.metrics:
+        metric_name, metric_key = _PACKAGED[key]
         options = {"average": "macro"} if multiclass and metric_name == "f1" else {}
         output = load_metric(metric_name).compute(predictions=predictions, references=references, **options)
         results[key] = float(output[metric_key])
