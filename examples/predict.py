@@ -19,7 +19,16 @@ every one is written, so a task whose data or prediction fails leaves --output_d
 are replaced; other files there are kept).
 
 --quantize int8 predicts with every model's linear layers quantized to int8 (dynamic quantization, CPU only; off by
-default): faster on most CPUs, predictions move a little (README, "Faster CPU prediction").
+default): faster on most CPUs, predictions move a little (docs/guides/serving.md, "Faster CPU prediction").
+
+--input_file predicts every task of one model for a file of your own inputs instead, into one file with a column per
+task (<output_dir>/predictions.csv, .tsv or .jsonl, as the input): a CSV, TSV or JSON Lines file with a text column
+(and text_pair for sentence pairs; an optional id column is kept). --tasks all (the default) picks every task whose
+input the file holds (pairs: the pair tasks; single sentences: the one-sentence and token tasks), or list some. The
+tasks share the encoder: one pass per distinct input encoding (e.g. two concat_sep pair tasks make one).
+
+    python examples/predict.py --model_name_or_path outputs/quickstart --input_file pairs.csv --tasks all \
+        --output_dir preds/
 """
 
 import argparse
@@ -32,9 +41,9 @@ from mtbert.arguments import DashValueMixin, DataArguments, add_argument_with_al
 from mtbert.configuration_mtbert import MultitaskConfigError
 from mtbert.loading import load_config
 from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
-from mtbert.predict import PARTIAL_NOTE
+from mtbert.predict import PARTIAL_NOTE, input_tasks, read_inputs
 from mtbert.publish import discard, fresh_staging_dir, publish
-from mtbert.run import check_device, check_output_folder, main_guard, predict
+from mtbert.run import check_device, check_output_folder, main_guard, predict, predict_inputs
 
 
 def check_models(models: list[str]) -> None:
@@ -44,6 +53,11 @@ def check_models(models: list[str]) -> None:
             load_config(model)
         except MultitaskConfigError as error:
             raise MultitaskConfigError(f"model_name_or_path: {error}") from None
+
+
+def input_file_tasks(model_path: str, input_file: str, tasks: list[str] | None) -> list[str]:
+    """The tasks ``--tasks`` picks for ``--input_file`` (the file read, the model's config; no weights)."""
+    return list(input_tasks(load_config(model_path).tasks, tasks, read_inputs(input_file)))
 
 
 def trained_length(model_path: str) -> int:
@@ -73,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data_dir", help="minBERT data folder (data_source minbert)")
     parser.add_argument("--data_source", default="minbert", choices=["minbert", "hub"])
-    parser.add_argument("--output_dir", required=True, help="where the *-output.csv files go")
+    parser.add_argument("--output_dir", required=True, help="where the *-output.csv (or predictions.*) files go")
     add_argument_with_aliases(parser, "--per_device_eval_batch_size", "--batch_size", type=int, default=128)
     parser.add_argument(
         "--max_seq_length", type=int, default=None,
@@ -81,13 +95,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="predict only the first n dev rows")
     parser.add_argument("--max_predict_samples", type=int, default=None, help="predict only the first n test rows")
-    parser.add_argument("--task_data", default=None, help="per-task data sources as JSON (see README, Your own task)")
+    parser.add_argument("--task_data", default=None, help="per-task data sources as JSON (docs/guides/own-task.md)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument(
         "--quantize", default="none", choices=QUANTIZE_CHOICES,
         help="int8: dynamic int8 quantization of the linear layers for CPU prediction (default: none, float32)",
     )
+    parser.add_argument(
+        "--input_file", default=None,
+        help="a .csv/.tsv/.jsonl file of inputs (text, and text_pair for pairs) to predict instead of the leaderboard "
+        "files: <output_dir>/predictions.<ext>, a column per task",
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=None,
+        help="with --input_file: the tasks to predict, or all (the default: every task whose input the file holds)",
+    )
     return parser
+
+
+def check_input_file_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--tasks goes with --input_file, and --input_file with one model and none of the leaderboard's data flags."""
+    if args.input_file is None:
+        if args.tasks is not None:
+            parser.error("--tasks picks the tasks to predict for --input_file; pass --input_file (the leaderboard "
+                         "files cover every task with a test split)")
+        return
+    if len(args.model_name_or_path) > 1:
+        parser.error("--input_file predicts with one model; pass one --model_name_or_path")
+    data_flags = [f"--{name}" for name in ("data_dir", "task_data", "max_eval_samples", "max_predict_samples")
+                  if getattr(args, name) is not None]
+    if args.data_source != "minbert":
+        data_flags.append("--data_source")
+    if data_flags:
+        parser.error(f"{', '.join(data_flags)}: the leaderboard data, which --input_file replaces; give one of them")
 
 
 def main(argv=None):
@@ -96,6 +136,7 @@ def main(argv=None):
     models = args.model_name_or_path
     if not models:
         parser.error("the following arguments are required: --model_name_or_path")
+    check_input_file_flags(parser, args)
     quantize = main_guard(resolve_quantize, args.quantize, args.device)  # CPU only: refused before any work
     main_guard(check_device, args.device)  # a device this machine has: refused before any model loads
     capped = args.max_eval_samples is not None or args.max_predict_samples is not None
@@ -108,6 +149,13 @@ def main(argv=None):
     max_seq_length = args.max_seq_length if args.max_seq_length is not None else main_guard(trained_length, models[0])
     for model in models:  # above the model's positions: refused before any file is written
         main_guard(check_max_seq_length, max_seq_length, model)
+    batch_size = args.per_device_eval_batch_size
+    if args.input_file is not None:  # every task of one file of inputs, into one file
+        main_guard(check_models, models)
+        tasks = main_guard(input_file_tasks, models[0], args.input_file, args.tasks)
+        print(main_guard(predict_inputs, models[0], args.input_file, args.output_dir, tasks, batch_size, args.device,
+                         quantize, max_seq_length))
+        return
     data_args = main_guard(
         DataArguments,
         data_source=args.data_source,
@@ -118,7 +166,6 @@ def main(argv=None):
         max_predict_samples=args.max_predict_samples,
     )
     main_guard(check_models, models)  # saved mtbert models, each: refused before any weights load
-    batch_size = args.per_device_eval_batch_size
     if len(models) == 1:
         written = main_guard(predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize)
         metrics = None

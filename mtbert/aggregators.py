@@ -42,16 +42,20 @@ from torch import Tensor
 __all__ = [
     "AGGREGATORS",
     "AggregatorResult",
+    "aggregator_options",
     "cagrad_weights",
+    "check_aggregator_options",
     "conflict_statistics",
     "get_aggregator",
     "imtlg_weights",
     "mean_weights",
+    "nash_mtl_weights",
     "pcgrad_mean_weights",
     "pcgrad_weights",
     "sample_pcgrad_permutations",
     "stack_gram",
     "sum_weights",
+    "upgrad_weights",
 ]
 
 _DTYPE = torch.float64
@@ -384,6 +388,87 @@ def cagrad_weights(
     return AggregatorResult(weights, _no_projections(g))
 
 
+# ------------------------------------------------------------------------------ UPGrad
+
+
+def upgrad_weights(
+    gram: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    norm_eps: float = 1e-4,
+    reg_eps: float = 1e-4,
+) -> AggregatorResult:
+    """UPGrad (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization", 2024), through TorchJD.
+
+    Each task gradient g_i is projected onto the dual cone of all of them (the set of updates that conflict with no
+    task), and the projections are averaged. In Gram form, for u = e_i / T: v_i = argmin_{v >= u} v^T G v, and
+    w = sum_i v_i. This calls TorchJD's maintained ``UPGradWeighting`` (its quadprog solver, on the host; ``G`` is
+    normalised by its trace (``norm_eps``) and ``reg_eps`` * I is added, TorchJD's defaults), which takes exactly
+    the Gram matrix that mtbert builds: install it with ``pip install 'mtbert[torchjd]'``.
+    """
+    g = _as_gram(gram)
+    try:
+        from torchjd.aggregation import UPGradWeighting
+        from torchjd.linalg import QuadprogProjector
+
+        projector = QuadprogProjector(norm_eps=norm_eps, reg_eps=reg_eps)
+    except ImportError as error:
+        raise ImportError(f"aggregator upgrad needs TorchJD with its quadprog solver: pip install 'mtbert[torchjd]' "
+                          f"({error})") from None
+    weights = UPGradWeighting(projector=projector)(g).to(_DTYPE)
+    return AggregatorResult(weights, _no_projections(g))
+
+
+# ---------------------------------------------------------------------------------------------------------- Nash-MTL
+
+
+def nash_mtl_weights(
+    gram: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    max_norm: float = 0.0,
+    iterations: int = 30,
+) -> AggregatorResult:
+    """Nash-MTL (Navon et al., "Multi-Task Learning as a Bargaining Game", ICML 2022).
+
+    The Nash bargaining update d = sum_j alpha_j g_j solves G alpha = 1 / alpha (alpha > 0, elementwise): every task's
+    improvement g_i . d equals 1 / alpha_i. That is the stationarity condition of the strictly convex
+    f(alpha) = 1/2 alpha^T G alpha - sum_i log alpha_i, solved here by damped Newton steps (step 1 / (1 + lambda),
+    lambda the Newton decrement, which keeps alpha > 0 without a line search; ``iterations`` fixed steps, no host
+    sync) on G scaled to unit largest diagonal, then rescaled (alpha scales as 1 / sqrt of G). At the solution
+    |d|^2 = alpha^T G alpha = T. ``max_norm`` > 0 scales the update down to at most that norm (the paper's clipping;
+    0: off). Tasks with a zero gradient get weight 0. The official code (and TorchJD's port, which needs cvxpy and
+    ECOS and the T x P matrix) approximates the same point by a sequence of convex programs.
+    """
+    if max_norm < 0:
+        raise ValueError(f"max_norm must be >= 0, got {max_norm}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    g = _as_gram(gram)
+    t = g.shape[0]
+    diag = g.diagonal().clamp_min(0)
+    usable = diag > 1e-12 * diag.max().clamp_min(1e-300)
+    top = diag.max()
+    scale = torch.where(top > 0, top, 1.0)
+    # zero-gradient tasks are taken out (identity rows: their alpha stays 1 and is zeroed at the end)
+    keep = usable[:, None] & usable[None, :]
+    eye = torch.eye(t, dtype=_DTYPE, device=g.device)
+    h = torch.where(keep, g / scale, 0.0) + torch.diag_embed((~usable).to(_DTYPE))
+    alpha = torch.where(usable, 1.0 / h.diagonal().clamp_min(1e-300).sqrt(), 1.0)
+    for _ in range(iterations):
+        grad = h @ alpha - 1.0 / alpha
+        hessian = h + torch.diag_embed(1.0 / alpha**2) + 1e-12 * eye
+        step = torch.linalg.solve(hessian, grad)
+        decrement = (grad @ step).clamp_min(0).sqrt()
+        alpha = alpha - torch.where(decrement > 0.25, 1.0 / (1.0 + decrement), 1.0) * step
+        alpha = alpha.clamp_min(1e-12)  # the damped step keeps alpha > 0; this only guards rounding
+    weights = torch.where(usable, alpha / scale.sqrt(), 0.0)
+    if max_norm > 0:
+        norm = ((weights @ g) @ weights).clamp_min(0).sqrt()
+        weights = weights * torch.where(norm > max_norm, max_norm / torch.where(norm > 0, norm, 1.0), 1.0)
+    return AggregatorResult(weights, _no_projections(g))
+
+
 # ------------------------------------------------------------------------- diagnostics
 
 
@@ -432,7 +517,55 @@ AGGREGATORS: dict[str, Callable[..., AggregatorResult]] = {
     "pcgrad_mean": pcgrad_mean_weights,
     "imtlg": imtlg_weights,
     "cagrad": cagrad_weights,
+    "upgrad": upgrad_weights,
+    "nash_mtl": nash_mtl_weights,
 }
+
+# the options each aggregator takes from ``aggregator_options`` (its keyword-only parameters): name -> (check, rule)
+_OPTION_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "c": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "rescale": (lambda v: v in (0, 1, 2) and not isinstance(v, bool), "0, 1 or 2"),
+    "norm_eps": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "reg_eps": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "rtol": (lambda v: v is None or (_real(v) and v >= 0), "a number >= 0"),
+    "max_norm": (lambda v: _real(v) and v >= 0, "a number >= 0 (0: no clipping)"),
+    "iterations": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+}
+
+
+def _real(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def aggregator_options(name: str) -> list[str]:
+    """The options ``aggregator_options`` may set for aggregator ``name`` (its keyword parameters with defaults)."""
+    import inspect
+
+    fn = AGGREGATORS[name.strip().lower().replace("-", "_")]
+    return [p.name for p in inspect.signature(fn).parameters.values()
+            if p.name not in ("gram", "generator", "permutations") and p.default is not p.empty]
+
+
+def check_aggregator_options(name: str, options) -> dict:
+    """``aggregator_options`` for aggregator ``name``: a mapping of its options to values in range; anything else
+    raises ``ValueError`` in one line that names the key."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError(f"aggregator_options must be a mapping of {name}'s options, got {options!r}")
+    valid = aggregator_options(name)
+    for key, value in options.items():
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"aggregator_options.{key}: aggregator {name} takes no {key!r} (it takes "
+                             f"{', '.join(valid) or 'none'}){hint}")
+        check, rule = _OPTION_RULES[key]
+        if not check(value):
+            raise ValueError(f"aggregator_options.{key} must be {rule}, got {value!r}")
+    return dict(options)
 
 
 def get_aggregator(name: str, **options) -> Callable[..., AggregatorResult]:

@@ -379,30 +379,45 @@ def _check_keys(keys, origin: str) -> None:
             )
 
 
-def _split_task_overrides(argv: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """Pull ``--tasks.<task>.<key> <value>`` (or ``=<value>``) out of argv."""
-    rest, overrides = [], {}
+def _split_dotted_flags(argv: list[str]) -> tuple[list[str], list[tuple[str, list[str], Any]]]:
+    """Pull ``--tasks.<task>.<key> <value>`` and ``--distill.<key> <value>`` (or ``=<value>``) out of argv:
+    ``(rest, [(flag, name parts after the prefix, value read as YAML)])``."""
+    rest, found = [], []
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg.startswith("--tasks."):
+        if arg.startswith(("--tasks.", "--distill.")):
             name, _, value = arg[2:].partition("=")
             if not value:
                 if i + 1 >= len(argv):
                     raise MultitaskConfigError(f"{arg} needs a value")
                 value = argv[i + 1]
                 i += 1
-            parts = name.split(".")
-            if len(parts) != 3:
-                raise MultitaskConfigError(f"{arg}: write --tasks.<task>.<key> <value>")
-            overrides.setdefault(parts[1], {})[parts[2]] = yaml.safe_load(value)
+            prefix, *parts = name.split(".")
+            if len(parts) != (2 if prefix == "tasks" else 1) or not all(parts):
+                form = "<task>.<key>" if prefix == "tasks" else "<key>"
+                raise MultitaskConfigError(f"{arg}: write --{prefix}.{form} <value>")
+            found.append((prefix, parts, yaml.safe_load(value)))
         else:
             rest.append(arg)
         i += 1
-    return rest, overrides
+    return rest, found
 
 
-USAGE = "%(prog)s [CONFIG.yaml] [--<setting> VALUE ...] [--tasks.<task>.<key> VALUE ...]"
+def _split_task_overrides(argv: list[str]) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, Any]]:
+    """``(rest of argv, {task: {key: value}} from --tasks.<task>.<key>, {key: value} from --distill.<key>)``."""
+    rest, found = _split_dotted_flags(argv)
+    tasks: dict[str, dict[str, Any]] = {}
+    distill: dict[str, Any] = {}
+    for prefix, parts, value in found:
+        if prefix == "tasks":
+            tasks.setdefault(parts[0], {})[parts[1]] = value
+        else:
+            distill[parts[0]] = value
+    return rest, tasks, distill
+
+
+USAGE = "%(prog)s [CONFIG.yaml] [--<setting> VALUE ...] [--tasks.<task>.<key> VALUE ...] [--distill.<key> VALUE]"
 HELP_DESCRIPTION = """\
 Train one multitask BERT. Settings come from three places, later ones winning:
 
@@ -413,6 +428,7 @@ positional arguments:
   --tasks.<task>.<key> VALUE
                         one task setting (pooling, pair_encoding, classifier, loss_weight, ...); the value is
                         read as YAML, so 0.5, true and [a, b] keep their types; --tasks.<task>.<key>=VALUE works too
+  --distill.<key> VALUE one setting of distill (teacher, alpha, temperature, batch_size, cache_dir), read as YAML
 """
 HELP_EPILOG = """\
 examples:
@@ -489,7 +505,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         config_path = argv.pop(0)
         config = load_config_file(config_path)
         _check_keys(config, config_path)
-    argv, task_overrides = _split_task_overrides(argv)
+    argv, task_overrides, distill_overrides = _split_task_overrides(argv)
     if task_overrides:
         tasks = config.get("tasks") or {name: {} for name in DEFAULT_TASKS}
         if isinstance(tasks, list):
@@ -499,6 +515,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
                 raise MultitaskConfigError(f"--tasks.{task}.*: no task {task!r}; tasks are {', '.join(tasks)}")
             tasks[task] = {**(tasks[task] or {}), **values}
         config["tasks"] = tasks
+    if distill_overrides:
+        base = config.get("distill") or {}
+        if isinstance(base, str):
+            base = {"teacher": base}
+        if not isinstance(base, dict):
+            raise MultitaskConfigError(f"distill must be a mapping {{teacher, alpha, temperature}}, got {base!r}")
+        config["distill"] = {**base, **distill_overrides}
     if "output_dir" not in config and config_path:
         config["output_dir"] = os.path.join("outputs", os.path.splitext(os.path.basename(config_path))[0])
     parser = build_parser()
@@ -622,6 +645,25 @@ def check_best_metric(metric: str | None, tasks: dict[str, Any]) -> None:
         )
 
 
+def check_teachers(distill: dict[str, Any], tasks: dict[str, Any]) -> None:
+    """``distill``'s teachers exist and predict what the student's tasks do (read from their config.json only)."""
+    from .distillation import DistillationSettings, check_teacher_task
+    from .loading import load_config
+
+    settings = DistillationSettings.parse(distill)  # the command line has no teacher= to add one later
+    for path in settings.teacher:
+        if not os.path.isdir(os.path.expanduser(path)) and _hub_offline():
+            raise MultitaskConfigError(
+                f"distill.teacher {path!r} is not a folder here, and the Hub is offline (HF_HUB_OFFLINE=1)"
+            )
+        try:
+            teacher_tasks = load_config(os.path.expanduser(path)).tasks
+        except MultitaskConfigError as error:
+            raise MultitaskConfigError(f"distill.teacher: {error}") from None
+        for task, spec in tasks.items():
+            check_teacher_task(task, spec, teacher_tasks.get(task), path)
+
+
 def _check_run(model_args, data_args, training_args, tasks) -> None:
     """Checks that need more than one dataclass: the backbone's positions, an offline push, the tasks of the
     checkpoint to resume from, and evaluation of heads that were never trained."""
@@ -634,6 +676,8 @@ def _check_run(model_args, data_args, training_args, tasks) -> None:
             "push_to_hub (the model card is written beside the saved model either way)"
         )
     do_train, do_eval, do_predict = training_args.run_phases()
+    if training_args.distill and do_train:
+        check_teachers(training_args.distill, tasks)
     resume = _resume_folder(training_args) if do_train else None
     if resume is not None:
         saved = _checkpoint_tasks(resume)

@@ -16,6 +16,8 @@ from .kinds_mtbert import IGNORE_INDEX
 # The columns of a tokenized row that batches are built from: token ids, and a token task's labels aligned to its
 # sub-tokens (everything else, such as the text or a token task's word-level labels, stays out of batches).
 MODEL_COLUMNS = ("input_ids", "input_ids_b", "token_type_ids", "pair_input_ids_a", "pair_input_ids_b", "token_labels")
+# A training row's distillation targets, added by ``mtbert.distillation`` (kept in training batches only).
+TEACHER_COLUMN = "teacher_targets"
 # The keys of a padded batch that hold token ids for an encoder pass (a dual head makes two passes).
 ENCODER_INPUT_KEYS = ("input_ids", "pair_input_ids")
 
@@ -72,7 +74,22 @@ class TaskCollator:
             labels = [r["label"] for r in rows]
             dtype = torch.float32 if isinstance(labels[0], float) else torch.long
             batch["labels"] = torch.tensor(labels, dtype=dtype)
+        if first.get("teacher_targets") is not None:  # knowledge distillation (mtbert.distillation)
+            batch["teacher_targets"] = self._teacher_targets(rows, batch["input_ids"].shape[-1])
         return batch
+
+    @staticmethod
+    def _teacher_targets(rows: Sequence[dict[str, Any]], length: int) -> torch.Tensor:
+        """A teacher's per-row targets: ``(batch,)`` scores, ``(batch, classes)`` log-probabilities, or for a token
+        task ``(batch, length, tags)``, NaN on the sub-tokens without a word's target (padding included)."""
+        targets = [r["teacher_targets"] for r in rows]
+        if not isinstance(targets[0], list) or not targets[0] or not isinstance(targets[0][0], list):
+            return torch.tensor(targets, dtype=torch.float32)
+        width = len(targets[0][0])
+        out = torch.full((len(rows), length, width), float("nan"), dtype=torch.float32)
+        for row, values in enumerate(targets):
+            out[row, : len(values)] = torch.tensor(values, dtype=torch.float32).reshape(-1, width)
+        return out
 
 
 class MultitaskCollator:

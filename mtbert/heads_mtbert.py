@@ -62,6 +62,14 @@ def symmetric_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     )
 
 
+def tempered_kl(logits: torch.Tensor, target_log_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Hinton et al.'s distillation term: ``T² · KL(softmax(t / T) ‖ softmax(s / T))`` per row, averaged over rows;
+    ``t`` are the teacher's log-probabilities (log-probabilities are logits up to a constant)."""
+    student = F.log_softmax(logits.float() / temperature, dim=-1)
+    teacher = F.log_softmax(target_log_probs.float() / temperature, dim=-1)
+    return temperature**2 * F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Objectives: what a task predicts
 # ---------------------------------------------------------------------------------------------------------------
@@ -84,6 +92,11 @@ class Objective:
 
     def divergence(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(first.float(), second.float())
+
+    def soft_loss(self, logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """The distillation loss against a teacher's ``target`` (``mtbert.distillation``): log-probabilities over
+        the classes (per token for tags), or a score."""
+        raise NotImplementedError
 
     def postprocess(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -116,6 +129,9 @@ class Classes(Objective):
     def divergence(self, first, second):
         return symmetric_kl(first, second)
 
+    def soft_loss(self, logits, target, temperature=1.0):
+        return tempered_kl(logits, target, temperature)
+
     def probabilities(self, logits):
         return logits.float().softmax(dim=-1)
 
@@ -144,6 +160,11 @@ class Binary(Objective):
         p, q = torch.sigmoid(first), torch.sigmoid(second)
         return 0.5 * ((p - q) * (first - second)).mean()  # KL(p‖q) + KL(q‖p) = (p − q)·(logit p − logit q)
 
+    def soft_loss(self, logits, target, temperature=1.0):
+        # one logit is the two-class logits (0, logit): softmax((0, x)) = (1 − σ(x), σ(x))
+        logits = logits.float()
+        return tempered_kl(torch.stack([torch.zeros_like(logits), logits], dim=-1), target, temperature)
+
     def probabilities(self, logits):
         positive = torch.sigmoid(logits.float())
         return torch.stack([1 - positive, positive], dim=-1)
@@ -168,6 +189,10 @@ class CosineThreshold(Objective):
 
     def loss(self, logits, labels, ranked=None, u=None, v=None):
         return F.mse_loss(logits.float(), labels.float())
+
+    def soft_loss(self, logits, target, temperature=1.0):
+        # the cosine regresses to the teacher's paraphrase probability, as it regresses to the 0/1 label
+        return F.mse_loss(logits.float(), target.float()[..., 1].exp())
 
     def postprocess(self, logits):
         logits = logits.float()
@@ -201,6 +226,9 @@ class Score(Objective):
             loss = loss + cosent_loss(angle_similarity(u, v), labels, 1.0)
         return loss
 
+    def soft_loss(self, logits, target, temperature=1.0):
+        return F.mse_loss(logits.float(), target.float())  # the teacher's score; a temperature has no meaning here
+
     def postprocess(self, logits):
         logits = logits.float()
         return logits, logits
@@ -232,6 +260,14 @@ class Tags(Classes):
 
     def divergence(self, first, second):
         return symmetric_kl(first.reshape(-1, first.shape[-1]), second.reshape(-1, second.shape[-1]))
+
+    def soft_loss(self, logits, target, temperature=1.0):
+        # per token, over the sub-tokens that carry a word's teacher distribution (NaN rows elsewhere)
+        logits, target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1, target.shape[-1])
+        keep = ~torch.isnan(target).any(dim=-1)
+        if not keep.any():
+            return logits.float().sum() * 0.0
+        return tempered_kl(logits[keep], target[keep], temperature)
 
     def describe(self):
         return f"{self.num_outputs} tag logits per token", "cross-entropy over each word's first sub-token"
@@ -438,6 +474,10 @@ class TaskHead(nn.Module):
 
     def loss(self, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
         return self.objective.loss(output.logits, labels, None, output.u, output.v)
+
+    def soft_loss(self, output: HeadOutput, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """The distillation loss against a teacher's target for this batch (see :meth:`Objective.soft_loss`)."""
+        return self.objective.soft_loss(output.logits, target, temperature)
 
     def divergence(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """How much two predictions of the same batch disagree (R-Drop's and SMART's term)."""
@@ -750,6 +790,13 @@ class DualPairHead(TaskHead):
         ranked = cosine(output.u, output.v) if isinstance(self.objective, Score) else None
         return self.objective.loss(cross, labels) + self.objective.loss(view, labels, ranked, output.u, output.v)
 
+    def soft_loss(self, output, target, temperature=1.0):
+        if output.views is None:
+            raise MultitaskConfigError("a dual head's distillation loss needs its two views (cross, cosine)")
+        cross, view = output.views  # each view learns from the teacher, as each learns from the gold label
+        soft = self.objective.soft_loss
+        return soft(cross, target, temperature) + soft(view, target, temperature)
+
     @classmethod
     def describe_input(cls, spec):
         return "pair, joined with [SEP] and encoded separately"
@@ -889,7 +936,8 @@ def encode_texts(tokenizer, spec: dict[str, Any], texts, text_pairs, max_length:
 
 
 def input_layout(spec: dict[str, Any]) -> str:
-    """How a task's text is tokenized and batched (tasks with the same layout share tokenized data)."""
+    """How a task's text is tokenized and batched (tasks with the same layout share tokenized data, and in
+    ``MultitaskBertModel.forward_tasks`` their encoder passes; a ``dual`` head's sentences are ``pair``'s ids)."""
     return head_class(spec).layout
 
 

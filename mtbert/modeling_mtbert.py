@@ -11,6 +11,11 @@ The heads themselves (one class each: input layout, logits, losses, predictions,
 ``heads_mtbert.py``; this file holds the encoder(s) of any ``AutoModel`` family, the pooling, and the consistency
 regularisers (R-Drop, SMART) that apply to every head.
 
+Several tasks over the same rows (``forward_tasks({task: batch})``, what ``pipe(x, task="all")`` and
+``predict.py --tasks all`` run) make one encoder pass per distinct input encoding (:class:`EncoderPasses`): tasks
+whose heads tokenize alike (two ``concat_sep`` pair tasks; ``separate``, ``cosine`` and a ``dual`` head's
+per-sentence view) share the encoder's last hidden state and only pool it their own way.
+
 This file is remote code: it imports only torch, transformers and its siblings (``configuration_mtbert``,
 ``heads_mtbert``, ``pipeline_mtbert``).
 """
@@ -100,6 +105,39 @@ class EmbeddingNoise:
             moved.append(noise.detach())
         self.noises = moved
         self._call = 0
+
+
+def _same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(
+        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+        for a, b in ((first[k], second[k]) for k in first)
+    )
+
+
+class EncoderPasses:
+    """The encoder passes of several heads over the same rows, each distinct one run once.
+
+    Heads hand their encoder the token ids of their layout; two heads that tokenize alike (two ``concat_sep`` pair
+    tasks, a ``cosine`` head and a ``dual`` head's sentences) hand it equal tensors, so the last hidden state of the
+    first pass serves both (keyed by the encoder module and the tensors' values: with one encoder per task nothing
+    is shared). Pooling stays each head's own. ``passes`` counts the encoder calls made."""
+
+    def __init__(self):
+        self.entries: list[tuple[nn.Module, dict[str, torch.Tensor], torch.Tensor]] = []
+        self.passes = 0
+
+    def hidden_states(self, encoder: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        for known, known_inputs, states in self.entries:
+            if known is encoder and _same_tensors(known_inputs, inputs):
+                return states
+        states = encoder(**inputs).last_hidden_state
+        self.passes += 1
+        self.entries.append((encoder, inputs, states))
+        return states
+
+
+#: the keys of a task's batch that :meth:`MultitaskBertModel.forward_tasks` reads (``forward``'s inputs)
+TASK_BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids", "pair_input_ids", "pair_attention_mask")
 
 
 def encoder_class(encoder_config) -> type[PreTrainedModel]:
@@ -200,6 +238,16 @@ def _no_safetensors_message(path: str) -> str:
             "AutoModel.from_pretrained(path).save_pretrained(path, safe_serialization=True)"
         )
     return f"backbone {path!r} has no model.safetensors weights (mtbert loads safetensors only)"
+
+
+def distillation_mix(head, output: HeadOutput, labels: torch.Tensor, target: torch.Tensor, alpha: float,
+                     temperature: float) -> torch.Tensor:  # fmt: skip
+    """Knowledge distillation's loss for one task: ``(1 − alpha) · gold loss + alpha · soft loss``."""
+    if alpha == 1.0:
+        return head.soft_loss(output, target, temperature)
+    if alpha == 0.0:
+        return head.loss(output, labels)
+    return (1.0 - alpha) * head.loss(output, labels) + alpha * head.soft_loss(output, target, temperature)
 
 
 class MultitaskBertModel(PreTrainedModel):
@@ -373,23 +421,26 @@ class MultitaskBertModel(PreTrainedModel):
 
     # -- forward ---------------------------------------------------------------------------------------------
 
-    def _encode(self, task: str, input_ids, attention_mask, token_type_ids=None, pooling: str | None = None):
-        """The task's encoder over ``(batch, length)`` ids, pooled (the task's pooling unless ``pooling`` is given)."""
+    def _encode(self, task: str, input_ids, attention_mask, token_type_ids=None, pooling: str | None = None, *,
+                passes: EncoderPasses | None = None):  # fmt: skip
+        """The task's encoder over ``(batch, length)`` ids, pooled (the task's pooling unless ``pooling`` is given);
+        with ``passes``, a pass over the same ids made for another head is reused."""
         spec = self.config.tasks[task]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if spec["use_token_type_ids"] and token_type_ids is not None:  # the paper joins pairs without segments
             inputs["token_type_ids"] = token_type_ids
-        outputs = self.task_encoders()[task](**inputs)
-        return pool(outputs.last_hidden_state, attention_mask, pooling or spec["pooling"])
+        encoder = self.task_encoders()[task]
+        states = encoder(**inputs).last_hidden_state if passes is None else passes.hidden_states(encoder, inputs)
+        return pool(states, attention_mask, pooling or spec["pooling"])
 
     def task_head(self, task: str | None) -> TaskHead:
         """The head of ``task`` (its layout, loss, predictions and card text)."""
         return self.heads[self._resolve_task(task)]
 
-    def _head_output(self, task: str, *inputs) -> HeadOutput:
-        return self.heads[task](partial(self._encode, task), *inputs)
+    def _head_output(self, task: str, *inputs, passes: EncoderPasses | None = None) -> HeadOutput:
+        return self.heads[task](partial(self._encode, task, passes=passes), *inputs)
 
     def forward(
         self,
@@ -401,6 +452,9 @@ class MultitaskBertModel(PreTrainedModel):
         return_dict: bool | None = None,
         pair_input_ids: torch.Tensor | None = None,
         pair_attention_mask: torch.Tensor | None = None,
+        teacher_targets: torch.Tensor | None = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 1.0,
     ) -> MultitaskOutput | tuple:
         r"""Run one task's batch.
 
@@ -409,6 +463,10 @@ class MultitaskBertModel(PreTrainedModel):
         head takes the joined pair as ``input_ids`` and the two sentences on their own as ``pair_input_ids``
         (``(batch, 2, length)``, with ``pair_attention_mask``). ``mtbert.prepare_dataset`` and ``TaskCollator`` build
         these from text.
+
+        With ``teacher_targets`` (a teacher's log-probabilities or scores for the batch, see
+        :mod:`mtbert.distillation`) the loss is ``(1 − distill_alpha) · gold loss + distill_alpha · soft loss``, the
+        soft loss at ``distill_temperature`` as the head's objective defines it.
         """
         task = self._resolve_task(task)
         spec = self.config.tasks[task]
@@ -424,13 +482,20 @@ class MultitaskBertModel(PreTrainedModel):
 
         loss = None
         if labels is not None:
+            if teacher_targets is None:
+                task_loss = partial(head.loss, labels=labels)
+            else:
+                task_loss = partial(
+                    distillation_mix, head, labels=labels, target=teacher_targets, alpha=distill_alpha,
+                    temperature=distill_temperature,
+                )
             if rdrop:
                 first, second = output.halves(labels.shape[0])
-                loss = 0.5 * (head.loss(first, labels) + head.loss(second, labels))
+                loss = 0.5 * (task_loss(first) + task_loss(second))
                 loss = loss + spec["rdrop_alpha"] * head.divergence(first.logits, second.logits)
                 logits, embeddings = first.logits, first.embeddings
             else:
-                loss = head.loss(output, labels)
+                loss = task_loss(output)
                 if self.training and spec["smart_alpha"] > 0 and torch.is_grad_enabled():
                     loss = loss + spec["smart_alpha"] * self.smoothness_loss(task, logits, inputs)
             loss = loss * spec["loss_weight"]
@@ -438,6 +503,30 @@ class MultitaskBertModel(PreTrainedModel):
         if not return_dict:
             return tuple(x for x in (loss, logits, embeddings) if x is not None)
         return MultitaskOutput(loss=loss, logits=logits, embeddings=embeddings)
+
+    def forward_tasks(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, MultitaskOutput]:
+        """Several tasks' batches of the same rows, for prediction: ``{task: batch}`` → ``{task: output}``, each
+        output as ``forward(task=task, **batch)`` gives it (logits and embeddings, no loss), with one encoder pass
+        per distinct input encoding (:class:`EncoderPasses`) instead of one per task.
+
+        A batch holds ``forward``'s inputs (:data:`TASK_BATCH_KEYS`), in its head's layout; labels are refused."""
+        if not isinstance(batches, dict) or not batches:
+            raise MultitaskConfigError("forward_tasks takes {task: batch}, one entry per task to predict")
+        passes = EncoderPasses()
+        outputs = {}
+        for task, batch in batches.items():
+            task = self._resolve_task(task)
+            unknown = sorted(set(batch) - set(TASK_BATCH_KEYS))
+            if unknown:
+                raise MultitaskConfigError(
+                    f"forward_tasks: the batch of task {task!r} has {', '.join(unknown)}; it predicts from "
+                    f"{', '.join(TASK_BATCH_KEYS)} (use forward(task=...) for a loss)"
+                )
+            self.heads[task].check_inputs(task, batch["input_ids"], batch.get("pair_input_ids"))
+            inputs = tuple(batch.get(key) for key in TASK_BATCH_KEYS)
+            output = self._head_output(task, *inputs, passes=passes)
+            outputs[task] = MultitaskOutput(logits=output.logits, embeddings=output.embeddings)
+        return outputs
 
     def task_loss(self, task: str, output: HeadOutput, labels: torch.Tensor) -> torch.Tensor:
         """The head's loss for a :class:`HeadOutput` (before ``loss_weight``)."""
@@ -599,7 +688,8 @@ from .pipeline_mtbert import MultitaskTextPipeline  # noqa: E402,F401
 MultitaskBertModel.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "MultitaskBertModel", "MultitaskOutput", "EmbeddingNoise", "pool", "encoder_class", "choose_attn_implementation",
+    "MultitaskBertModel", "MultitaskOutput", "EmbeddingNoise", "EncoderPasses", "TASK_BATCH_KEYS", "pool",
+    "encoder_class", "choose_attn_implementation",
     "sdpa_kernels",
     "has_segment_embeddings", "ClassifierHead", "CosineLogit", "DualPairHead", "cosent_loss", "angle_similarity",
     "QUANTIZE_CHOICES", "quantize_int8", "quantized_linear_count", "resolve_quantize",

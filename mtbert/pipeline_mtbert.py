@@ -11,6 +11,12 @@ shaped as the stock ``text-classification`` pipeline shapes them (``[{"label", "
 With mtbert installed and imported, ``pipeline(model=<folder or repo>)`` builds this class from the installed code
 without ``trust_remote_code`` (``configuration_mtbert.LocalPipelines``). ``pipeline(..., quantize="int8")`` runs an
 int8 dynamically quantized copy of the model on the CPU (``modeling_mtbert.quantize_int8``).
+
+Several tasks in one call: ``pipe(pair, task=["qqp", "sts"])``, or ``task="all"`` (every task that reads inputs of
+that shape: a string → one-sentence and token tasks, a ``{"text", "text_pair"}`` dict → pair tasks), answer
+``{task: what pipe(inputs, task=task) answers}`` per input, with one encoder pass per distinct input encoding
+(``modeling_mtbert.EncoderPasses``: two ``concat_sep`` tasks share one, ``separate``/``cosine``/``dual`` heads the
+per-sentence ones).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ DEFAULT_AGGREGATION = "simple"
 _NOT_GIVEN = object()
 #: ``function_to_apply`` values, as in transformers' ``text-classification`` pipeline
 FUNCTIONS = ("softmax", "sigmoid", "none")
+#: ``task=`` for every task whose input fits the inputs (a model's own task of that name wins)
+ALL_TASKS = "all"
+#: call settings of sentence and pair tasks, and of token tasks (a call with several tasks gives each its own)
+SENTENCE_SETTINGS = ("top_k", "function_to_apply", "return_all_scores")
+TOKEN_SETTINGS = ("aggregation_strategy", "ignore_labels")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -118,6 +129,17 @@ def normalize_input(item: Any, task: str, spec: dict[str, Any], position: int | 
     return text, text_pair
 
 
+def input_shape(item: Any) -> str:
+    """``pair`` for a ``{"text", "text_pair"}`` dict, else ``text`` (what ``task="all"`` picks tasks by)."""
+    return "pair" if isinstance(item, dict) and item.get("text_pair") is not None else "text"
+
+
+def row_of(outputs: dict[str, Any], row: int) -> dict[str, Any]:
+    """One row of a batch's outputs, shaped as transformers' pipeline iterator hands a batched row to
+    ``postprocess`` (tensors keep a batch dimension of one, lists give their item)."""
+    return {key: value[row : row + 1] if torch.is_tensor(value) else value[row] for key, value in outputs.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------------------------------------------
@@ -154,6 +176,11 @@ class MultitaskTextPipeline(Pipeline):
     - score tasks (``pair_regression``/``sentence_regression``, e.g. STS): ``{"label": <task name>, "score":
       <predicted score in score_range>}``, as a stock regression model answers ``{"label": "LABEL_0", "score"}``;
       ``top_k`` gives that one entry in a list, ``function_to_apply`` may only be ``"none"``.
+
+    ``task=["qqp", "sts"]`` or ``task="all"`` (the tasks whose input fits: strings → one-sentence and token tasks,
+    pairs → pair tasks) answer ``{task: answer}`` per input, each answer what a call with that one task gives it;
+    ``top_k``/``function_to_apply`` go to the sentence and pair tasks, ``aggregation_strategy``/``ignore_labels``
+    to the token tasks. The tasks share the encoder's passes over inputs they tokenize alike.
     """
 
     _load_tokenizer = True
@@ -196,6 +223,41 @@ class MultitaskTextPipeline(Pipeline):
         if not isinstance(task, str) or task not in tasks:
             raise ValueError(f"unknown task {task!r}; this model has {', '.join(tasks)}")
         return task
+
+    def _several(self, task: Any) -> bool:
+        """Whether ``task`` names several tasks: a list (or tuple) of names, or ``"all"``."""
+        if isinstance(task, (list, tuple)):
+            return True
+        return isinstance(task, str) and task == ALL_TASKS and ALL_TASKS not in self.model.config.tasks
+
+    def _resolve_tasks(self, task: Any, items: list) -> tuple[str, ...]:
+        """The tasks of ``task=[...]`` (each known, once) or of ``task="all"`` (those whose input fits ``items``)."""
+        tasks = self.model.config.tasks
+        if isinstance(task, (list, tuple)):
+            if not task:
+                raise ValueError(f"task=[] names no task; list some of {', '.join(tasks)}, or pass task='all'")
+            for name in task:
+                if not isinstance(name, str) or name not in tasks:
+                    raise ValueError(
+                        f"unknown task {name!r} in task={list(task)!r}; this model has {', '.join(tasks)}"
+                    )
+            repeated = sorted({name for name in task if list(task).count(name) > 1})
+            if repeated:
+                raise ValueError(f"task={list(task)!r} lists {', '.join(map(repr, repeated))} more than once")
+            return tuple(task)
+        shapes = {input_shape(item) for item in items if isinstance(item, (str, dict))} or {"text"}  # others: refused
+        if len(shapes) > 1:
+            raise ValueError(
+                "task='all' picks the tasks that fit the inputs, and these mix single sentences and sentence pairs: "
+                "call once per kind of input"
+            )
+        pair = shapes.pop() == "pair"
+        fitting = tuple(name for name, spec in tasks.items() if head_class(spec).pair == pair)
+        if not fitting:
+            what = "sentence pairs" if pair else "one sentence"
+            kinds = ", ".join(f"{name} ({spec['kind']})" for name, spec in tasks.items())
+            raise ValueError(f"task='all': no task of this model reads {what}; it has {kinds}")
+        return fitting
 
     def _sanitize_parameters(
         self, task=None, top_k=_NOT_GIVEN, function_to_apply=None, return_all_scores=None, max_length=None,
@@ -279,6 +341,8 @@ class MultitaskTextPipeline(Pipeline):
         if isinstance(inputs, list) and not inputs:
             return []
         task = kwargs.get("task", self._preprocess_params.get("task"))
+        if self._several(task):
+            return self._call_tasks(inputs, dict(kwargs))
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
         if isinstance(inputs, list):
@@ -310,6 +374,52 @@ class MultitaskTextPipeline(Pipeline):
         if isinstance(inputs, str) and not ranked:  # as the stock pipeline: a string gets a one-item list
             return [result]
         return result
+
+    def _call_tasks(self, inputs, kwargs: dict[str, Any]):
+        """Several tasks over the same inputs: ``{task: answer}`` per input, in batches of ``batch_size`` inputs
+        (as a one-task call batches them), every task's rows of a batch through :meth:`_forward_tasks` at once."""
+        task = kwargs.pop("task", self._preprocess_params.get("task"))
+        batch_size = kwargs.pop("batch_size", None) or self._batch_size or 1
+        kwargs.pop("num_workers", None)  # a DataLoader setting: the inputs are a list here
+        items = inputs if isinstance(inputs, list) else [inputs]
+        tasks = self._resolve_tasks(task, items)
+        specs = self.model.config.tasks
+        for name in tasks:  # every input fits every task, before any work
+            for position, item in enumerate(items):
+                normalize_input(item, name, specs[name], position if isinstance(inputs, list) else None)
+        preprocess, _, postprocess = self._sanitize_parameters(**kwargs)
+        preprocess = {k: v for k, v in {**self._preprocess_params, **preprocess}.items() if k != "task"}
+        postprocess = {k: v for k, v in {**self._postprocess_params, **postprocess}.items() if k != "task"}
+        token_tasks = [name for name in tasks if get_kind(specs[name]).target == "tags"]
+        sentence_tasks = [name for name in tasks if name not in token_tasks]
+        groups = ((SENTENCE_SETTINGS, sentence_tasks, "sentence and pair"), (TOKEN_SETTINGS, token_tasks, "token"))
+        for settings, takers, what in groups:
+            given = [k for k in settings if k in kwargs]
+            if given and not takers:
+                raise ValueError(f"{', '.join(given)}: only {what} tasks take it, and task={list(tasks)!r} has none")
+        ranked = "top_k" in kwargs or bool(kwargs.get("return_all_scores")) or "top_k" in self._postprocess_params
+        function = postprocess.get("function_to_apply")
+        for name in sentence_tasks:
+            if ranked:
+                self._check_top_k(name, specs[name])
+            if function is not None:
+                self._check_function(name, specs[name], function)
+        settings = {
+            name: {k: v for k, v in postprocess.items() if (k in TOKEN_SETTINGS) == (name in token_tasks)}
+            for name in tasks
+        }
+        answers: list[dict[str, Any]] = [{} for _ in items]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            model_inputs = {name: [self.preprocess(item, task=name, **preprocess) for item in chunk] for name in tasks}
+            outputs = self._forward_tasks(model_inputs)
+            for name in tasks:
+                for row, answer in enumerate(answers[start : start + len(chunk)]):
+                    answer[name] = self.postprocess(row_of(outputs[name], row), task=name, **settings[name])
+        if isinstance(inputs, str) and not ranked:  # as a one-task call answers a string: a one-item list
+            for name in sentence_tasks:
+                answers[0][name] = [answers[0][name]]
+        return answers if isinstance(inputs, list) else answers[0]
 
     def _check_top_k(self, task: str, spec: dict[str, Any]) -> None:
         if spec["label_names"] is not None and not self.model.task_head(task).objective.has_probabilities:
@@ -346,17 +456,42 @@ class MultitaskTextPipeline(Pipeline):
         # which pads them the way mtbert's collator does.
         return {"row": {key: values[0] for key, values in encoded.items()}}
 
-    def _forward(self, model_inputs: dict[str, Any], task: str | None = None) -> dict[str, torch.Tensor]:
-        task = self._resolve_task(task)
+    def _batch(self, model_inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The padded model inputs of one preprocessed row, or of a batch of them, on the pipeline's device."""
         rows = model_inputs["row"]
         rows = [rows] if isinstance(rows, dict) else list(rows)
         pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = collate_rows(rows, pad_token_id)
-        batch = {key: value.to(self.device) for key, value in batch.items()}
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _forward(self, model_inputs: dict[str, Any], task: str | None = None) -> dict[str, torch.Tensor]:
+        task = self._resolve_task(task)
+        batch = self._batch(model_inputs)
         from .modeling_mtbert import sdpa_kernels  # here: modeling_mtbert imports this module at its end
 
         with sdpa_kernels(self.device):  # on CUDA, no cuDNN attention plan per new row length
             logits = self.model(task=task, **batch).logits
+        return self._task_outputs(task, logits, model_inputs)
+
+    def _forward_tasks(self, model_inputs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """``{task: preprocessed rows}`` of the same inputs → ``{task: outputs}`` (on the CPU), as :meth:`_forward`
+        gives them for one task, through ``model.forward_tasks``: one encoder pass per distinct input encoding."""
+        from .modeling_mtbert import sdpa_kernels
+
+        batched = {task: {key: [row[key] for row in rows] for key in rows[0]} for task, rows in model_inputs.items()}
+        with self.device_placement(), self.get_inference_context()():
+            batches = {task: self._batch(inputs) for task, inputs in batched.items()}
+            with sdpa_kernels(self.device):
+                outputs = self.model.forward_tasks(batches)
+            return {
+                task: self._ensure_tensor_on_device(
+                    self._task_outputs(task, outputs[task].logits, batched[task]), device=torch.device("cpu")
+                )
+                for task in batched
+            }
+
+    def _task_outputs(self, task: str, logits: torch.Tensor, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        """What ``postprocess`` reads of a task's batch: its logits, and predictions or a token task's rows."""
         if "token_row" in model_inputs:  # a token task: its rows' logits, with what the stock aggregation reads
             token_rows = model_inputs["token_row"]
             token_rows = [token_rows] if isinstance(token_rows, dict) else token_rows

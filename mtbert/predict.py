@@ -1,13 +1,22 @@
 """Batch prediction for one task's split, and the minBERT leaderboard file writers.
 
 Prediction sorts rows by length so each batch pads little, then restores the original order.
+
+Every task of one file of inputs (``examples/predict.py --input_file inputs.csv --tasks all``): :func:`read_inputs`
+reads a CSV/TSV/JSON Lines file (a ``text`` column, with ``text_pair`` for pairs), :func:`input_tasks` picks the
+tasks that fit its columns, :func:`predict_tasks` predicts them together (:func:`tasks_logits`: one batch order for
+every task, each batch through ``model.forward_tasks``, so tasks that tokenize alike share one encoder pass) and
+:func:`write_task_predictions` writes one file with a column per task.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import logging
 import os
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -16,6 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .collators import MODEL_COLUMNS, TaskCollator
+from .configuration_mtbert import MultitaskConfigError
+from .heads_mtbert import head_class, input_layout
 from .kinds_mtbert import get_kind
 from .modeling_mtbert import quantized_linear_count, sdpa_kernels
 from .publish import discard, fresh_staging_dir, publish
@@ -74,6 +85,7 @@ def task_logits(
     progress: bool = True,
     pad_to_multiple_of: int | None = None,
     cudnn_attention: bool = False,
+    desc: str | None = None,
 ) -> torch.Tensor:
     """A model's raw float32 logits (on the CPU) for the rows ``indices`` of a tokenized split (default: all), in
     that order. Rows are batched longest first so each batch pads little (to a multiple of ``pad_to_multiple_of``
@@ -100,7 +112,7 @@ def task_logits(
     pieces = []
     try:
         for start in tqdm(
-            range(0, len(order), batch_size), desc=f"Predicting {task}", disable=not progress, leave=False
+            range(0, len(order), batch_size), desc=desc or f"Predicting {task}", disable=not progress, leave=False
         ):
             chunk = order[start : start + batch_size]
             batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
@@ -109,6 +121,11 @@ def task_logits(
                 pieces.append(model(task=task, **batch).logits.float().cpu())
     finally:
         model.train(was_training)
+    return _in_row_order(model, task, pieces, order)
+
+
+def _in_row_order(model, task: str, pieces: list[torch.Tensor], order: np.ndarray) -> torch.Tensor:
+    """The logits of batches taken in ``order``, put back in row order (a token task's padded to one length)."""
     if not pieces:
         return model.task_head(task).empty_logits()
     if pieces[0].dim() == 3:  # a token task: (rows, length, tags) per batch, padded to the longest batch
@@ -141,6 +158,11 @@ def predict_task(
         model, task, dataset, batch_size, pad_token_id, device, indices, autocast, progress,
         cudnn_attention=cudnn_attention,
     )  # fmt: skip
+    return task_results(model, task, dataset, indices, logits)
+
+
+def task_results(model, task: str, dataset, indices: np.ndarray, logits: torch.Tensor) -> dict[str, np.ndarray]:
+    """``{"index", "predictions", "scores"}`` of a task from its logits for the rows ``indices`` of ``dataset``."""
     spec = model.config.tasks[task]
     if get_kind(spec).target == "tags":  # one tag per word, in the order of ``indices``
         rows = dataset.select_columns(["word_ids", "tokens"]).select(indices.tolist())
@@ -241,3 +263,264 @@ def write_predictions(
         return written
     publish(staging, output_dir, replace=[PARTIAL_NOTE])  # files written anew in full: an earlier note no longer holds
     return written
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every task of one file of inputs (examples/predict.py --input_file ... --tasks all)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: ``--tasks all``: every task whose input the file holds (a model's own task named ``all`` wins)
+ALL_TASKS = "all"
+#: input files by extension: CSV, TSV (quotes are text, as in minBERT/GLUE files) and JSON Lines
+INPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+#: the file the predictions go to in ``output_dir``, with the input file's extension
+PREDICTIONS_STEM = "predictions"
+
+
+@dataclass
+class InputRows:
+    """An input file's rows: ``ids`` (its ``id`` column, else row numbers), ``text``, ``text_pair`` (``None``
+    without that column) and each row's ``tokens`` for token tasks (its ``tokens`` column, else the text's words)."""
+
+    path: str
+    format: str
+    ids: list[str]
+    text: list[str]
+    text_pair: list[str] | None
+    tokens: list[list[str]]
+
+    @property
+    def pairs(self) -> bool:
+        return self.text_pair is not None
+
+
+def _input_records(path: str, fmt: str) -> list[dict[str, Any]]:
+    """The file's rows as mappings: CSV/TSV rows by their header, JSON Lines objects."""
+    from .data import DataFileError
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        if fmt != "jsonl":
+            options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+            return list(csv.DictReader(handle, **options))
+        records = []
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                raise DataFileError(f"input_file {path!r}: line {number} is not a JSON object (JSON Lines: one "
+                                    "object per line)")
+            records.append(record)
+        return records
+
+
+def read_inputs(path: str) -> InputRows:
+    """The rows of a CSV, TSV or JSON Lines file of inputs, checked: a ``text`` column (and ``text_pair`` for
+    sentence pairs), no empty text; one :class:`~mtbert.data.DataFileError` line naming ``input_file`` otherwise."""
+    from .data import DataFileError, clean_text
+
+    if not isinstance(path, str) or not path.strip():
+        raise DataFileError("input_file is empty: name a .csv, .tsv or .jsonl file of inputs")
+    where = f"input_file {path!r}"
+    fmt = INPUT_FORMATS.get(os.path.splitext(path)[1].lower())
+    if not os.path.isfile(os.path.expanduser(path)):
+        raise DataFileError(f"{where} is not a file")
+    if fmt is None:
+        raise DataFileError(f"{where}: use a .csv, .tsv or .jsonl file (a text column, and text_pair for pairs)")
+    try:
+        records = _input_records(os.path.expanduser(path), fmt)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as error:
+        if isinstance(error, DataFileError):
+            raise
+        raise DataFileError(f"{where} could not be read as {fmt} ({error})") from None
+    if not records:
+        raise DataFileError(f"{where} has no rows")
+    columns = [str(c) for c in records[0] if c is not None]
+    if "text" not in columns:
+        raise DataFileError(
+            f"{where} has no text column (found {', '.join(columns) or 'none'}); name the sentence column text, "
+            "and a pair's second sentence text_pair"
+        )
+    pairs = "text_pair" in columns
+    rows = InputRows(path, fmt, [], [], [] if pairs else None, [])
+    for number, record in enumerate(records, start=1):
+        text = clean_text(record.get("text"))
+        second = clean_text(record.get("text_pair")) if pairs else None
+        if not text or (pairs and not second):
+            raise DataFileError(f"{where}: row {number} has an empty {'text' if not text else 'text_pair'}")
+        row_id = record.get("id")
+        rows.ids.append(str(row_id).strip() if row_id not in (None, "") else str(number - 1))
+        rows.text.append(text)
+        if pairs:
+            rows.text_pair.append(second)
+        words = record.get("tokens")  # a token task's words: a list (JSON Lines) or one spaced string
+        words = words.split() if isinstance(words, str) else words if isinstance(words, list) else None
+        rows.tokens.append([str(w) for w in words] if words else text.split())
+    return rows
+
+
+def input_tasks(specs: dict[str, dict[str, Any]], requested: Sequence[str] | None, rows: InputRows) -> tuple[str, ...]:
+    """The tasks to predict for the file: those ``--tasks`` lists, or with ``all`` (the default) every task whose
+    input the file holds (a ``text_pair`` column: pair tasks; else one-sentence and token tasks)."""
+    fits = {name: head_class(spec).pair == rows.pairs for name, spec in specs.items()}
+    holds = "sentence pairs (a text_pair column)" if rows.pairs else "single sentences (no text_pair column)"
+    if requested is None or (list(requested) == [ALL_TASKS] and ALL_TASKS not in specs):
+        tasks = tuple(name for name, fit in fits.items() if fit)
+        if not tasks:
+            kinds = ", ".join(f"{name} ({spec['kind']})" for name, spec in specs.items())
+            raise MultitaskConfigError(f"tasks all: {rows.path} holds {holds}, and no task of the model reads them "
+                                       f"(it has {kinds})")
+        return tasks
+    requested = list(requested)
+    if not requested:
+        raise MultitaskConfigError(f"tasks: name at least one of {', '.join(specs)}, or all")
+    for name in requested:
+        if name not in specs:
+            also = "" if ALL_TASKS in specs else ", or all alone"
+            raise MultitaskConfigError(f"tasks: unknown task {name!r}; the model has {', '.join(specs)}{also}")
+        if requested.count(name) > 1:
+            raise MultitaskConfigError(f"tasks: {name!r} is listed more than once")
+        if not fits[name]:
+            reads = "compares two sentences" if head_class(specs[name]).pair else "reads one sentence"
+            raise MultitaskConfigError(
+                f"tasks: task {name!r} ({specs[name]['kind']}) {reads}, and {rows.path} holds {holds}"
+            )
+    return tuple(requested)
+
+
+def tokenize_inputs(rows: InputRows, tokenizer, specs: dict[str, dict[str, Any]], tasks: Sequence[str],
+                    max_length: int):  # fmt: skip
+    """``{task: tokenized dataset}`` of the rows, tokenized once per input layout (tasks of one layout share it)."""
+    import datasets
+
+    from .data import tokenize_task
+
+    columns: dict[str, list] = {"id": rows.ids, "text": rows.text}
+    if rows.pairs:
+        columns["text_pair"] = rows.text_pair
+    if any(get_kind(specs[task]).input == "tokens" for task in tasks):
+        columns["tokens"] = rows.tokens
+    dataset = datasets.Dataset.from_dict(columns)
+    by_layout, out = {}, {}
+    for task in tasks:
+        layout = input_layout(specs[task])
+        if layout not in by_layout:
+            by_layout[layout] = tokenize_task(dataset, tokenizer, specs[task], max_length)
+        out[task] = by_layout[layout]
+    return out
+
+
+def _row_lengths(dataset) -> np.ndarray:
+    """Each tokenized row's longest sequence (what its batch pads to)."""
+    keys = [k for k in ("input_ids", "input_ids_b", "pair_input_ids_a", "pair_input_ids_b") if k in dataset.features]
+    return np.max([[len(ids) for ids in dataset[k]] for k in keys], axis=0).astype(np.int64)
+
+
+@torch.no_grad()
+def tasks_logits(
+    model,
+    splits: dict[str, Any],
+    batch_size: int = 128,
+    pad_token_id: int = 0,
+    device: torch.device | str | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+    progress: bool = True,
+    cudnn_attention: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Every task's raw float32 logits (on the CPU) for the same rows, each tokenized for its task
+    (``{task: dataset}``, row ``i`` the same input in each), in row order as :func:`task_logits` gives them.
+
+    The rows are batched longest first in one order for all tasks, and each batch of every task goes through
+    ``model.forward_tasks`` together: tasks whose heads tokenize alike get equal batches and share one encoder pass
+    (``modeling_mtbert.EncoderPasses``)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if autocast is not None and quantized_linear_count(model):
+        logger.info("predicting without the bf16 autocast: the model's linear layers are int8-quantized")
+        autocast = None
+    tasks = list(splits)
+    rows = {task: splits[task].select_columns(_model_columns(splits[task]))[:] for task in tasks}
+    order = np.argsort(-np.max([_row_lengths(splits[task]) for task in tasks], axis=0), kind="stable")
+    collate = TaskCollator(pad_token_id)
+    autocast = autocast or contextlib.nullcontext
+    was_training = model.training
+    model.eval()
+    pieces: dict[str, list[torch.Tensor]] = {task: [] for task in tasks}
+    try:
+        for start in tqdm(
+            range(0, len(order), batch_size), desc=f"Predicting {', '.join(tasks)}", disable=not progress, leave=False
+        ):
+            chunk = order[start : start + batch_size]
+            batches = {}
+            for task, columns in rows.items():
+                batch = collate([{c: values[i] for c, values in columns.items()} for i in chunk])
+                batch.pop("labels", None)  # a labelled split's labels: prediction reads the inputs only
+                batches[task] = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast(), sdpa_kernels(device, cudnn_attention):
+                outputs = model.forward_tasks(batches)
+            for task in tasks:
+                pieces[task].append(outputs[task].logits.float().cpu())
+    finally:
+        model.train(was_training)
+    return {task: _in_row_order(model, task, pieces[task], order) for task in tasks}
+
+
+def predict_tasks(model, splits: dict[str, Any], batch_size: int = 128, pad_token_id: int = 0,
+                  device: torch.device | str | None = None, progress: bool = True,
+                  cudnn_attention: bool = False) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """:func:`predict_task` of every ``{task: dataset}`` of the same rows, the tasks predicted together
+    (:func:`tasks_logits`): ``{task: {"index", "predictions", "scores"}}``."""
+    logits = tasks_logits(model, splits, batch_size, pad_token_id, device, progress=progress,
+                          cudnn_attention=cudnn_attention)  # fmt: skip
+    indices = np.arange(len(next(iter(splits.values()))))
+    return {task: task_results(model, task, splits[task], indices, logits[task]) for task in splits}
+
+
+def prediction_value(spec: dict[str, Any], value: Any) -> Any:
+    """A row's prediction as a predictions file holds it: a label name, a score, or a token task's tags."""
+    names = spec.get("label_names")
+    if get_kind(spec).label_is_sequence:
+        return [names[int(i)] for i in value]
+    return names[int(value)] if names else float(value)
+
+
+def write_task_predictions(path: str, rows: InputRows, specs: dict[str, dict[str, Any]],
+                           results: dict[str, dict[str, np.ndarray]]) -> None:  # fmt: skip
+    """One file in the input's format: ``id``, ``text`` (``text_pair``) and a column per task (tags joined by
+    spaces in CSV/TSV, a list in JSON Lines)."""
+    columns = {"id": rows.ids, "text": rows.text, **({"text_pair": rows.text_pair} if rows.pairs else {})}
+    for task, result in results.items():
+        columns[task] = [prediction_value(specs[task], value) for value in result["predictions"]]
+    records = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        if rows.format == "jsonl":
+            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            return
+        writer = csv.writer(handle, delimiter="\t" if rows.format == "tsv" else ",", lineterminator="\n")
+        writer.writerow(columns)
+        for record in records:
+            writer.writerow(" ".join(v) if isinstance(v, list) else v for v in record.values())
+
+
+def predict_file(model, tokenizer, input_file: str, output_dir: str, tasks: Sequence[str] | None = None,
+                 batch_size: int = 128, max_length: int = 128, progress: bool = True) -> str:  # fmt: skip
+    """Predict the tasks ``tasks`` (default: all that fit) for every row of ``input_file`` and write
+    ``<output_dir>/predictions.<ext>`` (moved into place once written whole); returns its path."""
+    rows = read_inputs(input_file)
+    specs = model.config.tasks
+    tasks = input_tasks(specs, tasks, rows)
+    splits = tokenize_inputs(rows, tokenizer, specs, tasks, max_length)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    results = predict_tasks(model, splits, batch_size, pad_token_id, progress=progress)
+    name = PREDICTIONS_STEM + (".jsonl" if rows.format == "jsonl" else f".{rows.format}")
+    staging = fresh_staging_dir(output_dir)
+    try:
+        write_task_predictions(os.path.join(staging, name), rows, specs, results)
+    except BaseException:
+        discard(staging)
+        raise
+    publish(staging, output_dir)
+    return os.path.join(output_dir, name)

@@ -24,7 +24,7 @@ from .configuration_mtbert import MultitaskConfigError
 from .data import DataFileError, load_task_data, tokenize_task
 from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
 from .modeling_mtbert import MultitaskBertModel, quantize_int8, resolve_quantize
-from .predict import TaskSplits, cap_splits, write_predictions
+from .predict import TaskSplits, cap_splits, predict_file, write_predictions
 from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger("mtbert")
@@ -304,6 +304,26 @@ def predict(
     return write_predictions(model, data, output_dir, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
 
 
+def predict_inputs(
+    model_path: str,
+    input_file: str,
+    output_dir: str,
+    tasks: list[str] | None = None,
+    batch_size: int = 128,
+    device=None,
+    quantize: str | None = None,
+    max_seq_length: int = 128,
+) -> str:
+    """Predict the tasks ``tasks`` (``None`` or ``["all"]``: every task that fits) of a saved model for every row
+    of ``input_file`` into ``<output_dir>/predictions.<ext>``, a column per task, the tasks sharing encoder passes
+    (``mtbert.predict.predict_file``); returns the file's path."""
+    quantize = resolve_quantize(quantize, device)
+    model, tokenizer = load_model_and_tokenizer(model_path, device=device)
+    if quantize == "int8":
+        model = quantize_int8(model, device=device, inplace=True)
+    return predict_file(model, tokenizer, input_file, output_dir, tasks, batch_size, max_seq_length)
+
+
 def check_device(device) -> None:
     """Refuse, before any model loads, a ``device`` that is no device name or that this machine does not have
     (``None``: the default, the CPU)."""
@@ -359,6 +379,7 @@ __all__ = [
     "load_tokenizer_and_tasks",
     "main_guard",
     "predict",
+    "predict_inputs",
     "push_final_model",
     "remove_earlier_checkpoints",
     "save_model",

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from .collators import MODEL_COLUMNS
+from .collators import MODEL_COLUMNS, TEACHER_COLUMN
 
 TASK_SAMPLINGS = ("round_robin", "proportional", "temperature")
 
@@ -46,7 +46,7 @@ class MultitaskDataset(Dataset):
         self.total = offset
 
     @classmethod
-    def from_datasets(cls, task_datasets: dict, columns=(*MODEL_COLUMNS, "label")):
+    def from_datasets(cls, task_datasets: dict, columns=(*MODEL_COLUMNS, "label", TEACHER_COLUMN)):
         """Materialise the model-facing columns of tokenized ``datasets.Dataset`` objects as Python rows (fast
         access)."""
         task_rows = {}

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
 from functools import partial
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -34,10 +34,11 @@ from torch.utils.data import DataLoader
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainingArguments
 from transformers.trainer_utils import PredictionOutput
 
-from .aggregators import conflict_statistics, get_aggregator, stack_gram
+from .aggregators import check_aggregator_options, conflict_statistics, get_aggregator, stack_gram
 from .backward import TaskGradients, is_sharded, task_gradient_matrix
 from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
 from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
+from .distillation import DistillationSettings, label_training_data
 from .kinds_mtbert import get_kind
 from .metrics import PRIMARY_METRIC, compute_task_metrics
 from .modeling_mtbert import sdpa_kernels
@@ -45,8 +46,11 @@ from .optimization import RowSparseAdamW, parameter_learning_rates, word_embeddi
 from .sampling import MultitaskBatchSampler, MultitaskDataset
 from .token_data import token_results
 from .training_args import MultitaskTrainingArguments
+from .weighting import LossWeighting, build_weighting
 
 logger = logging.getLogger(__name__)
+
+WEIGHTING_STATE_NAME = "task_weighting.json"  # a learned task weighting's state, in every checkpoint folder
 
 
 class NonFiniteLossError(RuntimeError):
@@ -89,7 +93,13 @@ class MultitaskTrainer(Trainer):
         compute_metrics: called once per task with an ``EvalPrediction`` of that task's logits and labels (in dataset
             order); its keys are reported as ``eval_<task>_<key>`` beside mtbert's own task metrics. If it takes a
             ``task`` argument, the task's name is passed.
+        model_init: instead of ``model``, a function returning a fresh model (taking no argument, or the Optuna
+            trial), called again at every ``train()``: what :meth:`hyperparameter_search` needs. Every model it
+            returns must have the same tasks.
         max_train_samples: ``{task: n}``: at most ``n`` random rows of that task per epoch, redrawn every epoch.
+        teacher: knowledge distillation: a saved mtbert model folder (or a list, averaged as an ensemble) that
+            labels the training rows once (cached on disk) and teaches the model beside the gold labels; ``alpha``
+            and ``temperature`` come from ``args.distill`` (default 0.5 and 2.0). See :mod:`mtbert.distillation`.
         train_datasets, eval_datasets: deprecated names of ``train_dataset`` and ``eval_dataset``.
     """
 
@@ -110,10 +120,17 @@ class MultitaskTrainer(Trainer):
         train_datasets: dict[str, Any] | None = None,
         eval_datasets: dict[str, Any] | None = None,
         max_train_samples: dict[str, int] | None = None,
+        teacher: str | Sequence[str] | None = None,
         **kwargs,
     ):
-        if model is None or model_init is not None:
-            raise ValueError("MultitaskTrainer needs model= (model_init is not supported: tasks come from the model)")
+        if (model is None) == (model_init is None):
+            raise ValueError("MultitaskTrainer needs model= or model_init= (a function returning the model), not both")
+        if model_init is not None:
+            if not callable(model_init):
+                raise TypeError(f"model_init must be a function returning the model, got {model_init!r}")
+            if optimizers != (None, None):
+                raise ValueError("model_init builds a new model at every train(): pass no optimizers= with it")
+            model = self._probe_model(model_init)  # the tasks come from the model: build one to read them
         for name, value in (("compute_loss_func", compute_loss_func),
                             ("preprocess_logits_for_metrics", kwargs.get("preprocess_logits_for_metrics"))):
             if value is not None:
@@ -128,16 +145,28 @@ class MultitaskTrainer(Trainer):
         elif not isinstance(args, MultitaskTrainingArguments):
             args = MultitaskTrainingArguments.from_training_args(args)
         tasks = model.config.tasks
+        self.distillation = self._distillation_settings(args, teacher)
+        self.teacher_labeller = None
         if train_dataset is not None and not isinstance(train_dataset, MultitaskDataset):
             train_dataset = self._by_task(train_dataset, tasks, "train_dataset")
             unknown = set(train_dataset) - set(tasks)
             if unknown:
                 raise ValueError(f"training data for task(s) the model lacks: {', '.join(sorted(unknown))}")
+            if self.distillation and train_dataset:  # the teacher labels every training row once, before training
+                train_dataset, self.teacher_labeller = label_training_data(
+                    self.distillation, train_dataset, tasks, args
+                )
             train_dataset = MultitaskDataset.from_datasets(train_dataset) if train_dataset else None
+        elif self.distillation and train_dataset is not None:
+            raise ValueError(
+                "distillation needs train_dataset as {task: tokenized dataset} (with the rows' text for the teacher), "
+                "not a MultitaskDataset"
+            )
         eval_dataset = self._by_task(eval_dataset, tasks, "eval_dataset") if eval_dataset is not None else None
         pad_id = getattr(processing_class, "pad_token_id", None) or 0
         super().__init__(
-            model=model,
+            model=None if model_init is not None else model,
+            model_init=model_init,
             args=args,
             data_collator=data_collator or MultitaskCollator(pad_id),
             train_dataset=train_dataset,
@@ -148,6 +177,9 @@ class MultitaskTrainer(Trainer):
             optimizers=optimizers,
             **kwargs,
         )
+        self._model_tasks = list(tasks)
+        self.task_weighting: LossWeighting | None = None
+        self._build_task_weighting()
         self.task_compute_metrics = compute_metrics
         self.pad_token_id = pad_id
         self.max_train_samples = dict(max_train_samples or {})
@@ -167,9 +199,154 @@ class MultitaskTrainer(Trainer):
             self.add_callback(ModelCardCallback())
         if args.early_stopping_patience is not None and not self._callback(EarlyStoppingCallback):
             self.add_callback(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-        if args.embedding_updates == "frozen":  # before DDP wraps the model: no gradient, no optimizer state
-            for weight in word_embedding_weights(self.model):
+        self._freeze_embeddings(self.model)
+
+    def _freeze_embeddings(self, model) -> None:
+        if self.args.embedding_updates == "frozen":  # before DDP wraps the model: no gradient, no optimizer state
+            for weight in word_embedding_weights(model):
                 weight.requires_grad_(False)
+
+    @staticmethod
+    def _probe_model(model_init):
+        params = inspect.signature(model_init).parameters
+        model = model_init() if not params else model_init(None)
+        if model is None or not hasattr(getattr(model, "config", None), "tasks"):
+            raise TypeError(f"model_init must return a MultitaskBertModel, got {model!r}")
+        return model
+
+    def call_model_init(self, trial=None):
+        """The stock re-initialisation (a fresh model for each ``train()`` and each search trial), checked to have the
+        same tasks, with ``embedding_updates: frozen`` applied again."""
+        model = super().call_model_init(trial)
+        tasks = list(getattr(getattr(model, "config", None), "tasks", None) or [])
+        if hasattr(self, "_model_tasks") and tasks != self._model_tasks:
+            raise ValueError(f"model_init returned a model with tasks {tasks}, not {self._model_tasks}")
+        self._freeze_embeddings(model)
+        self._task_gradients = None
+        return model
+
+    def _hp_search_setup(self, trial) -> None:
+        """A search trial sets training arguments (learning_rate, task_weighting, ...): the new values are checked as
+        the arguments' own checks would, and the task weighting is built afresh for the trial."""
+        super()._hp_search_setup(trial)
+        if trial is not None and self.hp_search_backend is not None:
+            self.args._check_weighting_and_aggregator_options()
+            self._build_task_weighting()
+
+    def hyperparameter_search(self, hp_space=None, compute_objective=None, n_trials: int = 20, direction=None,
+                              backend=None, hp_name=None, **kwargs):
+        """The stock search (Optuna or Ray Tune; needs ``model_init``), with the multitask defaults: the space of
+        :func:`mtbert.search.multitask_search_space` (learning rates, sampling temperature, task weighting) and the
+        objective ``eval_average``, maximised. Pass ``hp_space``/``compute_objective``/``direction`` to change them.
+        Optuna is an optional extra: ``pip install 'mtbert[search]'``."""
+        if self.model_init is None:
+            raise RuntimeError("hyperparameter_search needs MultitaskTrainer(model_init=...), a function returning "
+                               "a fresh model for each trial")
+        if hp_space is None:
+            from .search import multitask_search_space
+
+            weightings = ["static", "uncertainty", "dwa", "dbmtl"] + (["famo"] if self.args.strategy != "round_robin"
+                                                                     else [])
+            hp_space = multitask_search_space(task_weighting=weightings)
+        if compute_objective is None:
+            def compute_objective(metrics):
+                return float(metrics["eval_average"])
+
+            direction = direction or "maximize"
+        return super().hyperparameter_search(hp_space=hp_space, compute_objective=compute_objective,
+                                             n_trials=n_trials, direction=direction or "minimize", backend=backend,
+                                             hp_name=hp_name, **kwargs)
+
+    # -- loss-based task weighting (mtbert.weighting) ------------------------------------------------------------
+
+    def _build_task_weighting(self) -> None:
+        """``args.task_weighting`` with its options, fresh (a new run or trial); None for ``static``, which leaves the
+        step exactly as it is without a weighting. Aggregator options are checked here too (Python API)."""
+        args = self.args
+        name = args.aggregator or ("pcgrad_mean" if args.pcgrad_reduction == "mean" else "pcgrad")
+        if args.aggregator_options:
+            check_aggregator_options(str(name).strip().lower().replace("-", "_"), args.aggregator_options)
+        method = getattr(args, "task_weighting", "static") or "static"
+        self.task_weighting = None
+        if method != "static":
+            self.task_weighting = build_weighting(method, self._model_tasks, args.weighting_options)
+        self._weighting_sums: dict[str, torch.Tensor] = {}
+        self._weighting_counts: dict[str, int] = {}
+        self._last_task_weights: dict[str, torch.Tensor] = {}
+
+    def _global_losses(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each task's detached loss averaged over the data-parallel ranks (one all-reduce of T numbers), so every
+        rank computes the same task weights, equal to one process's on the whole batch."""
+        stacked = torch.stack([loss.detach().float() for loss in losses.values()])
+        if self.args.world_size > 1:
+            stacked = stacked.clone()
+            torch.distributed.all_reduce(stacked)
+            stacked /= self.args.world_size
+        return dict(zip(losses, stacked))
+
+    def _weighted(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The task losses times the weighting's weights (``losses`` itself without a weighting); the global losses
+        are kept to advance the weighting once per optimizer step (:meth:`_advance_weighting`)."""
+        if self.task_weighting is None:
+            return losses
+        current = self._global_losses(losses)
+        for task, value in current.items():
+            self._weighting_sums[task] = self._weighting_sums.get(task, 0.0) + value
+            self._weighting_counts[task] = self._weighting_counts.get(task, 0) + 1
+        weights = self.task_weighting.weights(current)
+        out = {}
+        for task, loss in losses.items():
+            w = weights[task].to(device=loss.device, dtype=loss.dtype)
+            self._last_task_weights[task] = w.detach()
+            out[task] = loss * w
+        return out
+
+    def _advance_weighting(self) -> None:
+        """At the end of an optimizer step: the weighting's state update from the step's mean task losses."""
+        if self.task_weighting is None or not self._weighting_sums:
+            return
+        if not self.accelerator.gradient_state.sync_gradients:
+            return
+        means = {t: (self._weighting_sums[t] / self._weighting_counts[t]).cpu() for t in self._weighting_sums}
+        self._weighting_sums, self._weighting_counts = {}, {}
+        self.task_weighting.update(means)
+
+    def _discard_weighting_losses(self, losses) -> None:
+        for task in losses:  # a skipped (non-finite) micro-batch teaches the weighting nothing
+            self._weighting_sums.pop(task, None)
+            self._weighting_counts.pop(task, None)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        """The stock optimizer/scheduler files, plus a learned task weighting's state (``task_weighting.json``)."""
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.task_weighting is not None and self.args.should_save:
+            import json
+            import os
+
+            os.makedirs(output_dir, exist_ok=True)
+            with open(os.path.join(output_dir, WEIGHTING_STATE_NAME), "w") as handle:
+                json.dump(self.task_weighting.state_dict(), handle)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """On resume: the stock states, and the task weighting's learned state from the checkpoint (every rank)."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.task_weighting is None:
+            return
+        import json
+        import os
+
+        path = os.path.join(checkpoint, WEIGHTING_STATE_NAME)
+        if not os.path.isfile(path):
+            logger.warning("%s has no %s: task_weighting %s starts afresh", checkpoint, WEIGHTING_STATE_NAME,
+                           self.task_weighting.name)
+            return
+        with open(path) as handle:
+            state = json.load(handle)
+        if state.get("method") != self.task_weighting.name:
+            raise ValueError(f"{path} holds task_weighting {state.get('method')}, this run uses "
+                             f"{self.task_weighting.name}")
+        self.task_weighting.load_state_dict(state)
+        logger.info("task_weighting %s resumed from %s", self.task_weighting.name, path)
 
     @staticmethod
     def _check_arguments(args, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks) -> None:
@@ -192,6 +369,15 @@ class MultitaskTrainer(Trainer):
                 kind = callback if isinstance(callback, type) else type(callback)
                 if not issubclass(kind, TrainerCallback):
                     raise TypeError(f"callbacks: {callback!r} is not a TrainerCallback (or its class)")
+
+    @staticmethod
+    def _distillation_settings(args, teacher) -> DistillationSettings | None:
+        """``args.distill``, with ``teacher=`` (the Python API's spelling) naming or replacing its teacher."""
+        settings = DistillationSettings.parse(args.distill, require_teacher=teacher is None)
+        if teacher is None:
+            return settings
+        base = settings.as_dict() if settings else {}
+        return DistillationSettings.parse({**base, "teacher": teacher}, where="teacher")
 
     @staticmethod
     def _check_caps(max_train_samples, tasks) -> dict[str, int]:
@@ -336,8 +522,10 @@ class MultitaskTrainer(Trainer):
         for name, param in opt_model.named_parameters():
             if param.requires_grad:
                 grouped.setdefault((rates[name], name in decay, id(param) in row_sparse), []).append(param)
+        names = {id(p): n for n, p in opt_model.named_parameters()}
         groups = [
-            {"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0}
+            {"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0,
+             "mtbert_name": self._group_name([names[id(p)] for p in params], lr)}
             | ({"rows_only": True} if rows_only else {})
             for (lr, decayed, rows_only), params in sorted(
                 grouped.items(), key=lambda item: (-item[0][0], not item[0][1], item[0][2])
@@ -354,17 +542,40 @@ class MultitaskTrainer(Trainer):
         self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
 
+    def _group_name(self, names: list[str], lr: float) -> str:
+        """A parameter group's name for the logs: ``heads``, ``embeddings``, ``layer_<k>`` or ``encoder``."""
+        import re
+
+        if all(n.startswith("heads.") for n in names):
+            return "heads"
+        layers = {m.group(1) for n in names if (m := re.search(r"\.layers?\.(\d+)\.", n))}
+        if self.args.layerwise_lr_decay != 1.0:
+            if len(layers) == 1 and all(re.search(r"\.layers?\.\d+\.", n) for n in names):
+                return f"layer_{layers.pop()}"
+            if not layers and any("embeddings" in n for n in names):
+                return "embeddings"
+            return f"lr_{lr:.3g}"
+        return "encoder" if not any(n.startswith("heads.") for n in names) else f"lr_{lr:.3g}"
+
     def _attention_kernels(self):
         """On CUDA, attention without cuDNN's kernel (``modeling_mtbert.sdpa_kernels``; ``cudnn_attention: true``
         turns that off). Entered once around each training step and each prediction step: every forward runs in one
         of the two."""
         return sdpa_kernels(self.args.device, self.args.cudnn_attention)
 
+    def _task_loss(self, model, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One task's training loss; a batch with a teacher's targets mixes them in at ``distill``'s alpha and
+        temperature."""
+        if "teacher_targets" in batch and self.distillation is not None:
+            settings = self.distillation
+            batch = {**batch, "distill_alpha": settings.alpha_for(task), "distill_temperature": settings.temperature}
+        return model(task=task, **batch).loss
+
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         losses = {}
         with self.compute_loss_context_manager():
             for task, batch in inputs.items():
-                losses[task] = model(task=task, **batch).loss
+                losses[task] = self._task_loss(model, task, batch)
         return losses
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
@@ -381,14 +592,42 @@ class MultitaskTrainer(Trainer):
         shared = self._shared_parameters()
         if self.args.strategy == "pcgrad" and shared:
             return self._aggregated_step(model, inputs, shared)
-        # round_robin, sum, and pcgrad with nothing shared (one encoder per task): no gradient to combine
+        # round_robin, sum, and pcgrad with nothing shared (one encoder per task): no gradient to combine.
+        # DDP's reducer expects one forward per backward: several task batches (sum) run their forwards and the
+        # backward of their sum under no_sync, and the gradients are all-reduced here at the step's last micro-batch
+        manual_sync = len(inputs) > 1 and isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        with model.no_sync() if manual_sync else nullcontext():
+            loss = self._summed_backward(model, inputs)
+        if manual_sync and self.accelerator.gradient_state.sync_gradients:
+            self._all_reduce_gradients(model)
+        return loss
+
+    def _all_reduce_gradients(self, model) -> None:
+        """Every gradient averaged over the ranks in one flat all-reduce (what DDP's hooks would have done)."""
+        params = [p for p in model.parameters() if p.grad is not None]
+        if not params:
+            return
+        flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params]))
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    def _summed_backward(self, model, inputs) -> torch.Tensor:
+        """Forward every task batch, skip a non-finite micro-batch, backward the (weighted) sum of the losses."""
         losses = self._task_losses(model, inputs)
         loss = torch.stack(list(losses.values())).sum()
         if not self._loss_is_finite(loss, losses):
             return torch.zeros((), device=loss.device)
         self._record_task_losses(losses)
-        loss = loss / self.current_gradient_accumulation_steps
-        self.accelerator.backward(loss)
+        if self.task_weighting is not None:  # backward through the weighted sum; the plain sum is what is logged
+            objective = torch.stack(list(self._weighted(losses).values())).sum()
+            self.accelerator.backward(objective / self.current_gradient_accumulation_steps)
+            self._advance_weighting()
+            loss = loss / self.current_gradient_accumulation_steps
+        else:
+            loss = loss / self.current_gradient_accumulation_steps
+            self.accelerator.backward(loss)
         if self.args.gradient_telemetry:
             self._last_task_batches.update(inputs)
             if self._telemetry_due():
@@ -437,7 +676,7 @@ class MultitaskTrainer(Trainer):
 
     def _aggregator(self):
         name = self.args.aggregator or ("pcgrad_mean" if self.args.pcgrad_reduction == "mean" else "pcgrad")
-        return get_aggregator(name)
+        return get_aggregator(name, **(self.args.aggregator_options or {}))
 
     def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.args.world_size > 1:
@@ -461,12 +700,12 @@ class MultitaskTrainer(Trainer):
         losses = {}
         for task, batch in inputs.items():
             with no_sync(), self.compute_loss_context_manager():
-                losses[task] = model(task=task, **batch).loss
+                losses[task] = self._task_loss(model, task, batch)
         if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
             if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
                 self._task_gradients = TaskGradients(shared, list(inputs))
             self._task_gradients.backward(
-                losses, backward=self.accelerator.backward, no_sync=no_sync,
+                self._weighted(losses), backward=self.accelerator.backward, no_sync=no_sync,
                 scale=1.0 / self.current_gradient_accumulation_steps, retain_graph=False,  # one forward per task
             )
             losses = {task: loss.detach() for task, loss in losses.items()}
@@ -495,6 +734,7 @@ class MultitaskTrainer(Trainer):
                 all_reduce=None if sharded else self._all_reduce_mean,
             )
             self._store_telemetry(result.gram, result.tasks, result.num_projections)
+        self._advance_weighting()
         return torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
 
     def _zero_aggregated_step(self, model, inputs, shared) -> torch.Tensor:
@@ -508,12 +748,13 @@ class MultitaskTrainer(Trainer):
         shared_ids = {id(p) for p in shared}
         params = [p for p in module.parameters() if p.requires_grad]
         with self.compute_loss_context_manager():
-            losses = {task: module(task=task, **batch).loss for task, batch in inputs.items()}
+            losses = {task: self._task_loss(module, task, batch) for task, batch in inputs.items()}
         if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
             self._task_gradients = TaskGradients(shared, list(inputs))
         if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
             others = [p for p in params if id(p) not in shared_ids]
-            self._task_gradients.capture(losses, others, scale=1.0 / self.current_gradient_accumulation_steps,
+            self._task_gradients.capture(self._weighted(losses), others,
+                                         scale=1.0 / self.current_gradient_accumulation_steps,
                                          retain_graph=False)  # one forward per task
             losses = {task: loss.detach() for task, loss in losses.items()}
         else:
@@ -533,6 +774,7 @@ class MultitaskTrainer(Trainer):
                 # scalar never passed through: start it the same way
                 surrogate.register_hook(lambda grad: (prologue(), grad)[1])
             self.accelerator.backward(surrogate, scale_wrt_gas=False)  # the 1/accumulation is in the task grads
+        self._advance_weighting()
         return torch.stack(list(losses.values())).sum() / self.current_gradient_accumulation_steps
 
     # -- gradient-conflict telemetry --------------------------------------------------------------------------
@@ -576,7 +818,7 @@ class MultitaskTrainer(Trainer):
             return
         unwrapped = self.accelerator.unwrap_model(model)
         with self.compute_loss_context_manager():
-            losses = {task: unwrapped(task=task, **batch).loss for task, batch in self._last_task_batches.items()}
+            losses = {task: self._task_loss(unwrapped, task, batch) for task, batch in self._last_task_batches.items()}
         buffer = self._all_reduce_mean(task_gradient_matrix(losses, shared))
         self._store_telemetry(stack_gram(buffer), list(losses))
 
@@ -633,7 +875,33 @@ class MultitaskTrainer(Trainer):
             if self._telemetry_logs:
                 logs.update({k: round(float(v), 6) for k, v in self._telemetry_logs.items()})
                 self._telemetry_logs = {}
+            logs.update(self._task_weight_logs())
+            logs.update(self._group_learning_rates())
         super().log(logs, start_time)
+
+    def _task_weight_logs(self) -> dict[str, float]:
+        """``task_weight_<task>``: the weight of each task's loss in the latest step (a learned weighting's own
+        weights where they do not depend on the step's losses)."""
+        if self.task_weighting is None:
+            return {}
+        weights = self.task_weighting.current_weights()
+        if weights is None:
+            weights = {t: float(w) for t, w in self._last_task_weights.items()}
+        return {f"task_weight_{t}": round(float(w), 6) for t, w in weights.items()}
+
+    def _group_learning_rates(self) -> dict[str, float]:
+        """``learning_rate_<group>`` per optimizer parameter group, named by what it trains (``heads``, ``encoder``,
+        ``layer_<k>``, ``embeddings``), when the groups train at more than one rate."""
+        optimizer = getattr(self, "optimizer", None)
+        groups = getattr(optimizer, "param_groups", None)
+        if not groups or len({g["lr"] for g in groups}) < 2:
+            return {}
+        out = {}
+        for i, group in enumerate(groups):
+            name = group.get("mtbert_name", f"group{i}")
+            lr = group["lr"]
+            out[f"learning_rate_{name}"] = float(lr.item() if torch.is_tensor(lr) else lr)
+        return out
 
     # -- evaluation and prediction -----------------------------------------------------------------------------
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field, fields
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from .aggregators import AGGREGATORS
+from .aggregators import AGGREGATORS, check_aggregator_options
 from .configuration_mtbert import MultitaskConfigError, _choice
+from .distillation import DistillationSettings
 from .optimization import EMBEDDING_UPDATES
 from .precision import has_accelerator, resolve_bf16
 from .publish import output_folder_problem
 from .sampling import TASK_SAMPLINGS
+from .weighting import WEIGHTINGS, check_weighting_options
 
 STRATEGIES = ("round_robin", "sum", "pcgrad")
 
@@ -65,6 +67,30 @@ class MultitaskTrainingArguments(TrainingArguments):
     aggregator: str | None = field(
         default=None,
         metadata={"help": "Gradient aggregator for strategy pcgrad (default: pcgrad or pcgrad_mean by reduction)."},
+    )
+    aggregator_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Options of the aggregator, as a mapping (JSON on the command line): cagrad {c, rescale, "
+            "norm_eps}, imtlg {rtol}, upgrad {norm_eps, reg_eps}, nash_mtl {max_norm, iterations}."
+        },
+    )
+    task_weighting: str = field(
+        default="static",
+        metadata={
+            "help": "Loss-based task weighting: static (the losses as they are, times each task's loss_weight), "
+            "uncertainty (Kendall et al.), dwa (dynamic weight average), famo (FAMO; not under round_robin) or "
+            "dbmtl (log losses, DB-MTL). Works under every strategy; with pcgrad it scales each task's gradient "
+            "before the aggregator.",
+            "choices": list(WEIGHTINGS),
+        },
+    )
+    weighting_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Options of task_weighting, as a mapping (JSON on the command line): uncertainty {lr, init}, "
+            "dwa {temperature, period}, famo {lr, gamma, eps}, dbmtl {eps}."
+        },
     )
     group_by_length: bool = field(
         default=False,
@@ -133,6 +159,14 @@ class MultitaskTrainingArguments(TrainingArguments):
         metadata={
             "help": "At logging steps, measure the task gradients on the shared encoder (cosines, conflicts, norm "
             "ratio). Costs one extra backward per task on those steps only."
+        },
+    )
+    distill: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Knowledge distillation from a trained mtbert model: {teacher: PATH or [PATHS] (several: an "
+            "averaged ensemble), alpha: 0.5 (the teacher's share of each task's loss), temperature: 2.0, batch_size: "
+            "64 (teacher labelling), cache_dir: ~/.cache/mtbert/teacher_targets}; a bare PATH is the teacher."
         },
     )
     max_nonfinite_steps: int = field(
@@ -226,6 +260,7 @@ class MultitaskTrainingArguments(TrainingArguments):
                     f"aggregator: {self.aggregator!r} has no effect under strategy: {self.strategy} (only strategy: "
                     "pcgrad combines task gradients): set strategy: pcgrad, or remove aggregator"
                 )
+        self._check_weighting_and_aggregator_options()
         problem = output_folder_problem(self.output_dir) if self.output_dir is not None else None
         if problem:  # empty, a file, or below a file
             raise MultitaskConfigError(problem)
@@ -245,6 +280,58 @@ class MultitaskTrainingArguments(TrainingArguments):
                     f"load_best_model_at_end needs eval_strategy and save_strategy to match (got eval_strategy: "
                     f"{eval_strategy}, save_strategy: {save_strategy}): set both to steps or both to epoch"
                 )
+
+    @staticmethod
+    def _mapping(name: str, value):
+        """A mapping setting given as JSON text (the command line) parsed, by name when it is not a mapping."""
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError as error:
+                raise MultitaskConfigError(f"{name}: {value!r} is not a JSON mapping ({error})") from None
+            if not isinstance(parsed, dict):
+                raise MultitaskConfigError(f"{name} must be a mapping of options, got {value!r}")
+            value = parsed
+        if value is not None and not isinstance(value, dict):
+            raise MultitaskConfigError(f"{name} must be a mapping of options, got {value!r}")
+        return value
+
+    def _check_weighting_and_aggregator_options(self) -> None:
+        """task_weighting, weighting_options and aggregator_options: names, keys and values, and the combinations no
+        step can honour, each refused in one line naming the setting."""
+        self.task_weighting = _choice(self.task_weighting, tuple(WEIGHTINGS), "task_weighting")
+        self.weighting_options = self._mapping("weighting_options", self.weighting_options)
+        self.aggregator_options = self._mapping("aggregator_options", self.aggregator_options)
+        try:
+            check_weighting_options(self.task_weighting, self.weighting_options)
+        except ValueError as error:
+            raise MultitaskConfigError(str(error)) from None
+        if self.strategy == "round_robin" and WEIGHTINGS[self.task_weighting].needs_all_tasks:
+            raise MultitaskConfigError(
+                f"task_weighting: {self.task_weighting} compares every task's loss within a step, but strategy "
+                "round_robin takes one task per step: use strategy sum or pcgrad, or another task_weighting"
+            )
+        if self.aggregator_options:
+            if self.strategy != "pcgrad":
+                raise MultitaskConfigError(
+                    f"aggregator_options has no effect under strategy: {self.strategy} (only strategy: pcgrad "
+                    "combines task gradients): set strategy: pcgrad, or remove aggregator_options"
+                )
+            name = self.aggregator or ("pcgrad_mean" if self.pcgrad_reduction == "mean" else "pcgrad")
+            try:
+                check_aggregator_options(str(name).strip().lower().replace("-", "_"), self.aggregator_options)
+            except ValueError as error:
+                raise MultitaskConfigError(str(error)) from None
+        if self.aggregator is not None and str(self.aggregator).strip().lower() == "upgrad":
+            try:
+                import qpsolvers  # noqa: F401
+                import quadprog  # noqa: F401
+                import torchjd  # noqa: F401
+            except ImportError:
+                raise MultitaskConfigError(
+                    "aggregator: upgrad runs TorchJD's UPGrad, which is not installed here: pip install "
+                    "'mtbert[torchjd]' (torchjd with its quadprog solver)"
+                ) from None
 
     def _resolve_bf16(self) -> None:
         """``bf16: auto`` (or ``measure``) becomes on or off here, by the hardware or a start-up measurement
@@ -278,6 +365,8 @@ class MultitaskTrainingArguments(TrainingArguments):
         if self.average_checkpoints < 0 or self.average_checkpoints == 1:
             raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
         self._check_ranges_and_combinations()
+        settings = DistillationSettings.parse(self.distill, require_teacher=False)  # or MultitaskTrainer(teacher=)
+        self.distill = settings.as_dict() if settings else None
         self._resolve_bf16()
         self._parse_dict_fields()
         self._check_distributed()

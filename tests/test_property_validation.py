@@ -155,6 +155,19 @@ def parsed_mapping(value, got, args):
     return None if got == expected else f"holds {got!r}, not {expected!r}"
 
 
+def distill_settings(value, got, args):
+    """A mapping (or one teacher folder) normalised to every setting, the teacher(s) as a list."""
+    text = value.strip()
+    given = json.loads(text) if text.startswith(("{", "[")) else {"teacher": text}
+    given = {"teacher": given} if isinstance(given, list) else given
+    teachers = given.get("teacher")
+    teachers = [teachers] if isinstance(teachers, str) else teachers
+    if not isinstance(got, dict) or got.get("teacher") != teachers:
+        return f"holds {got!r}"
+    wrong = [k for k, v in given.items() if k != "teacher" and got.get(k) != v]
+    return f"holds {got!r}" if wrong else None
+
+
 def report_to(value, got, args):
     expected = [] if value.strip() in ("none", "") else [value]
     return None if list(got) == expected else f"holds {got!r}"
@@ -396,7 +409,16 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "--task_sampling": Flag(choice("round_robin", "proportional", "temperature")),
     "--sampling_temperature": F(FLOAT),
     "--pcgrad_reduction": Flag(choice("sum", "mean")),
-    "--aggregator": Flag(choice("pcgrad", "cagrad", "pcgrad_mean", "mean", "imtl_g", "nope")),
+    "--aggregator": Flag(choice("pcgrad", "cagrad", "pcgrad_mean", "mean", "imtl_g", "nope", "upgrad", "nash_mtl")),
+    "--aggregator_options": Flag(
+        as_json({"c": 0.4}, {"max_norm": 1.0}, {"iterations": 0}, {"cc": 1}, {"reg_eps": "x"}), dict_or_text,
+        also=("aggregator", "strategy"),  # "aggregator cagrad takes no ...", "no effect under strategy ..."
+    ),
+    "--task_weighting": Flag(choice("static", "uncertainty", "dwa", "famo", "dbmtl"), also=("strategy",)),
+    "--weighting_options": Flag(
+        as_json({"lr": 0.1}, {"period": 0}, {"temperature": 2.0}, {"eps": -1}, {"gamma": 0.1}), dict_or_text,
+        also=("task_weighting",),
+    ),
     "--group_by_length": Flag(BOOL),
     "--embedding_updates": Flag(choice("dense", "sparse", "frozen")),
     "--cudnn_attention": Flag(BOOL),
@@ -408,6 +430,17 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "--gradient_telemetry": Flag(BOOL),
     "--max_nonfinite_steps": Flag(INT),
     "--overwrite_output_dir": Flag(BOOL),
+    "--distill": Flag(
+        st.one_of(
+            as_json({"teacher": "@MODEL@", "alpha": 0.5}, {"teacher": ["@MODEL@", "@MODEL@"]},
+                    {"teacher": "@MISSING@"}, {"teacher": "@MODEL@", "alpha": 2},
+                    {"teacher": "@MODEL@", "temperature": 0},
+                    {"teacher": "@MODEL@", "batch_size": 0.5}, {"teacher": "@MODEL@", "alhpa": 1}, {"alpha": 0.5}),
+            st.just("@MODEL@"),
+        ),
+        distill_settings,
+        also=("teacher",),  # "... the teacher ... predict what the student learns"
+    ),
 }
 
 # Flags with nothing to fuzz, and why.
@@ -434,6 +467,8 @@ PREDICT_FLAGS: dict[str, Flag] = {
     "--task_data": Flag(as_json({"sst": {"source": "minbert", "data_dir": "@DATA@"}}, {"nli": {"source": "minbert"}})),
     "--device": Flag(choice("cpu", "cuda", "cuda:1", "mps", "meta", "cpu:0", "-1", "0", "tpu")),
     "--quantize": Flag(choice("none", "int8", "int4")),
+    "--input_file": Flag(st.one_of(st.sampled_from(["@INPUTS@", "@PAIR_INPUTS@"]), PATH)),
+    "--tasks": Flag(st.one_of(st.sampled_from(["all", "sst", "qqp", "sst sts", "sst sst", "all sst", "nli"]), TEXT)),
 }
 PREDICT_EXEMPT = {"--help": "prints the help and exits 0"}
 
@@ -487,6 +522,8 @@ def world(tmp_path_factory):
         for split in ("train", "dev"):
             write_minbert_file(data / f"{prefix}-{split}.csv", columns, [("id1", *row), ("id2", *row)])
         write_minbert_file(data / f"{prefix}-test-student.csv", columns[:-1], [("id3", *row[:-1])])
+    (root / "inputs.csv").write_text("id,text\nr1,a fine film\nr2,good\n")  # predict.py --input_file
+    (root / "pairs.jsonl").write_text('{"text": "a b", "text_pair": "a c"}\n')
     checkpoints = root / "checkpoints"
     for name, tasks in (("checkpoint-4", {"sst": {}, "qqp": {}, "sts": {}}), ("checkpoint-8", {"sst": {}})):
         folder = checkpoints / name
@@ -535,6 +572,8 @@ class Place:
             "@DATA@": world["data"],
             "@CHECKPOINT@": world["checkpoints"] / "checkpoint-4",
             "@OTHER_CHECKPOINT@": world["checkpoints"] / "checkpoint-8",
+            "@INPUTS@": world["root"] / "inputs.csv",
+            "@PAIR_INPUTS@": world["root"] / "pairs.jsonl",
         }
 
     def resolve(self, value):
@@ -889,7 +928,18 @@ def predict_stops(scripts):
 
         return reached
 
-    return {(predict, "predict"): single, (mtbert.ensemble, "predict_ensemble"): ensemble}
+    def inputs(got):
+        def reached(model_path, input_file, output_dir, tasks=None, batch_size=128, device=None, quantize=None,
+                    max_seq_length=128):  # fmt: skip
+            got["args"] = {"models": [model_path], "input_file": input_file, "output_dir": output_dir, "tasks": tasks,
+                           "batch_size": batch_size, "device": device, "quantize": quantize,
+                           "max_seq_length": max_seq_length}
+            raise Reached()
+
+        return reached
+
+    return {(predict, "predict"): single, (mtbert.ensemble, "predict_ensemble"): ensemble,
+            (predict, "predict_inputs"): inputs}
 
 
 def predict_base(place: Place) -> dict[str, str]:
@@ -900,13 +950,18 @@ def predict_base(place: Place) -> dict[str, str]:
 def run_predict(scripts, place: Place, given_flags: list[tuple[str, Any]]) -> Outcome:
     base = predict_base(place)
     aliases = {"--model": "--model_name_or_path", "--batch_size": "--per_device_eval_batch_size"}
+    given = {flag for flag, _ in given_flags}
+    if given & {"--input_file", "--tasks"}:  # a file of inputs instead of the leaderboard data
+        del base["--data_dir"]
+        if "--input_file" not in given:
+            base["--input_file"] = place.resolve("@INPUTS@")
     for flag, _ in given_flags:
         base.pop(aliases.get(flag, flag), None)
     argv = [f"{flag}={value}" for flag, value in base.items()]
     for flag, value in given_flags:
         value = place.resolve(value)
-        if flag in ("--model_name_or_path", "--model") and value:
-            argv += [flag, *value.split(" ")]  # nargs="+": several models
+        if flag in ("--model_name_or_path", "--model", "--tasks") and value:
+            argv += [flag, *value.split(" ")]  # nargs="+": several models, several tasks
         else:
             argv.append(f"{flag}={value}")
     outcome = run_script(scripts["predict"], argv, place, predict_stops(scripts))
@@ -917,7 +972,7 @@ def run_predict(scripts, place: Place, given_flags: list[tuple[str, Any]]) -> Ou
 
 
 def predict_honoured(flag: str, raw: str, got: dict, place: Place) -> None:
-    data_args = got["data_args"]
+    data_args = got.get("data_args")  # none with --input_file
     if flag in ("--model_name_or_path", "--model"):
         assert got["models"] == raw.split(" "), got["models"]
     elif flag in ("--per_device_eval_batch_size", "--batch_size"):
@@ -934,6 +989,10 @@ def predict_honoured(flag: str, raw: str, got: dict, place: Place) -> None:
         assert getattr(data_args, flag[2:]) == raw
     elif flag == "--task_data":
         assert data_args.task_data == json.loads(raw)
+    elif flag == "--input_file":
+        assert got["input_file"] == raw and got["tasks"] == (["sst"] if raw.endswith(".csv") else ["qqp", "sts"])
+    elif flag == "--tasks":  # with the world's one-sentence inputs: all is sst, the only one-sentence task
+        assert got["tasks"] == (["sst"] if raw == "all" else raw.split(" ")), got["tasks"]
 
 
 @pytest.mark.parametrize("flag", sorted(PREDICT_FLAGS))
@@ -1205,7 +1264,14 @@ ARGUMENT_FIELDS = {
     "task_sampling": st.one_of(st.sampled_from(["round_robin", "proportional", "temperature"]), WRONG_TYPES),
     "sampling_temperature": NUMBER,
     "pcgrad_reduction": st.one_of(st.sampled_from(["sum", "mean"]), WRONG_TYPES),
-    "aggregator": st.one_of(st.none(), st.sampled_from(["pcgrad", "cagrad"]), WRONG_TYPES),
+    "aggregator": st.one_of(st.none(), st.sampled_from(["pcgrad", "cagrad", "nash_mtl"]), WRONG_TYPES),
+    "aggregator_options": st.one_of(
+        st.none(), st.sampled_from([{"c": 0.3}, {"max_norm": 1.0}, {"cc": 1}, {}, '{"c": 0.2}', "{bad"]), WRONG_TYPES
+    ),
+    "task_weighting": st.one_of(st.sampled_from(["static", "uncertainty", "dwa", "famo", "dbmtl"]), WRONG_TYPES),
+    "weighting_options": st.one_of(
+        st.none(), st.sampled_from([{"lr": 0.1}, {"period": 2}, {"period": 0.5}, {}, '{"eps": 1e-6}']), WRONG_TYPES
+    ),
     "group_by_length": FLAG,
     "embedding_updates": st.one_of(st.sampled_from(["dense", "sparse", "frozen"]), WRONG_TYPES),
     "cudnn_attention": FLAG,
@@ -1217,6 +1283,12 @@ ARGUMENT_FIELDS = {
     "gradient_telemetry": FLAG,
     "max_nonfinite_steps": NUMBER,
     "overwrite_output_dir": FLAG,
+    "distill": st.one_of(
+        st.none(),
+        st.sampled_from([{"alpha": 0.5}, {"teacher": "./no/such"}, {"alpha": 2}, {"temperature": 0}, '{"alpha": 0.3}',
+                         "{bad", {"alhpa": 1}, {"batch_size": 0}, [], {}]),
+        WRONG_TYPES,
+    ),
     # stock numbers that mtbert checks by name
     "learning_rate": NUMBER,
     "num_train_epochs": NUMBER,
@@ -1259,6 +1331,10 @@ def test_training_arguments_are_honoured_or_refused(kwargs, tmp_path_factory):
             assert math.isfinite(value), f"{name}={value!r} accepted"
         if name in ("group_by_length", "cudnn_attention", "eval_only", "gradient_telemetry", "overwrite_output_dir"):
             assert isinstance(value, bool) and got is value, f"{name}={value!r} accepted as {got!r}"
+        elif name in ("aggregator_options", "weighting_options"):  # a mapping, or its JSON text, read as one
+            assert isinstance(value, (dict, str, type(None))) and isinstance(got, (dict, type(None))), (
+                f"{name}={value!r} accepted as {got!r}"
+            )
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             assert got == value, f"{name}={value!r} holds {got!r}"
         else:
@@ -1293,11 +1369,12 @@ TRAINER_KWARGS = {
         st.none(), st.sampled_from([{"sst": 1}, {"sst": 0}, {"sst": -1}, {"nli": 1}, {"sst": 1.5}, {"sst": "1"}, 3]),
         WRONG_TYPES,
     ),
+    "teacher": st.one_of(st.none(), st.sampled_from(["./no/such/teacher", "user/not-here", [], [""]]), WRONG_TYPES),
 }
 TRAINER_EXEMPT = {
     "model": "a MultitaskBertModel: any other object fails on model.config at once",
     "data_collator": "the multitask collator is built from the tokenizer's pad id; a custom one is the user's code",
-    "model_init": "refused outright (tests/test_trainer_api.py)",
+    "model_init": "a function returning the model, used by hyperparameter_search (tests/test_search_and_tracking.py)",
     "compute_loss_func": "refused outright (tests/test_trainer_api.py)",
     "optimizers": "a (torch optimizer, scheduler) pair built by the user, as with the stock Trainer",
     "train_datasets": "deprecated spelling of train_dataset (tests/test_trainer_api.py)",

@@ -98,7 +98,7 @@ def assert_same_weights(a: Path, b: Path, atol: float = 2e-5) -> None:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
+@pytest.mark.parametrize("strategy", ["round_robin", "sum", "pcgrad"])
 def test_two_ddp_ranks_match_one_process_with_the_same_global_batch(tiny_backbone, small_minbert, tmp_path, strategy):
     """torchrun --nproc_per_node 2 (gloo, CPU) with batch 4 per rank == one process with batch 8."""
     one = tmp_path / "one"
@@ -117,6 +117,36 @@ def test_two_ddp_ranks_match_one_process_with_the_same_global_batch(tiny_backbon
         .max()
     )
     assert moved > 1e-4
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize(
+    "strategy, extra",
+    [
+        ("round_robin", {"task_weighting": "uncertainty", "weighting_options": json.dumps({"lr": 0.05})}),
+        ("pcgrad", {"aggregator": "nash_mtl", "task_weighting": "famo"}),
+        ("pcgrad", {"aggregator": "upgrad", "task_weighting": "dbmtl"}),
+    ],
+    ids=["round_robin-uncertainty", "nash_mtl-famo", "upgrad-dbmtl"],
+)
+def test_task_weighting_and_new_aggregators_under_two_ddp_ranks_match_one_process(
+    tiny_backbone, small_minbert, tmp_path, strategy, extra
+):
+    """The loss balancers weigh each task by losses averaged over the ranks, and the aggregators see the all-reduced
+    Gram matrix: two ranks of batch 4 end where one process of batch 8 does (weights and learned weighting)."""
+    if extra.get("aggregator") == "upgrad":
+        pytest.importorskip("torchjd")
+        pytest.importorskip("quadprog")
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    run_train(base_args(tiny_backbone, small_minbert, one, strategy, batch=8, **extra))
+    result = run_train(base_args(tiny_backbone, small_minbert, two, strategy, batch=4, **extra), nproc=2)
+    assert "world size 2" in result.stdout + result.stderr
+    assert_same_weights(one, two)
+    logs = [json.loads((d / "trainer_state.json").read_text())["log_history"] for d in (one, two)]
+    logged = [{f"{i}/{k}": v for i, h in enumerate(log) for k, v in h.items() if k.startswith("task_weight_")}
+              for log in logs]
+    assert logged[0] and logged[0] == pytest.approx(logged[1], abs=1e-5)
 
 
 @pytest.mark.parametrize("strategy", ["sum", "pcgrad"])

@@ -1,7 +1,7 @@
 """Session 7 probe: does keeping freed memory in glibc's heap speed up a CPU training step?
 
-    python docs/cpu_logs/allocator_probe.py base      # glibc defaults
-    python docs/cpu_logs/allocator_probe.py mallopt   # no mmap, 1 GiB trim threshold, 64 MiB top pad
+    python reports/cpu_logs/allocator_probe.py base      # glibc defaults
+    python reports/cpu_logs/allocator_probe.py mallopt   # no mmap, 1 GiB trim threshold, 64 MiB top pad
 
 Run from the repository root. Prints ms per step over three passes of 20 steps (MiniLM, batch 32, bf16).
 """

@@ -1,6 +1,6 @@
 """Session 7 probe: the MiniLM encoder in ONNX Runtime (fp32) against torch fp32 and bf16 autocast on this CPU.
 
-    pip install onnxruntime onnx && python docs/cpu_logs/onnxruntime_probe.py
+    pip install onnxruntime onnx && python reports/cpu_logs/onnxruntime_probe.py
 
 Batch 64, length 40 (some rows padded), 2 intra-op threads. The last value compares ORT's output with torch's on
 the real (unpadded) tokens: in session 7 they did not match, which was not debugged.
