@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository, for mtbert
-
-from mtbert.precision import choose_bf16, cpu_flags, measure_bf16_speedup  # noqa: E402  (the rule mtbert uses)
+from mtbert.precision import choose_bf16, cpu_flags, measure_bf16_speedup  # the rule mtbert uses
 
 # The quickstart heads (SST mean pooling, QQP joined with [SEP], STS cosine of separately encoded sentences).
 TASKS = {

@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 import time
 
 import torch
+from common import DEFAULT_DATA_DIR, TASKS, choose_bf16, machine_line
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, TASKS, choose_bf16, machine_line  # noqa: E402
-
-from mtbert import MultitaskBertModel  # noqa: E402
-from mtbert.arguments import resolve_model_path  # noqa: E402
-from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
-from mtbert.predict import task_logits  # noqa: E402
+from mtbert import MultitaskBertModel
+from mtbert.arguments import resolve_model_path
+from mtbert.data import load_task_splits, tokenize_task
+from mtbert.predict import task_logits
 
 
 def timed(fn) -> float:

@@ -27,23 +27,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
+from common import DEFAULT_DATA_DIR, TASKS, machine_line
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, TASKS, machine_line  # noqa: E402
-
-from mtbert import MultitaskBertModel  # noqa: E402
-from mtbert.arguments import resolve_model_path  # noqa: E402
-from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
-from mtbert.trainer import MultitaskTrainer  # noqa: E402
-from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
+from mtbert import MultitaskBertModel
+from mtbert.arguments import resolve_model_path
+from mtbert.data import load_task_splits, tokenize_task
+from mtbert.trainer import MultitaskTrainer
+from mtbert.training_args import MultitaskTrainingArguments
 
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 

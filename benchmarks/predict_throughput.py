@@ -30,20 +30,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 import time
 
 import torch
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios  # noqa: E402
-
-from mtbert import MultitaskBertModel  # noqa: E402
-from mtbert.arguments import resolve_model_path  # noqa: E402
-from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
-from mtbert.predict import predict_task  # noqa: E402
+from mtbert import MultitaskBertModel
+from mtbert.arguments import resolve_model_path
+from mtbert.data import load_task_splits, tokenize_task
+from mtbert.predict import predict_task
 
 
 def main():

@@ -8,22 +8,17 @@ Prints the top operators by self CPU time and the share of data loading + collat
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 
+from common import DEFAULT_DATA_DIR, TASKS
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, TASKS  # noqa: E402
-
-from mtbert import MultitaskBertModel  # noqa: E402
-from mtbert.arguments import resolve_model_path  # noqa: E402
-from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
-from mtbert.trainer import MultitaskTrainer  # noqa: E402
-from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
+from mtbert import MultitaskBertModel
+from mtbert.arguments import resolve_model_path
+from mtbert.data import load_task_splits, tokenize_task
+from mtbert.trainer import MultitaskTrainer
+from mtbert.training_args import MultitaskTrainingArguments
 
 
 def main():

@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
 import torch
+from common import DEFAULT_DATA_DIR, machine_line
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, machine_line  # noqa: E402
-
-from mtbert.arguments import DataArguments  # noqa: E402
-from mtbert.loading import load_model_and_tokenizer  # noqa: E402
-from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics  # noqa: E402
-from mtbert.modeling_mtbert import quantize_int8  # noqa: E402
-from mtbert.predict import predict_task  # noqa: E402
-from mtbert.run import load_tokenized  # noqa: E402
+from mtbert.arguments import DataArguments
+from mtbert.loading import load_model_and_tokenizer
+from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics
+from mtbert.modeling_mtbert import quantize_int8
+from mtbert.predict import predict_task
+from mtbert.run import load_tokenized
 
 
 def main():

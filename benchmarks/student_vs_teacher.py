@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import sys
 import time
 
 import torch
+from common import DEFAULT_DATA_DIR, machine_line
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, machine_line  # noqa: E402
-
-from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
-from mtbert.loading import load_model_and_tokenizer  # noqa: E402
-from mtbert.predict import predict_task  # noqa: E402
+from mtbert.data import load_task_splits, tokenize_task
+from mtbert.loading import load_model_and_tokenizer
+from mtbert.predict import predict_task
 
 
 def prepared(path: str, data_dir: str, rows: int | None):

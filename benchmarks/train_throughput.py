@@ -29,22 +29,17 @@ min/median/max over repeats are printed, and the ratios of medians. Last line:
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 
 import torch
+from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios  # noqa: E402
-
-from mtbert import MultitaskBertModel  # noqa: E402
-from mtbert.arguments import resolve_model_path  # noqa: E402
-from mtbert.data import load_task_splits, tokenize_task  # noqa: E402
-from mtbert.trainer import MultitaskTrainer  # noqa: E402
-from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
+from mtbert import MultitaskBertModel
+from mtbert.arguments import resolve_model_path
+from mtbert.data import load_task_splits, tokenize_task
+from mtbert.trainer import MultitaskTrainer
+from mtbert.training_args import MultitaskTrainingArguments
 
 
 def raw_rows(data_dir: str, rows: int):
