@@ -277,11 +277,7 @@ class MultitaskTrainer(Trainer):
     def _global_losses(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each task's detached loss averaged over the data-parallel ranks (one all-reduce of T numbers), so every
         rank computes the same task weights, equal to one process's on the whole batch."""
-        stacked = torch.stack([loss.detach().float() for loss in losses.values()])
-        if self.args.world_size > 1:
-            stacked = stacked.clone()
-            torch.distributed.all_reduce(stacked)
-            stacked /= self.args.world_size
+        stacked = self._all_reduce_mean(torch.stack([loss.detach().float() for loss in losses.values()]))
         return dict(zip(losses, stacked))
 
     def _weighted(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -599,18 +595,18 @@ class MultitaskTrainer(Trainer):
         with model.no_sync() if manual_sync else nullcontext():
             loss = self._summed_backward(model, inputs)
         if manual_sync and self.accelerator.gradient_state.sync_gradients:
-            self._all_reduce_gradients(model)
+            self._all_reduce_gradients([p for p in model.parameters() if p.grad is not None])
         return loss
 
-    def _all_reduce_gradients(self, model) -> None:
-        """Every gradient averaged over the ranks in one flat all-reduce (what DDP's hooks would have done)."""
-        params = [p for p in model.parameters() if p.grad is not None]
+    def _all_reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """These gradients averaged over the ranks in one flat all-reduce (what DDP's hooks would have done); the
+        same set of parameters must hold gradients on every rank."""
         if not params:
             return
         flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params]))
         offset = 0
         for p in params:
-            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+            p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
             offset += p.numel()
 
     def _summed_backward(self, model, inputs) -> torch.Tensor:
@@ -722,12 +718,8 @@ class MultitaskTrainer(Trainer):
             # model sharded at load time averages its replicated ones (the stock Trainer's hooks)
             others = [p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None
                       and not is_sharded(p)]
-            if self.args.world_size > 1 and others and not self.is_distributed_loading_by_transformers:
-                flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in others]))
-                offset = 0
-                for p in others:
-                    p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
-                    offset += p.numel()
+            if self.args.world_size > 1 and not self.is_distributed_loading_by_transformers:
+                self._all_reduce_gradients(others)
             seed = int(self.args.seed) * 1_000_003 + self.state.global_step
             result = self._task_gradients.aggregate(  # sharded: FSDP reduced each task; the Gram is all-reduced
                 self._aggregator(), generator=torch.Generator(device="cpu").manual_seed(seed),
