@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from .collators import TEACHER_COLUMN
 from .configuration_mtbert import MultitaskConfigError
-from .kinds_mtbert import get_kind
+from .kinds_mtbert import IGNORE_INDEX, get_kind
 
 logger = logging.getLogger("mtbert")
 
@@ -433,23 +433,22 @@ class TeacherLabeller:
     def _column(values, spec: dict[str, Any], dataset) -> list:
         if _target_kind(spec) != "tags":
             return np.asarray(values).tolist()
-        return [align_to_sub_tokens(v, word_ids) for v, word_ids in zip(values, dataset["word_ids"])]
+        every = spec.get("label_all_tokens", False)
+        return [align_to_sub_tokens(v, word_ids, every) for v, word_ids in zip(values, dataset["word_ids"])]
 
 
-def align_to_sub_tokens(word_values: np.ndarray, word_ids: Sequence[int]) -> list[list[float]]:
-    """A token task's per-word teacher distribution placed on the student's sub-tokens: each word's first sub-token
-    gets it, every other position NaN (masked out of the loss), as the gold tags are placed."""
+def align_to_sub_tokens(word_values: np.ndarray, word_ids: Sequence[int], label_all_tokens: bool = False
+                        ) -> list[list[float]]:  # fmt: skip
+    """A token task's per-word teacher distribution placed on the student's sub-tokens exactly where the gold tags go
+    (``heads_mtbert.align_word_labels``: each word's first sub-token, or all of them with ``label_all_tokens``),
+    every other position NaN (masked out of the loss)."""
+    from .heads_mtbert import align_word_labels
+
     word_values = np.asarray(word_values, dtype=np.float32)
     width = word_values.shape[-1] if word_values.ndim == 2 else 1
     nan = [float("nan")] * width
-    out, previous = [], None
-    for word in word_ids:
-        if 0 <= word < len(word_values) and word != previous:
-            out.append(word_values[word].tolist())
-        else:
-            out.append(nan)
-        previous = word
-    return out
+    words = align_word_labels(list(word_ids), list(range(len(word_values))), label_all_tokens)
+    return [nan if word == IGNORE_INDEX else word_values[word].tolist() for word in words]
 
 
 def label_training_data(settings: DistillationSettings, datasets: dict[str, Any], tasks: dict[str, dict[str, Any]],
