@@ -70,8 +70,15 @@ def main():
 
     def predict_all():
         return {
-            task: task_logits(model, task, ds, batch_size=args.batch_size, autocast=autocast, progress=False,
-                              pad_to_multiple_of=args.bucket)
+            task: task_logits(
+                model,
+                task,
+                ds,
+                batch_size=args.batch_size,
+                autocast=autocast,
+                progress=False,
+                pad_to_multiple_of=args.bucket,
+            )
             for task, ds in tests.items()
         }
 
@@ -87,19 +94,28 @@ def main():
                 outputs[side] = predict_all()
                 passes.append(time.perf_counter() - start)
         results[side] = passes
-        print(f"prediction {side:8s}: " + ", ".join(f"{t:.1f} s" for t in passes) + f" for {rows} rows "
-              f"(steady state {rows / min(passes[1:] or passes):.1f} rows/s)", flush=True)
+        print(
+            f"prediction {side:8s}: " + ", ".join(f"{t:.1f} s" for t in passes) + f" for {rows} rows "
+            f"(steady state {rows / min(passes[1:] or passes):.1f} rows/s)",
+            flush=True,
+        )
     model.encoder = eager_encoder
     diff = max((outputs["eager"][t] - outputs["compiled"][t]).abs().max().item() for t in tests)
     steady = {side: min(passes[1:] or passes) for side, passes in results.items()}
     predict_speedup = steady["eager"] / steady["compiled"]
-    print(f"prediction: compile pass {results['compiled'][0]:.1f} s vs eager {results['eager'][0]:.1f} s; "
-          f"max |logit difference| {diff:.2e}", flush=True)
+    print(
+        f"prediction: compile pass {results['compiled'][0]:.1f} s vs eager {results['eager'][0]:.1f} s; "
+        f"max |logit difference| {diff:.2e}",
+        flush=True,
+    )
 
     # training: one shape (batch of 32 SST rows cut to 64 tokens), forward + backward + AdamW
     task = "sst"
-    batch = {"input_ids": torch.randint(1000, 20000, (32, 64)), "attention_mask": torch.ones(32, 64, dtype=torch.long),
-             "labels": torch.randint(0, 5, (32,))}
+    batch = {
+        "input_ids": torch.randint(1000, 20000, (32, 64)),
+        "attention_mask": torch.ones(32, 64, dtype=torch.long),
+        "labels": torch.randint(0, 5, (32,)),
+    }
     train_times = {}
     for side in ("eager", "compiled"):
         torch.manual_seed(0)
@@ -109,7 +125,7 @@ def main():
         optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-5)
         torch._dynamo.reset()
 
-        def step():
+        def step(trained=trained, optimizer=optimizer):
             with autocast():
                 loss = trained(task=task, **batch).loss
             loss.backward()

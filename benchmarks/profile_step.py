@@ -42,8 +42,15 @@ def main():
         train = train.select(range(min(800, len(train))))
         data[task] = tokenize_task(train, tokenizer, spec, 64)
     targs = MultitaskTrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, report_to="none", use_cpu=True,
-        disable_tqdm=True, save_strategy="no", group_by_length=True, task_sampling="proportional", bf16=args.bf16,
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=args.batch_size,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+        group_by_length=True,
+        task_sampling="proportional",
+        bf16=args.bf16,
     )
     trainer = MultitaskTrainer(model=model, args=targs, train_dataset=data, processing_class=tokenizer)
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
@@ -71,8 +78,10 @@ def main():
     step_time = time.perf_counter() - start
     per_load = load_time / len(batches)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    print(f"{args.steps} steps: {step_time / args.steps * 1000:.0f} ms/step (under the profiler); data loading + "
-          f"collation {per_load * 1000:.1f} ms/batch = {per_load / (per_load + step_time / args.steps):.1%} of a step")
+    print(
+        f"{args.steps} steps: {step_time / args.steps * 1000:.0f} ms/step (under the profiler); data loading + "
+        f"collation {per_load * 1000:.1f} ms/batch = {per_load / (per_load + step_time / args.steps):.1%} of a step"
+    )
 
 
 if __name__ == "__main__":

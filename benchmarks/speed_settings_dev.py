@@ -45,8 +45,10 @@ def main():
     model.float().eval()
     max_seq_length = int(getattr(model.config, "max_seq_length", None) or 128)
     data_args = DataArguments(data_source="minbert", data_dir=args.data_dir, max_seq_length=max_seq_length)
-    dev = {task: splits["dev"] for task, splits in load_tokenized(model.config.tasks, data_args, tokenizer,
-                                                                  splits=("dev",)).items()}
+    dev = {
+        task: splits["dev"]
+        for task, splits in load_tokenized(model.config.tasks, data_args, tokenizer, splits=("dev",)).items()
+    }
     rows = sum(len(d) for d in dev.values())
     results = {}
     for setting in args.settings:
@@ -56,8 +58,15 @@ def main():
         for _ in range(args.repeats):
             start = time.perf_counter()
             outputs = {
-                task: predict_task(run_model, task, ds, batch_size=args.batch_size, pad_token_id=tokenizer.pad_token_id
-                                   or 0, autocast=autocast, progress=False)
+                task: predict_task(
+                    run_model,
+                    task,
+                    ds,
+                    batch_size=args.batch_size,
+                    pad_token_id=tokenizer.pad_token_id or 0,
+                    autocast=autocast,
+                    progress=False,
+                )
                 for task, ds in dev.items()
             }
             timings.append(time.perf_counter() - start)
@@ -78,8 +87,10 @@ def main():
                 continue
             change = max(abs(metrics[k] - base[k]) for k in base)
             worst = max(base, key=lambda k: abs(metrics[k] - base[k]))
-            print(f"{setting} vs fp32: speed {speed / base_speed:.2f}x, largest dev-metric change {change:.4f} "
-                  f"({worst}: {base[worst]:.4f} -> {metrics[worst]:.4f})")
+            print(
+                f"{setting} vs fp32: speed {speed / base_speed:.2f}x, largest dev-metric change {change:.4f} "
+                f"({worst}: {base[worst]:.4f} -> {metrics[worst]:.4f})"
+            )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def run_stock(path, tokenizer, data, args, use_cpu, bf16=False, grouped=False) -
     for task, (_, ds) in data.items():
 
         def tok(batch):
-            pair = batch["text_pair"] if "text_pair" in batch else None
+            pair = batch.get("text_pair", None)
             return tokenizer(batch["text"], pair, truncation=True, max_length=args.max_length)
 
         tokenized = ds.map(tok, batched=True, remove_columns=[c for c in ds.column_names if c != "label"])

@@ -48,8 +48,7 @@ TASK_SETTING_HELP: dict[str, str] = {
         "the prediction is their average and the loss the sum of both views' losses."
     ),
     "use_token_type_ids": (
-        "Segment embeddings for `concat_sep` (off, as in the paper); refused for backbones without segment "
-        "embeddings."
+        "Segment embeddings for `concat_sep` (off, as in the paper); refused for backbones without segment embeddings."
     ),
     "classifier": "`linear`: dropout → linear (1-layer); `mlp`: dropout → d×d → GELU → linear (2-layer).",
     "classifier_dropout": "Dropout before the classifier.",
@@ -120,9 +119,9 @@ SEE_ALSO: dict[str, str] = {
     "strategy": "[Strategies and aggregators](concepts/strategies.md).",
     "aggregator": "[PCGrad](pcgrad.md).",
     "embedding_updates": "Dev metrics of each: [Performance](performance.md).",
-    "cudnn_attention": "[Performance](performance.md), \"GPU\".",
+    "cudnn_attention": '[Performance](performance.md), "GPU".',
     "distill": "[Distillation](distillation.md).",
-    "overwrite_output_dir": "[Reliability](reliability.md), \"Nothing lost\".",
+    "overwrite_output_dir": '[Reliability](reliability.md), "Nothing lost".',
     "gradient_telemetry": "[PCGrad](pcgrad.md).",
 }
 

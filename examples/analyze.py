@@ -31,19 +31,28 @@ def trained_length(model_path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", default=None,
-                        help="folder of a saved mtbert model (with its tokenizer); or --model_name_or_path")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="folder of a saved mtbert model (with its tokenizer); or --model_name_or_path",
+    )
     parser.add_argument("--model_name_or_path", default=None, help="the same as the positional model folder")
     parser.add_argument("--data_dir", default="../shared/data", help="minBERT data folder (default: ../shared/data)")
-    parser.add_argument("--output_dir", default=None,
-                        help="where analysis.md and the PNGs go (default: <model>/analysis)")
-    parser.add_argument("--tasks", nargs="+", default=None,
-                        help="analyse only these tasks (default: all the model has)")
+    parser.add_argument(
+        "--output_dir", default=None, help="where analysis.md and the PNGs go (default: <model>/analysis)"
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=None, help="analyse only these tasks (default: all the model has)"
+    )
     parser.add_argument("--top_n", type=int, default=5, help="most confident false positives/negatives to list")
     add_argument_with_aliases(parser, "--per_device_eval_batch_size", "--batch_size", type=int, default=128)
-    parser.add_argument("--max_seq_length", type=int, default=None,
-                        help="truncation (default: the length the model was trained with, from its config.json; "
-                        "else 128)")
+    parser.add_argument(
+        "--max_seq_length",
+        type=int,
+        default=None,
+        help="truncation (default: the length the model was trained with, from its config.json; else 128)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     return parser
 
@@ -63,8 +72,15 @@ def main(argv=None):
     datasets.disable_progress_bars()  # keep the tokenizing and weight-loading bars out of the summary
     transformers.utils.logging.disable_progress_bar()
     report = main_guard(
-        analyze, model, args.data_dir, output_dir, tasks=args.tasks, top_n=args.top_n,
-        batch_size=args.per_device_eval_batch_size, max_seq_length=max_seq_length, device=args.device,
+        analyze,
+        model,
+        args.data_dir,
+        output_dir,
+        tasks=args.tasks,
+        top_n=args.top_n,
+        batch_size=args.per_device_eval_batch_size,
+        max_seq_length=max_seq_length,
+        device=args.device,
         progress=sys.stderr.isatty(),
     )
     print(summary(report))

@@ -34,10 +34,21 @@ def read_group(paths: list[str]) -> dict[str, list[float]]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("LABEL", "RUN"),
-                        help="a label, then the group's metrics.json files or run folders")
-    parser.add_argument("--target", nargs="*", default=[], metavar="COLUMN=VALUE",
-                        help="a dashed line per column (SST, QQP, STS, Average)")
+    parser.add_argument(
+        "--group",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("LABEL", "RUN"),
+        help="a label, then the group's metrics.json files or run folders",
+    )
+    parser.add_argument(
+        "--target",
+        nargs="*",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="a dashed line per column (SST, QQP, STS, Average)",
+    )
     parser.add_argument("--title", default="Dev scores")
     parser.add_argument("--output", required=True, help="the .png to write")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Plot gradient-conflict telemetry of a run (trained with gradient_telemetry: true) into a PNG.
 
-    python examples/plot_telemetry.py outputs/t3_pcgrad --output outputs/t3_pcgrad/conflicts.png
+python examples/plot_telemetry.py outputs/t3_pcgrad --output outputs/t3_pcgrad/conflicts.png
 """
 
 import argparse

@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of this script (tests/test_property_validation.py fuzzes every flag it has)."""
     parser = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_argument_with_aliases(
-        parser, "--model_name_or_path", "--model", nargs="+",
+        parser,
+        "--model_name_or_path",
+        "--model",
+        nargs="+",
         help="folder of a saved mtbert model (or a Hub id); several: predict with their ensemble (required)",
     )
     parser.add_argument("--data_dir", help="minBERT data folder (data_source minbert)")
@@ -90,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True, help="where the *-output.csv (or predictions.*) files go")
     add_argument_with_aliases(parser, "--per_device_eval_batch_size", "--batch_size", type=int, default=128)
     parser.add_argument(
-        "--max_seq_length", type=int, default=None,
+        "--max_seq_length",
+        type=int,
+        default=None,
         help="truncation (default: the length the model was trained with, recorded in its config.json; else 128)",
     )
     parser.add_argument("--max_eval_samples", type=int, default=None, help="predict only the first n dev rows")
@@ -98,16 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task_data", default=None, help="per-task data sources as JSON (docs/guides/own-task.md)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     parser.add_argument(
-        "--quantize", default="none", choices=QUANTIZE_CHOICES,
+        "--quantize",
+        default="none",
+        choices=QUANTIZE_CHOICES,
         help="int8: dynamic int8 quantization of the linear layers for CPU prediction (default: none, float32)",
     )
     parser.add_argument(
-        "--input_file", default=None,
+        "--input_file",
+        default=None,
         help="a .csv/.tsv/.jsonl file of inputs (text, and text_pair for pairs) to predict instead of the leaderboard "
         "files: <output_dir>/predictions.<ext>, a column per task",
     )
     parser.add_argument(
-        "--tasks", nargs="+", default=None,
+        "--tasks",
+        nargs="+",
+        default=None,
         help="with --input_file: the tasks to predict, or all (the default: every task whose input the file holds)",
     )
     return parser
@@ -117,13 +127,18 @@ def check_input_file_flags(parser: argparse.ArgumentParser, args: argparse.Names
     """--tasks goes with --input_file, and --input_file with one model and none of the leaderboard's data flags."""
     if args.input_file is None:
         if args.tasks is not None:
-            parser.error("--tasks picks the tasks to predict for --input_file; pass --input_file (the leaderboard "
-                         "files cover every task with a test split)")
+            parser.error(
+                "--tasks picks the tasks to predict for --input_file; pass --input_file (the leaderboard "
+                "files cover every task with a test split)"
+            )
         return
     if len(args.model_name_or_path) > 1:
         parser.error("--input_file predicts with one model; pass one --model_name_or_path")
-    data_flags = [f"--{name}" for name in ("data_dir", "task_data", "max_eval_samples", "max_predict_samples")
-                  if getattr(args, name) is not None]
+    data_flags = [
+        f"--{name}"
+        for name in ("data_dir", "task_data", "max_eval_samples", "max_predict_samples")
+        if getattr(args, name) is not None
+    ]
     if args.data_source != "minbert":
         data_flags.append("--data_source")
     if data_flags:
@@ -153,8 +168,19 @@ def main(argv=None):
     if args.input_file is not None:  # every task of one file of inputs, into one file
         main_guard(check_models, models)
         tasks = main_guard(input_file_tasks, models[0], args.input_file, args.tasks)
-        print(main_guard(predict_inputs, models[0], args.input_file, args.output_dir, tasks, batch_size, args.device,
-                         quantize, max_seq_length))
+        print(
+            main_guard(
+                predict_inputs,
+                models[0],
+                args.input_file,
+                args.output_dir,
+                tasks,
+                batch_size,
+                args.device,
+                quantize,
+                max_seq_length,
+            )
+        )
         return
     data_args = main_guard(
         DataArguments,
@@ -192,8 +218,11 @@ def main(argv=None):
 def setup_logging() -> None:
     """mtbert's info lines (int8 quantization, an ensemble's dev averages) and warnings on stderr; the data reports
     stay quiet (warnings only). stdout keeps only the written paths and the ensemble's metrics."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stderr)])
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stderr)],
+    )
     logging.getLogger("mtbert").setLevel(logging.INFO)
     logging.getLogger("mtbert.data").setLevel(logging.WARNING)
 

@@ -37,8 +37,13 @@ from mtbert.trainer import MultitaskTrainer
 
 logger = logging.getLogger("mtbert")
 
-SEARCH_FLAGS = {"--n_trials": "10", "--learning_rates": "1e-5,2e-4", "--head_learning_rates": "1e-5,1e-3",
-                "--temperatures": "1,5", "--weightings": ""}
+SEARCH_FLAGS = {
+    "--n_trials": "10",
+    "--learning_rates": "1e-5,2e-4",
+    "--head_learning_rates": "1e-5,1e-3",
+    "--temperatures": "1,5",
+    "--weightings": "",
+}
 
 
 def split_search_flags(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -137,8 +142,9 @@ def run(argv: list[str]) -> dict:
     if trainer.is_world_process_zero():
         csv_path, md_path = recorder.write(training_args.output_dir)
         logger.info("search results: %s, %s", csv_path, md_path)
-    logger.info("best trial %s: eval_average %.4f with %s", best.run_id, best.objective,
-                json.dumps(best.hyperparameters))
+    logger.info(
+        "best trial %s: eval_average %.4f with %s", best.run_id, best.objective, json.dumps(best.hyperparameters)
+    )
     return {"run_id": best.run_id, "objective": best.objective, "hyperparameters": best.hyperparameters}
 
 

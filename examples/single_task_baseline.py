@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--task", required=True, choices=TASKS, help="the one task to train")
     add_argument_with_aliases(
-        parser, "--model_name_or_path", "--model",
+        parser,
+        "--model_name_or_path",
+        "--model",
         default=OFFLINE_MINILM,
         help=f"backbone folder or Hub id; '{OFFLINE_MINILM}' is the offline MiniLM package (default)",
     )
@@ -70,19 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_argument_with_aliases(parser, "--num_train_epochs", "--epochs", type=float, default=3.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     add_argument_with_aliases(
-        parser, "--per_device_train_batch_size", "--batch_size", type=int, default=32,
+        parser,
+        "--per_device_train_batch_size",
+        "--batch_size",
+        type=int,
+        default=32,
         help="training batch size per device",
     )
     add_argument_with_aliases(parser, "--per_device_eval_batch_size", "--eval_batch_size", type=int, default=128)
     add_argument_with_aliases(
-        parser, "--warmup_steps", "--warmup", type=float, default=0.1,
+        parser,
+        "--warmup_steps",
+        "--warmup",
+        type=float,
+        default=0.1,
         help="a float below 1 is a fraction of the training steps, 1 or more a step count",
     )
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--weight_decay", type=float, default=0.01)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
     parser.add_argument(
-        "--max_train_samples", type=int, default=None,
+        "--max_train_samples",
+        type=int,
+        default=None,
         help="train on the first N training rows only (for quick checks and tests)",
     )
     parser.add_argument("--save_model", action="store_true", help="also save the fine-tuned model and tokenizer")

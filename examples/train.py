@@ -57,7 +57,10 @@ def run(model_args, data_args, training_args) -> dict:
     setup_logging(training_args)
     logger.info(
         "world size %d (this is rank %d), device %s, strategy %s",
-        training_args.world_size, training_args.process_index, training_args.device, training_args.strategy,
+        training_args.world_size,
+        training_args.process_index,
+        training_args.device,
+        training_args.strategy,
     )
     if getattr(training_args, "bf16_reason", None):  # bf16: auto was decided when the arguments were read
         logger.info("bf16 %s: %s", "on" if training_args.bf16 else "off", training_args.bf16_reason)

@@ -7,23 +7,23 @@ from .pipeline_mtbert import PIPELINE_TASK, MultitaskTextPipeline
 __version__ = "0.1.0"
 
 # AutoConfig / AutoModel / pipeline registry know mtbert once it is imported (no trust_remote_code needed locally).
-from .hub import register_auto_classes  # noqa: E402
+from .hub import register_auto_classes
 
 register_auto_classes()
 
 __all__ = [
+    "PIPELINE_TASK",
+    "ExportedModel",
     "MultitaskBertConfig",
     "MultitaskBertModel",
+    "MultitaskConfigError",
     "MultitaskOutput",
     "MultitaskTextPipeline",
-    "PIPELINE_TASK",
-    "MultitaskConfigError",
     "MultitaskTrainer",
     "MultitaskTrainingArguments",
-    "prepare_dataset",
-    "mtl_backward",
     "export_model",
-    "ExportedModel",
+    "mtl_backward",
+    "prepare_dataset",
     "save_sentence_transformer",
 ]
 

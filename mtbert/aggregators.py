@@ -413,8 +413,9 @@ def upgrad_weights(
 
         projector = QuadprogProjector(norm_eps=norm_eps, reg_eps=reg_eps)
     except ImportError as error:
-        raise ImportError(f"aggregator upgrad needs TorchJD with its quadprog solver: pip install 'mtbert[torchjd]' "
-                          f"({error})") from None
+        raise ImportError(
+            f"aggregator upgrad needs TorchJD with its quadprog solver: pip install 'mtbert[torchjd]' ({error})"
+        ) from None
     weights = UPGradWeighting(projector=projector)(g).to(_DTYPE)
     return AggregatorResult(weights, _no_projections(g))
 
@@ -544,8 +545,11 @@ def aggregator_options(name: str) -> list[str]:
     import inspect
 
     fn = AGGREGATORS[name.strip().lower().replace("-", "_")]
-    return [p.name for p in inspect.signature(fn).parameters.values()
-            if p.name not in ("gram", "generator", "permutations") and p.default is not p.empty]
+    return [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.name not in ("gram", "generator", "permutations") and p.default is not p.empty
+    ]
 
 
 def check_aggregator_options(name: str, options) -> dict:
@@ -560,8 +564,10 @@ def check_aggregator_options(name: str, options) -> dict:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"aggregator_options.{key}: aggregator {name} takes no {key!r} (it takes "
-                             f"{', '.join(valid) or 'none'}){hint}")
+            raise ValueError(
+                f"aggregator_options.{key}: aggregator {name} takes no {key!r} (it takes "
+                f"{', '.join(valid) or 'none'}){hint}"
+            )
         check, rule = _OPTION_RULES[key]
         if not check(value):
             raise ValueError(f"aggregator_options.{key} must be {rule}, got {value!r}")

@@ -244,9 +244,11 @@ def check_attn_implementation(name: str) -> None:
     known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
     if name not in known:
         raise MultitaskConfigError(
-            f"attn_implementation: {name!r} is not one of {', '.join(known)}" + (
+            f"attn_implementation: {name!r} is not one of {', '.join(known)}"
+            + (
                 f"; did you mean {difflib.get_close_matches(name, known, n=1)[0]!r}?"
-                if difflib.get_close_matches(name, known, n=1) else ""
+                if difflib.get_close_matches(name, known, n=1)
+                else ""
             )
         )
     available = {
@@ -636,7 +638,7 @@ def check_best_metric(metric: str | None, tasks: dict[str, Any]) -> None:
     names = ["average", "runtime", "epoch"]
     for task, kind in kinds.items():
         names += [f"{task}_loss"] + [f"{task}_{name}" for name in KIND_METRICS[kind]]
-    name = metric[len("eval_"):] if metric.startswith("eval_") else metric
+    name = metric[len("eval_") :] if metric.startswith("eval_") else metric
     if name not in names:
         hint = difflib.get_close_matches(name, names, n=1)
         raise MultitaskConfigError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from safetensors.torch import load_file
@@ -52,7 +52,7 @@ def load_checkpoint_weights(checkpoint_dir: str) -> dict[str, torch.Tensor]:
             for shard in shards:
                 state.update(load_file(os.path.join(checkpoint_dir, shard)))
             return state
-    except Exception as error:  # noqa: BLE001 - a truncated or foreign file is the same problem for the user
+    except Exception as error:
         raise MultitaskConfigError(
             f"checkpoint {checkpoint_dir!r}: its weights are unreadable ({type(error).__name__}: {error})"
         ) from None
@@ -173,9 +173,9 @@ def load_averaged_model(checkpoint_dirs: Sequence[str]):
 
 
 __all__ = [
-    "find_checkpoints",
-    "load_checkpoint_weights",
     "average_checkpoints",
-    "load_state_dict_strictly",
+    "find_checkpoints",
     "load_averaged_model",
+    "load_checkpoint_weights",
+    "load_state_dict_strictly",
 ]

@@ -103,8 +103,10 @@ class TaskGradients:
 
     def matches(self, shared_params: Sequence[torch.nn.Parameter], tasks: Sequence[str]) -> bool:
         """Whether this buffer can take these tasks' gradients (so a training loop reuses it across steps)."""
-        return list(tasks) == self.tasks and len(shared_params) == len(self.shared) and all(
-            a is b for a, b in zip(shared_params, self.shared)
+        return (
+            list(tasks) == self.tasks
+            and len(shared_params) == len(self.shared)
+            and all(a is b for a, b in zip(shared_params, self.shared))
         )
 
     def _point_grads(self, flat: Tensor) -> None:
@@ -215,8 +217,9 @@ class TaskGradients:
         last = len(named) - 1
         for row, loss in enumerate(named.values()):
             keep = row < last if retain_graph is None else retain_graph
-            grads = torch.autograd.grad(loss * scale if scale != 1.0 else loss, self.shared + others,
-                                        allow_unused=True, retain_graph=keep)
+            grads = torch.autograd.grad(
+                loss * scale if scale != 1.0 else loss, self.shared + others, allow_unused=True, retain_graph=keep
+            )
             offset = 0
             for p, g in zip(self.shared, grads):
                 if g is not None:

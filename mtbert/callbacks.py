@@ -67,7 +67,8 @@ class CheckpointAveragingCallback(TrainerCallback):
         load_state_dict_strictly(model, average_checkpoints(checkpoints, dtype=next(model.parameters()).dtype))
         logger.info(
             "averaged the weights of %d checkpoints: %s",
-            len(checkpoints), ", ".join(os.path.basename(c) for c in checkpoints),
+            len(checkpoints),
+            ", ".join(os.path.basename(c) for c in checkpoints),
         )
         return len(checkpoints)
 
@@ -98,7 +99,7 @@ class ModelCardCallback(TrainerCallback):
         if args.should_save and model is not None and os.path.isdir(folder):
             try:
                 self.write(model, args, state, folder=folder)
-            except Exception as error:  # noqa: BLE001 - a card is documentation: never lose a run over it
+            except Exception as error:
                 logger.warning("could not write the model card of %s: %s", folder, error)
         return control
 

@@ -46,9 +46,9 @@ def check_checkpoint(folder: str) -> None:
     elif weights[0] == "model.safetensors":
         try:
             with safe_open(os.path.join(folder, "model.safetensors"), framework="pt") as handle:
-                for key in handle.keys():
+                for key in handle:
                     handle.get_slice(key)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
+        except Exception as error:
             problems.append(f"model.safetensors is unreadable ({type(error).__name__}: {error})")
     state = os.path.join(folder, "trainer_state.json")
     if os.path.isfile(state):

@@ -7,7 +7,8 @@ here, so nothing padded is ever stored.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

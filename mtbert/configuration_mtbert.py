@@ -131,8 +131,10 @@ def normalize_task_spec(name: str, spec: dict[str, Any] | None) -> dict[str, Any
     task_kind.complete_spec(merged, where, MultitaskConfigError)
     merged["label_all_tokens"] = bool(merged["label_all_tokens"])
     if merged["label_all_tokens"] and task_kind.input != "tokens":
-        raise MultitaskConfigError(f"{where}: label_all_tokens labels every sub-token of a word, so it needs kind "
-                                   f"'token_classification' (this task is {kind})")
+        raise MultitaskConfigError(
+            f"{where}: label_all_tokens labels every sub-token of a word, so it needs kind "
+            f"'token_classification' (this task is {kind})"
+        )
     dropout = float(merged["classifier_dropout"])
     if not 0.0 <= dropout < 1.0:
         raise MultitaskConfigError(f"{where}: classifier_dropout must be in [0, 1), got {dropout}")
@@ -233,8 +235,10 @@ class MultitaskBertConfig(PretrainedConfig):
         if not isinstance(shared_encoder, (bool, int)) or shared_encoder not in (0, 1):  # bool("false") is True
             raise MultitaskConfigError(f"shared_encoder must be True or False, got {shared_encoder!r}")
         self.shared_encoder = bool(shared_encoder)
-        for name, value in (("encoder_name_or_path", encoder_name_or_path),
-                            ("encoder_attn_implementation", encoder_attn_implementation)):
+        for name, value in (
+            ("encoder_name_or_path", encoder_name_or_path),
+            ("encoder_attn_implementation", encoder_attn_implementation),
+        ):
             if value is not None and not isinstance(value, str):
                 raise MultitaskConfigError(f"{name} must be a string (or None), got {value!r}")
         self.encoder_name_or_path = encoder_name_or_path

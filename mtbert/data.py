@@ -22,8 +22,9 @@ import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import datasets
 
@@ -512,8 +513,16 @@ def _token_split(
         complete_label_names(task, spec, raw[tags_column])
     if labelled:
         _need_label_names(task, spec, split)
-    return token_rows(task, spec, iter(raw), where, tokens_column, tags_column if labelled else None,
-                      id_column if id_column in found else None, tag_names)
+    return token_rows(
+        task,
+        spec,
+        iter(raw),
+        where,
+        tokens_column,
+        tags_column if labelled else None,
+        id_column if id_column in found else None,
+        tag_names,
+    )
 
 
 def _default_text_columns(spec: dict[str, Any]) -> tuple[str, ...]:
@@ -591,7 +600,7 @@ def load_hub_task(
     dataset = f"{source.path}" + (f" ({source.name})" if source.name else "")
     try:
         loaded = datasets.load_dataset(source.path, source.name, cache_dir=cache_dir)
-    except Exception as error:  # noqa: BLE001 - every loader failure becomes one clear message
+    except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataFileError(f"could not load {dataset} for task {task!r}: {first}") from None
     out = {}
@@ -600,7 +609,7 @@ def load_hub_task(
         if "[" in hub_split and hub_split.split("[")[0] in loaded:  # a slice such as train[:1000] (already cached)
             try:
                 piece = datasets.load_dataset(source.path, source.name, split=hub_split, cache_dir=cache_dir)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 raise DataFileError(f"{dataset}: split {hub_split!r} for task {task!r}: {error}") from None
         elif hub_split in loaded:
             piece = loaded[hub_split]
@@ -614,8 +623,16 @@ def load_hub_task(
             )
             continue
         if get_kind(spec).input == "tokens":
-            out[split] = _token_split(task, spec, piece, split, f"{dataset} split {hub_split!r}",
-                                      source.tokens_column, source.tags_column, source.id_column or "id")
+            out[split] = _token_split(
+                task,
+                spec,
+                piece,
+                split,
+                f"{dataset} split {hub_split!r}",
+                source.tokens_column,
+                source.tags_column,
+                source.id_column or "id",
+            )
             continue
         out[split] = _dataset_split(
             task,
@@ -759,18 +776,24 @@ def file_source(task: str, spec: dict[str, Any], entry: dict[str, Any], where: s
         if len({_file_format(p, fmt, where) for p in paths}) > 1:
             raise DataFileError(f"{where}.data_files.{split}: files of different formats ({', '.join(paths)})")
     tokens = get_kind(spec).input == "tokens"
-    misplaced = [k for k in (TOKEN_KEYS if not tokens else ("text_columns", "label_column", "label_scale"))
-                 if k in entry]
+    misplaced = [
+        k for k in (TOKEN_KEYS if not tokens else ("text_columns", "label_column", "label_scale")) if k in entry
+    ]
     if misplaced:
         wanted = "tokens_column and tags_column" if tokens else "text_columns and label_column"
-        raise DataFileError(f"{where}: {', '.join(misplaced)} do(es) not apply to task {task!r} ({spec['kind']}); "
-                            f"it reads {wanted}")
+        raise DataFileError(
+            f"{where}: {', '.join(misplaced)} do(es) not apply to task {task!r} ({spec['kind']}); it reads {wanted}"
+        )
     formats = {_file_format(p, fmt, where) for paths in data_files.values() for p in paths}
     if "conll" in formats and not tokens:
-        raise DataFileError(f"{where}: CoNLL files (format conll, .txt/.conll) hold tagged words, so they need kind "
-                            f"'token_classification' (task {task!r} is {spec['kind']}); use csv/tsv/json/parquet")
-    text_columns = () if tokens else _check_text_columns(
-        task, spec, entry.get("text_columns", _default_text_columns(spec)), where
+        raise DataFileError(
+            f"{where}: CoNLL files (format conll, .txt/.conll) hold tagged words, so they need kind "
+            f"'token_classification' (task {task!r} is {spec['kind']}); use csv/tsv/json/parquet"
+        )
+    text_columns = (
+        ()
+        if tokens
+        else _check_text_columns(task, spec, entry.get("text_columns", _default_text_columns(spec)), where)
     )
     return FileSource(
         data_files=data_files,
@@ -809,15 +832,16 @@ def load_file_task(
             raw = datasets.load_dataset(
                 builder, data_files={"rows": list(paths)}, split="rows", cache_dir=cache_dir, **options
             )
-        except Exception as error:  # noqa: BLE001 - a file the builder cannot parse becomes one clear message
+        except Exception as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise DataFileError(
                 f"{paths[0]}: could not be read as {fmt} ({first}); check the file, or set task_data.{task}.format"
             ) from None
         id_column = source.id_column or "id"
         if get_kind(spec).input == "tokens":
-            out[split] = _token_split(task, spec, raw, split, where, source.tokens_column, source.tags_column,
-                                      id_column)
+            out[split] = _token_split(
+                task, spec, raw, split, where, source.tokens_column, source.tags_column, id_column
+            )
             continue
         out[split] = _dataset_split(
             task,

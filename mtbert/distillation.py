@@ -22,8 +22,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,8 +101,10 @@ class DistillationSettings:
             teacher = [teacher]
         if not teacher and not require_teacher:
             teacher = []
-        elif not teacher or not isinstance(teacher, (list, tuple)) or not all(
-            isinstance(t, str) and t.strip() for t in teacher
+        elif (
+            not teacher
+            or not isinstance(teacher, (list, tuple))
+            or not all(isinstance(t, str) and t.strip() for t in teacher)
         ):
             raise MultitaskConfigError(f"{where}.teacher must be a model folder (or a list of them), got {teacher!r}")
         settings = cls(teacher=tuple(t.strip() for t in teacher))
@@ -136,8 +139,10 @@ class DistillationSettings:
 
     @staticmethod
     def _alpha(value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and 0.0 <= value <= 1.0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and 0.0 <= value <= 1.0)
         ):
             raise MultitaskConfigError(f"{where} must be in [0, 1] (the teacher's share), got {value!r}")
         return float(value)
@@ -392,8 +397,17 @@ class TeacherLabeller:
             logger.warning("distill: %s holds %d rows, not %d: labelling again", path, len(values), len(dataset))
         indices = np.arange(self.rank, len(dataset), self.world_size)
         members = [
-            _member_outputs(model, tokenizer, task, dataset, indices, self.settings.batch_size, self.device,
-                            self.autocast, self.progress)  # fmt: skip
+            _member_outputs(
+                model,
+                tokenizer,
+                task,
+                dataset,
+                indices,
+                self.settings.batch_size,
+                self.device,
+                self.autocast,
+                self.progress,
+            )
             for _, model, tokenizer in self.teachers()
         ]
         self.labelled_calls += 1

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -256,4 +257,4 @@ def predict_ensemble(
     return written, metrics
 
 
-__all__ = ["check_compatible", "task_logits", "combine_logits", "ensemble_predict_task", "predict_ensemble"]
+__all__ = ["check_compatible", "combine_logits", "ensemble_predict_task", "predict_ensemble", "task_logits"]

@@ -51,7 +51,8 @@ import shutil
 import sys
 import tempfile
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,11 @@ GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pair_input_ids
 RUNTIME_FILE = "runtime_mtbert.py"
 #: how logits become predictions, by the head objective's class (``runtime_mtbert.postprocess`` reads this)
 OBJECTIVES = {
-    "Classes": "classes", "Binary": "binary", "CosineThreshold": "cosine_threshold", "Score": "score", "Tags": "tags",
+    "Classes": "classes",
+    "Binary": "binary",
+    "CosineThreshold": "cosine_threshold",
+    "Score": "score",
+    "Tags": "tags",
 }
 #: the token-id columns of each layout, for synthetic samples when no tokenizer is given
 LAYOUT_COLUMNS = {
@@ -89,15 +94,21 @@ LAYOUT_COLUMNS = {
 SAMPLE_TEXTS = (
     ["A fine, moving film.", "The plot never quite holds together, sadly.", "It is a film about a dog."],
     [
-        "Bad.", "An utterly charming and well acted story with a lot of heart and a few good jokes.",
-        "Who wrote this?", "Nothing happens for two hours and then it ends.", "I laughed, I cried.",
+        "Bad.",
+        "An utterly charming and well acted story with a lot of heart and a few good jokes.",
+        "Who wrote this?",
+        "Nothing happens for two hours and then it ends.",
+        "I laughed, I cried.",
     ],
 )
 SAMPLE_PAIRS = (
     ["A moving film.", "How is the plot?", "A film about a cat."],
     [
-        "Good.", "A story with heart and jokes.", "Who is the author of this?",
-        "Two hours of nothing, then the end.", "I cried and laughed at the same time, twice.",
+        "Good.",
+        "A story with heart and jokes.",
+        "Who is the author of this?",
+        "Two hours of nothing, then the end.",
+        "I cried and laughed at the same time, twice.",
     ],
 )
 
@@ -199,7 +210,7 @@ def _require(module: str, extra: str):
         return __import__(module)
     except ImportError:
         raise MultitaskConfigError(
-            f"this needs the {module!r} package: pip install -e \".[{extra}]\" (or pip install {module})"
+            f'this needs the {module!r} package: pip install -e ".[{extra}]" (or pip install {module})'
         ) from None
 
 
@@ -304,8 +315,7 @@ def _prepared(model) -> nn.Module:
 
     if quantized_linear_count(model):
         raise MultitaskConfigError(
-            "the model is int8-quantized (torch dynamic quantization), which does not export: export the float "
-            "model"
+            "the model is int8-quantized (torch dynamic quantization), which does not export: export the float model"
         )
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters()):
         model = copy.deepcopy(model).to("cpu", torch.float32)
@@ -354,8 +364,9 @@ def _check_out_dir(out_dir: str, overwrite: bool) -> list[str]:
         raise MultitaskConfigError(f"output folder {out_dir!r} is a file")
     entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
     if entries and not overwrite:
-        raise MultitaskConfigError(f"output folder {out_dir!r} is not empty: choose another or pass overwrite=True "
-                                   "(--overwrite)")
+        raise MultitaskConfigError(
+            f"output folder {out_dir!r} is not empty: choose another or pass overwrite=True (--overwrite)"
+        )
     return entries
 
 
@@ -408,8 +419,10 @@ def export_model(
         raise MultitaskConfigError(
             f"max_length {max_length}: the model reads 4 to {model.config.max_positions} tokens"
         )
-    pad_token_id = int(getattr(tokenizer, "pad_token_id", None) or 0) if tokenizer is not None else int(
-        model.config.encoder.get("pad_token_id") or 0
+    pad_token_id = (
+        int(getattr(tokenizer, "pad_token_id", None) or 0)
+        if tokenizer is not None
+        else int(model.config.encoder.get("pad_token_id") or 0)
     )
     groups = layout_groups(model)
     was_training = model.training
@@ -427,8 +440,12 @@ def export_model(
                 expected = dict(zip(graph.output_names(), (t.numpy() for t in graph(**check))))
                 checks[layout] = ({k: v.numpy() for k, v in check.items()}, expected)
                 suffix = ".onnx" if format == "onnx" else ".xml"
-                graphs[layout] = {"file": f"{layout}{suffix}", "inputs": list(trace), "tasks": names,
-                                  "outputs": graph.output_names()}
+                graphs[layout] = {
+                    "file": f"{layout}{suffix}",
+                    "inputs": list(trace),
+                    "tasks": names,
+                    "outputs": graph.output_names(),
+                }
                 for task in names:
                     tasks[task] = _task_entry(model, task, layout, layout)
         if format == "onnx":
@@ -445,8 +462,10 @@ def export_model(
             tokenizer_file = "tokenizer.json" if os.path.isfile(os.path.join(staging, "tokenizer.json")) else None
             truncation_side = getattr(tokenizer, "truncation_side", "right") or "right"
             if tokenizer_file is None:
-                logger.warning("the tokenizer has no tokenizer.json (not a fast tokenizer): ExportedModel will take "
-                               "token ids only")
+                logger.warning(
+                    "the tokenizer has no tokenizer.json (not a fast tokenizer): ExportedModel will take "
+                    "token ids only"
+                )
         else:
             logger.warning("no tokenizer: the export runs on token ids (ExportedModel.run), not on text")
         manifest = {
@@ -543,7 +562,7 @@ def _st_modules():
             from sentence_transformers.models import Normalize, Pooling, Transformer  # sentence-transformers < 5.4
         except ImportError:
             raise MultitaskConfigError(
-                "this needs sentence-transformers: pip install -e \".[sentence-transformers]\""
+                'this needs sentence-transformers: pip install -e ".[sentence-transformers]"'
             ) from None
     from sentence_transformers import SentenceTransformer
 
@@ -587,8 +606,11 @@ def save_sentence_transformer(
         raise MultitaskConfigError("save_sentence_transformer needs the model's tokenizer")
     task, pooling = sentence_embedding_pooling(model, task)
     if model.task_head(task).layout in ("joined", "joined_nosep"):
-        logger.warning("task %r reads a pair joined into one sequence (a cross-encoder): its encoder was not trained "
-                       "to embed single sentences", task)
+        logger.warning(
+            "task %r reads a pair joined into one sequence (a cross-encoder): its encoder was not trained "
+            "to embed single sentences",
+            task,
+        )
     out_dir = os.fspath(out_dir)
     earlier = _check_out_dir(out_dir, overwrite)
     model = _prepared(model)
@@ -670,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MultitaskConfigError, ExportError) as error:
         print(f"mtbert-export: error: {error}", file=sys.stderr)
         return 2
-    for name, graph in manifest["graphs"].items():
+    for _name, graph in manifest["graphs"].items():
         print(f"{graph['file']}: inputs {', '.join(graph['inputs'])}; tasks {', '.join(graph['tasks'])}")
     verified = manifest.get("verified") or {}
     if verified.get("max_abs_diff"):
@@ -680,8 +702,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "EXPORT_FORMATS", "ExportedModel", "ExportError", "LayoutGraph", "export_model", "layout_groups",
-    "save_sentence_transformer", "sentence_embedding_pooling", "default_max_length", "main",
+    "EXPORT_FORMATS",
+    "ExportError",
+    "ExportedModel",
+    "LayoutGraph",
+    "default_max_length",
+    "export_model",
+    "layout_groups",
+    "main",
+    "save_sentence_transformer",
+    "sentence_embedding_pooling",
 ]  # fmt: skip
 
 

@@ -14,8 +14,9 @@ This file is remote code: it imports only torch, transformers and its sibling ``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -254,7 +255,9 @@ class Tags(Classes):
 
     def loss(self, logits, labels, ranked=None, u=None, v=None):
         return F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), labels.long().reshape(-1), ignore_index=IGNORE_INDEX,
+            logits.float().reshape(-1, logits.shape[-1]),
+            labels.long().reshape(-1),
+            ignore_index=IGNORE_INDEX,
             label_smoothing=self.spec["label_smoothing"],
         )
 
@@ -303,7 +306,7 @@ class HeadOutput:
     v: torch.Tensor | None = None
     views: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def halves(self, size: int) -> tuple["HeadOutput", "HeadOutput"]:
+    def halves(self, size: int) -> tuple[HeadOutput, HeadOutput]:
         """The first and second ``size`` rows (R-Drop runs the batch twice in one call)."""
 
         def cut(value, part):
@@ -950,9 +953,34 @@ def objective(spec: dict[str, Any]) -> Objective:
 
 
 __all__ = [
-    "HEADS", "TaskHead", "SentenceHead", "SeparatePairHead", "CosinePairHead", "CrossEncoderHead",
-    "NoSeparatorCrossEncoderHead", "DualPairHead", "HeadOutput", "ClassifierHead", "CosineLogit", "Objective",
-    "Classes", "Binary", "CosineThreshold", "Score", "head_class", "head_name", "build_head", "encode_texts",
-    "objective", "input_layout", "cosent_loss", "TokenClassificationHead", "Tags", "tokenize_words",
-    "align_word_labels", "first_token_positions", "angle_similarity", "join_without_separator",
+    "HEADS",
+    "Binary",
+    "Classes",
+    "ClassifierHead",
+    "CosineLogit",
+    "CosinePairHead",
+    "CosineThreshold",
+    "CrossEncoderHead",
+    "DualPairHead",
+    "HeadOutput",
+    "NoSeparatorCrossEncoderHead",
+    "Objective",
+    "Score",
+    "SentenceHead",
+    "SeparatePairHead",
+    "Tags",
+    "TaskHead",
+    "TokenClassificationHead",
+    "align_word_labels",
+    "angle_similarity",
+    "build_head",
+    "cosent_loss",
+    "encode_texts",
+    "first_token_positions",
+    "head_class",
+    "head_name",
+    "input_layout",
+    "join_without_separator",
+    "objective",
+    "tokenize_words",
 ]  # fmt: skip

@@ -19,8 +19,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from transformers import AutoConfig, AutoModel
 
@@ -35,12 +36,27 @@ TEMPLATE_NAME = "model_card.md"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Files the remote code consists of; every saved folder and pushed repo carries them.
 CODE_FILES = (
-    "configuration_mtbert.py", "heads_mtbert.py", "kinds_mtbert.py", "modeling_mtbert.py", "pipeline_mtbert.py"
+    "configuration_mtbert.py",
+    "heads_mtbert.py",
+    "kinds_mtbert.py",
+    "modeling_mtbert.py",
+    "pipeline_mtbert.py",
 )
 #: File endings that would be unpickled by some loader; never written to a pushed repo. Compared with the whole
 #: file name lower-cased (``weights.PKL``, ``model.pth.tar``).
 PICKLE_SUFFIXES = (
-    ".bin", ".pt", ".pth", ".pth.tar", ".pt.tar", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".dill",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".pth.tar",
+    ".pt.tar",
+    ".pkl",
+    ".pickle",
+    ".ckpt",
+    ".joblib",
+    ".npy",
+    ".npz",
+    ".dill",
 )
 
 
@@ -189,7 +205,7 @@ def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[s
 
     try:
         sources = data_args.task_sources(tasks) if data_args is not None else dict(HUB_SOURCES)
-    except Exception:  # noqa: BLE001 - an unusable source leaves its task with an unrecorded source
+    except Exception:
         sources = {}
     out = {}
     for task in tasks:
@@ -211,8 +227,13 @@ def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[s
                 folder = os.path.basename(os.path.abspath(source.path))
                 entry.update(dataset_id=folder, dataset_name=f"{label} (local folder)", split=split, files=folder)
             else:
-                entry.update(dataset_id=source.path, dataset_config=source.name, on_hub=True, split=split,
-                             dataset_name=label if task in DATASET_NAMES else source.path)
+                entry.update(
+                    dataset_id=source.path,
+                    dataset_config=source.name,
+                    on_hub=True,
+                    split=split,
+                    dataset_name=label if task in DATASET_NAMES else source.path,
+                )
         elif isinstance(source, FileSource) and source.data_files.get("dev"):
             dev = source.data_files["dev"]
             folder, names = _local_name(dev)
@@ -418,8 +439,9 @@ def build_card_data(
     dataset_ids = [s["dataset_id"] for s in sources.values() if s["on_hub"]] + list(datasets or [])
     widget = [{**example, "example_title": task} for task, example in task_examples(config.tasks, examples).items()]
     all_tags = ["mtbert", "multitask", "bert", "text-classification", "sentence-similarity", "custom_code"]
-    all_tags += [t for t in dict.fromkeys(HUB_TASK_TYPES[spec["kind"]] for spec in config.tasks.values())
-                 if t not in all_tags]
+    all_tags += [
+        t for t in dict.fromkeys(HUB_TASK_TYPES[spec["kind"]] for spec in config.tasks.values()) if t not in all_tags
+    ]
     all_tags += [t for t in (tags or []) if t not in all_tags]
     return ModelCardData(
         language=language,
@@ -604,19 +626,19 @@ def push_to_hub(
 
 
 __all__ = [
-    "register_auto_classes",
-    "load_pipeline",
-    "render_model_card",
+    "CODE_FILES",
+    "PIPELINE_TASK",
     "build_card_data",
-    "save_for_hub",
+    "eval_metrics_from_log_history",
+    "examples_from_data",
+    "load_pipeline",
+    "model_card_template_path",
     "push_to_hub",
+    "register_auto_classes",
+    "render_model_card",
+    "resolve_base_model",
+    "save_for_hub",
     "task_datasets",
     "task_examples",
-    "examples_from_data",
     "task_metrics",
-    "eval_metrics_from_log_history",
-    "model_card_template_path",
-    "resolve_base_model",
-    "PIPELINE_TASK",
-    "CODE_FILES",
 ]

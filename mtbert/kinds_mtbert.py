@@ -380,7 +380,19 @@ class TaskSpec:
 
 
 __all__ = [
-    "IGNORE_INDEX", "TaskKind", "SentenceClassification", "PairClassification", "SentenceRegression",
-    "PairRegression", "TokenClassification", "TASK_KIND_CLASSES", "register_kind", "get_kind", "kind_names",
-    "num_classes", "TaskSpec", "KindTable", "QQP_LABELS",
+    "IGNORE_INDEX",
+    "QQP_LABELS",
+    "TASK_KIND_CLASSES",
+    "KindTable",
+    "PairClassification",
+    "PairRegression",
+    "SentenceClassification",
+    "SentenceRegression",
+    "TaskKind",
+    "TaskSpec",
+    "TokenClassification",
+    "get_kind",
+    "kind_names",
+    "num_classes",
+    "register_kind",
 ]  # fmt: skip

@@ -34,9 +34,7 @@ def _one_line(error: BaseException) -> str:
 
 def is_local_path(path: str) -> bool:
     """Whether ``path`` names a folder on this machine rather than a Hub id (``user/name``)."""
-    return (
-        path.startswith((".", "/", "~")) or os.path.isabs(path) or os.path.exists(path) or path.count("/") > 1
-    )
+    return path.startswith((".", "/", "~")) or os.path.isabs(path) or os.path.exists(path) or path.count("/") > 1
 
 
 def _read_config_json(path: str) -> dict[str, Any]:
@@ -106,7 +104,7 @@ def _check_weights(path: str) -> None:
         try:
             with safe_open(file, framework="pt"):
                 pass
-        except Exception as error:  # noqa: BLE001 - SafetensorError and OSError mean the same to the user
+        except Exception as error:
             raise MultitaskConfigError(
                 f"{file} is unreadable ({_one_line(error)}): the weights are truncated or damaged; copy or save the "
                 "model again"
@@ -171,8 +169,11 @@ def _check_loading_info(path: str, info: dict[str, Any]) -> None:
     """Refuse weights that do not fit the model their config describes: a head left at random would predict
     nonsense without any error."""
     problems = []
-    for key, what in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"),
-                      ("mismatched_keys", "of another shape")):
+    for key, what in (
+        ("missing_keys", "missing"),
+        ("unexpected_keys", "unexpected"),
+        ("mismatched_keys", "of another shape"),
+    ):
         names = sorted(str(k if isinstance(k, str) else k[0]) for k in (info.get(key) or ()))
         if names:
             more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
@@ -225,11 +226,11 @@ def load_model_and_tokenizer(
 
 
 __all__ = [
+    "check_model_folder",
     "is_local_path",
     "is_mtbert_checkpoint",
-    "check_model_folder",
     "load_config",
-    "load_tokenizer",
     "load_model",
     "load_model_and_tokenizer",
+    "load_tokenizer",
 ]

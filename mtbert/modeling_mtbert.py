@@ -27,9 +27,10 @@ import copy
 import inspect
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -229,8 +230,18 @@ def _no_safetensors_message(path: str) -> str:
     import os
 
     folder = os.path.expanduser(path)
-    found = [n for n in ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "tf_model.h5",
-                         "flax_model.msgpack") if os.path.isfile(os.path.join(folder, n))]
+    found = [
+        n
+        for n in (
+            "pytorch_model.bin",
+            "pytorch_model.bin.index.json",
+            "model.pt",
+            "model.pth",
+            "tf_model.h5",
+            "flax_model.msgpack",
+        )
+        if os.path.isfile(os.path.join(folder, n))
+    ]
     if found:
         return (
             f"backbone {path!r} holds only {found[0]}, no model.safetensors: mtbert loads safetensors only "
@@ -322,7 +333,7 @@ class MultitaskBertModel(PreTrainedModel):
         shared_encoder: bool = True,
         encoder_kwargs: dict[str, Any] | None = None,
         **config_kwargs,
-    ) -> "MultitaskBertModel":
+    ) -> MultitaskBertModel:
         """Build a multitask model whose encoder(s) start from a pretrained backbone (``bert-base-uncased``, a path…).
 
         ``encoder_kwargs`` override backbone settings, e.g. ``{"hidden_dropout_prob": 0.3}`` as in the paper.
@@ -361,18 +372,30 @@ class MultitaskBertModel(PreTrainedModel):
                 hf_logging.enable_progress_bar()
         log = logging.getLogger(__name__)
         unused = sorted(info.get("unexpected_keys") or ())
-        note = "pooler weights not used" if unused and all(k.startswith("pooler.") for k in unused) else (
-            f"{len(unused)} checkpoint weights not used: {', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}"
+        note = (
+            "pooler weights not used"
+            if unused and all(k.startswith("pooler.") for k in unused)
+            else (
+                f"{len(unused)} checkpoint weights not used: "
+                f"{', '.join(unused[:5])}{' ...' if len(unused) > 5 else ''}"
+            )
         )
         log.info(
-            "loaded backbone %s (%s, %.1fM parameters%s)", encoder_name_or_path, backbone.config.model_type,
-            sum(p.numel() for p in backbone.parameters()) / 1e6, f"; {note}" if unused else "",
+            "loaded backbone %s (%s, %.1fM parameters%s)",
+            encoder_name_or_path,
+            backbone.config.model_type,
+            sum(p.numel() for p in backbone.parameters()) / 1e6,
+            f"; {note}" if unused else "",
         )
         missing = sorted(info.get("missing_keys") or ())
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            log.warning("backbone %s: %d weights not in the checkpoint, initialised at random: %s",
-                        encoder_name_or_path, len(missing), shown)
+            log.warning(
+                "backbone %s: %d weights not in the checkpoint, initialised at random: %s",
+                encoder_name_or_path,
+                len(missing),
+                shown,
+            )
         config = cls.config_class(
             encoder=backbone.config.to_dict(),
             tasks=tasks,
@@ -486,7 +509,11 @@ class MultitaskBertModel(PreTrainedModel):
                 task_loss = partial(head.loss, labels=labels)
             else:
                 task_loss = partial(
-                    distillation_mix, head, labels=labels, target=teacher_targets, alpha=distill_alpha,
+                    distillation_mix,
+                    head,
+                    labels=labels,
+                    target=teacher_targets,
+                    alpha=distill_alpha,
                     temperature=distill_temperature,
                 )
             if rdrop:
@@ -670,8 +697,10 @@ def quantize_int8(
         model = copy.deepcopy(model)
     dtypes = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters() if p.dtype != torch.float32})
     if dtypes:
-        _logger.info("the model's weights are %s: converted to float32 for int8 quantization (its kernels take "
-                     "float32 inputs)", "/".join(dtypes))
+        _logger.info(
+            "the model's weights are %s: converted to float32 for int8 quantization (its kernels take float32 inputs)",
+            "/".join(dtypes),
+        )
         model.float()
     targets = {name for name, m in model.named_modules() if type(m) is nn.Linear and m.in_features > 1}
     with _no_deprecation_warning():
@@ -688,9 +717,23 @@ from .pipeline_mtbert import MultitaskTextPipeline  # noqa: E402,F401
 MultitaskBertModel.register_for_auto_class("AutoModel")
 
 __all__ = [
-    "MultitaskBertModel", "MultitaskOutput", "EmbeddingNoise", "EncoderPasses", "TASK_BATCH_KEYS", "pool",
-    "encoder_class", "choose_attn_implementation",
+    "QUANTIZE_CHOICES",
+    "TASK_BATCH_KEYS",
+    "ClassifierHead",
+    "CosineLogit",
+    "DualPairHead",
+    "EmbeddingNoise",
+    "EncoderPasses",
+    "MultitaskBertModel",
+    "MultitaskOutput",
+    "angle_similarity",
+    "choose_attn_implementation",
+    "cosent_loss",
+    "encoder_class",
+    "has_segment_embeddings",
+    "pool",
+    "quantize_int8",
+    "quantized_linear_count",
+    "resolve_quantize",
     "sdpa_kernels",
-    "has_segment_embeddings", "ClassifierHead", "CosineLogit", "DualPairHead", "cosent_loss", "angle_similarity",
-    "QUANTIZE_CHOICES", "quantize_int8", "quantized_linear_count", "resolve_quantize",
 ]  # fmt: skip

@@ -432,7 +432,8 @@ class MultitaskTextPipeline(Pipeline):
         if function == "none" or self.model.task_head(task).objective.has_probabilities:
             return
         what = (
-            "predicts a score" if spec["label_names"] is None
+            "predicts a score"
+            if spec["label_names"] is None
             else f"compares a cosine similarity with cosine_threshold={spec['cosine_threshold']}"
         )
         raise ValueError(f"function_to_apply={function!r} needs class logits; task {task!r} {what}: use 'none'")
@@ -446,10 +447,15 @@ class MultitaskTextPipeline(Pipeline):
                 text, truncation=True, max_length=max_length or self.default_max_length(),
                 return_special_tokens_mask=True, return_offsets_mapping=True,
             )  # fmt: skip
-            return {"row": {"input_ids": encoded["input_ids"]},
-                    "token_row": {"sentence": text, "input_ids": encoded["input_ids"],
-                                  "special_tokens_mask": encoded["special_tokens_mask"],
-                                  "offset_mapping": [tuple(x) for x in encoded["offset_mapping"]]}}
+            return {
+                "row": {"input_ids": encoded["input_ids"]},
+                "token_row": {
+                    "sentence": text,
+                    "input_ids": encoded["input_ids"],
+                    "special_tokens_mask": encoded["special_tokens_mask"],
+                    "offset_mapping": [tuple(x) for x in encoded["offset_mapping"]],
+                },
+            }
         pairs = None if text_pair is None else [text_pair]
         encoded = encode_texts(self.tokenizer, spec, [text], pairs, max_length or self.default_max_length())
         # One row of plain token-id lists: the default collate hands a batch of them to ``_forward`` as a list,
@@ -517,7 +523,11 @@ class MultitaskTextPipeline(Pipeline):
         return objective.probabilities(logits[None])[0]
 
     def token_entities(
-        self, task: str, logits: torch.Tensor, row: dict[str, Any], aggregation_strategy: str | None = None,
+        self,
+        task: str,
+        logits: torch.Tensor,
+        row: dict[str, Any],
+        aggregation_strategy: str | None = None,
         ignore_labels: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """A token task's answer for one input, computed by transformers' own ``TokenClassificationPipeline``
@@ -571,4 +581,4 @@ class MultitaskTextPipeline(Pipeline):
         return best if top_k is None else best[:top_k]
 
 
-__all__ = ["MultitaskTextPipeline", "PIPELINE_TASK", "encode_texts", "collate_rows", "normalize_input"]
+__all__ = ["PIPELINE_TASK", "MultitaskTextPipeline", "collate_rows", "encode_texts", "normalize_input"]

@@ -16,9 +16,10 @@ import csv
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -189,7 +190,11 @@ def leaderboard_name(task: str, split: str) -> tuple[str, str]:
 
 
 def write_leaderboard_file(
-    path: str, ids: Sequence[str], predictions: Sequence[float], kind: str, column: str,
+    path: str,
+    ids: Sequence[str],
+    predictions: Sequence[float],
+    kind: str,
+    column: str,
     spec: dict[str, Any] | None = None,
 ) -> None:
     """One file in minBERT's format: a header ``id \\t <column>`` and rows ``<id> , <prediction>``.
@@ -248,8 +253,13 @@ def write_predictions(
                 if full is not None and full > len(dataset):
                     setting = CAP_SETTINGS.get(split, "a row cap")
                     partial.append(f"{name}: the first {len(dataset):,} of {full:,} rows ({setting} {len(dataset)})")
-                    logger.warning("%s holds only the first %d of %d rows (%s): not a full leaderboard file",
-                                   path, len(dataset), full, setting)
+                    logger.warning(
+                        "%s holds only the first %d of %d rows (%s): not a full leaderboard file",
+                        path,
+                        len(dataset),
+                        full,
+                        setting,
+                    )
         if partial:
             with open(os.path.join(staging, PARTIAL_NOTE), "w", encoding="utf-8") as handle:
                 handle.write("These leaderboard files hold only part of their split (rows capped by a data setting):")
@@ -311,8 +321,9 @@ def _input_records(path: str, fmt: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 record = None
             if not isinstance(record, dict):
-                raise DataFileError(f"input_file {path!r}: line {number} is not a JSON object (JSON Lines: one "
-                                    "object per line)")
+                raise DataFileError(
+                    f"input_file {path!r}: line {number} is not a JSON object (JSON Lines: one object per line)"
+                )
             records.append(record)
         return records
 
@@ -371,8 +382,9 @@ def input_tasks(specs: dict[str, dict[str, Any]], requested: Sequence[str] | Non
         tasks = tuple(name for name, fit in fits.items() if fit)
         if not tasks:
             kinds = ", ".join(f"{name} ({spec['kind']})" for name, spec in specs.items())
-            raise MultitaskConfigError(f"tasks all: {rows.path} holds {holds}, and no task of the model reads them "
-                                       f"(it has {kinds})")
+            raise MultitaskConfigError(
+                f"tasks all: {rows.path} holds {holds}, and no task of the model reads them (it has {kinds})"
+            )
         return tasks
     requested = list(requested)
     if not requested:

@@ -1,8 +1,8 @@
 """One call from a dataset of plain text columns to the tokenized rows a task's head reads.
 
-    train = mtbert.prepare_dataset(raw["train"], tokenizer, model.config, "nli", text_column="premise",
-                                   text_pair_column="hypothesis", label_column="label")
-    trainer = MultitaskTrainer(model, args, train_dataset={"nli": train, ...}, ...)
+train = mtbert.prepare_dataset(raw["train"], tokenizer, model.config, "nli", text_column="premise",
+                               text_pair_column="hypothesis", label_column="label")
+trainer = MultitaskTrainer(model, args, train_dataset={"nli": train, ...}, ...)
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ def prepare_dataset(
     if missing:
         raise ValueError(f"task {task!r}: no column(s) {', '.join(missing)}; found {', '.join(dataset.column_names)}")
     if pair and text_pair_column is None:
-        raise ValueError(f"task {task!r} ({spec['kind']}) reads sentence pairs: name the second sentence's column "
-                         "with text_pair_column=")
+        raise ValueError(
+            f"task {task!r} ({spec['kind']}) reads sentence pairs: name the second sentence's column "
+            "with text_pair_column="
+        )
     if not pair and text_pair_column is not None:
         raise ValueError(f"task {task!r} ({spec['kind']}) reads one sentence; text_pair_column is for pair tasks")
     renames = {text_column: "text", text_pair_column: "text_pair"}
@@ -78,15 +80,25 @@ def _prepare_tokens(dataset, tokenizer, spec, task, max_length, tokens_column, t
     from .token_data import token_rows
 
     if tokens_column not in dataset.column_names:
-        raise ValueError(f"task {task!r} (token_classification): no column {tokens_column!r} of words; found "
-                         f"{', '.join(dataset.column_names)} (name it with text_column=)")
+        raise ValueError(
+            f"task {task!r} (token_classification): no column {tokens_column!r} of words; found "
+            f"{', '.join(dataset.column_names)} (name it with text_column=)"
+        )
     labelled = tags_column is not None and tags_column in dataset.column_names
     tag_names = None
     if labelled:
         inner = getattr(dataset.features[tags_column], "feature", None)
         tag_names = list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
-    rows = token_rows(task, spec, iter(dataset), "dataset", tokens_column, tags_column if labelled else None,
-                      "id" if "id" in dataset.column_names else None, tag_names)
+    rows = token_rows(
+        task,
+        spec,
+        iter(dataset),
+        "dataset",
+        tokens_column,
+        tags_column if labelled else None,
+        "id" if "id" in dataset.column_names else None,
+        tag_names,
+    )
     return tokenize_task(rows, tokenizer, spec, max_length)
 
 
@@ -98,8 +110,9 @@ def _labels(dataset: datasets.Dataset, spec: dict[str, Any], task: str) -> datas
         names = list(spec.get("label_names") or [])
         unknown = sorted(set(dataset["label"]) - set(names))
         if unknown:
-            raise ValueError(f"task {task!r}: label(s) {', '.join(map(repr, unknown[:5]))} are not among its "
-                             f"label_names {names}")
+            raise ValueError(
+                f"task {task!r}: label(s) {', '.join(map(repr, unknown[:5]))} are not among its label_names {names}"
+            )
         index = {name: i for i, name in enumerate(names)}
         features = dataset.features.copy()
         features["label"] = datasets.Value("int64")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Iterable
+from collections.abc import Iterable
 
 STAGING_SUFFIX = ".incomplete"
 REPLACED_SUFFIX = ".replaced"

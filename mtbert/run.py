@@ -67,9 +67,21 @@ FINISHED_RUN_PATTERNS = ("metrics.json", "predictions", "model*.safetensors*", "
 # An earlier run's final results that a training run with overwrite_output_dir replaces (taken away even when the new
 # run does not write a file of that name, e.g. sharded weights after a single file, no predictions after some).
 RESULT_PATTERNS = (
-    *FINISHED_RUN_PATTERNS, "model.safetensors.index.json", "config.json", "generation_config.json", "README.md",
-    "trainer_state.json", "training_args.bin", "tokenizer*.json", "special_tokens_map.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json",
+    *FINISHED_RUN_PATTERNS,
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "README.md",
+    "trainer_state.json",
+    "training_args.bin",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "added_tokens.json",
     "*_mtbert.py",  # the model's code, saved beside it for trust_remote_code
 )
 
@@ -124,8 +136,11 @@ def remove_earlier_checkpoints(training_args: MultitaskTrainingArguments) -> lis
     for folder in removed:
         shutil.rmtree(folder)
     if removed:
-        logger.warning("overwrite_output_dir: removed the earlier run's %d checkpoint(s) in %s",
-                       len(removed), training_args.output_dir)
+        logger.warning(
+            "overwrite_output_dir: removed the earlier run's %d checkpoint(s) in %s",
+            len(removed),
+            training_args.output_dir,
+        )
     return removed
 
 
@@ -362,16 +377,18 @@ def main_guard(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except USER_ERRORS as error:
         # one line, whatever the message holds (a quoted value with a newline, a library's multi-line text)
-        print(f"mtbert: error: {' '.join(line.strip() for line in str(error).splitlines() if line.strip())}",
-              file=sys.stderr)
+        print(
+            f"mtbert: error: {' '.join(line.strip() for line in str(error).splitlines() if line.strip())}",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 
 __all__ = [
     "build_model",
     "check_device",
-    "check_output_folder",
     "check_output_dir",
+    "check_output_folder",
     "count_parameters",
     "earlier_results",
     "finished_run_files",

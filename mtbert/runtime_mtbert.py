@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,9 +96,7 @@ class TextEncoder:
         if max_length is None:
             self.tokenizer.no_truncation()
         else:
-            self.tokenizer.enable_truncation(
-                max_length, strategy="longest_first", direction=self.truncation_side
-            )
+            self.tokenizer.enable_truncation(max_length, strategy="longest_first", direction=self.truncation_side)
         return self.tokenizer.encode_batch(inputs, add_special_tokens=special)
 
     def alone(self, texts: list[str], max_length: int) -> list[list[int]]:
@@ -242,8 +241,10 @@ class ExportedModel:
 
     def _task(self, task: str | None) -> str:
         if task is None:
-            task = self.default_task if self.default_task is not None else (
-                next(iter(self.tasks)) if len(self.tasks) == 1 else None
+            task = (
+                self.default_task
+                if self.default_task is not None
+                else (next(iter(self.tasks)) if len(self.tasks) == 1 else None)
             )
             if task is None:
                 raise ExportError(f"pass task=..., one of {', '.join(self.tasks)}")
@@ -367,4 +368,4 @@ def postprocess(spec: dict[str, Any], logits: np.ndarray) -> tuple[np.ndarray, n
     raise ExportError(f"no predictions for objective {objective!r} here: use the logits")
 
 
-__all__ = ["ExportedModel", "ExportError", "TextEncoder", "collate", "postprocess", "MANIFEST_NAME", "BACKENDS"]
+__all__ = ["BACKENDS", "MANIFEST_NAME", "ExportError", "ExportedModel", "TextEncoder", "collate", "postprocess"]

@@ -22,7 +22,7 @@ then depend on the batch size, so gradient accumulation no longer reproduces a l
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler

@@ -57,8 +57,11 @@ class SearchRecorder:
         trial = getattr(self.trainer, "_trial", None)
         params = dict(getattr(trial, "params", None) or (trial if isinstance(trial, dict) else {}))
         number = getattr(trial, "number", len(self.rows))
-        scores = {k: v for k, v in metrics.items() if k.startswith("eval_") and not k.endswith(
-            ("_runtime", "_samples_per_second", "_steps_per_second"))}
+        scores = {
+            k: v
+            for k, v in metrics.items()
+            if k.startswith("eval_") and not k.endswith(("_runtime", "_samples_per_second", "_steps_per_second"))
+        }
         self.rows.append({"trial": number, **params, **scores})
         return float(metrics[self.metric])
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import datasets
 
@@ -53,15 +54,21 @@ def read_conll(path: str) -> list[dict[str, Any]]:
             if len(fields) < 2:
                 problems += 1
                 if problems <= 3:
-                    logger.warning("%s line %d: a token with no tag (%r): the sentence is kept, the token is not",
-                                   path, line_number, line.strip())
+                    logger.warning(
+                        "%s line %d: a token with no tag (%r): the sentence is kept, the token is not",
+                        path,
+                        line_number,
+                        line.strip(),
+                    )
                 continue
             tokens.append(fields[0])
             tags.append(fields[-1])
     flush()
     if not records:
-        raise DataFileError(f"{path}: no sentence found; a CoNLL file has one 'token ... tag' per line and a blank "
-                            "line between sentences")
+        raise DataFileError(
+            f"{path}: no sentence found; a CoNLL file has one 'token ... tag' per line and a blank "
+            "line between sentences"
+        )
     return records
 
 

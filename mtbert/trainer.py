@@ -23,10 +23,10 @@ import inspect
 import logging
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,11 +131,15 @@ class MultitaskTrainer(Trainer):
             if optimizers != (None, None):
                 raise ValueError("model_init builds a new model at every train(): pass no optimizers= with it")
             model = self._probe_model(model_init)  # the tasks come from the model: build one to read them
-        for name, value in (("compute_loss_func", compute_loss_func),
-                            ("preprocess_logits_for_metrics", kwargs.get("preprocess_logits_for_metrics"))):
+        for name, value in (
+            ("compute_loss_func", compute_loss_func),
+            ("preprocess_logits_for_metrics", kwargs.get("preprocess_logits_for_metrics")),
+        ):
             if value is not None:
-                raise ValueError(f"MultitaskTrainer does not support {name}: each task's head computes its own loss "
-                                 "and predictions (use compute_metrics, which receives each task's logits)")
+                raise ValueError(
+                    f"MultitaskTrainer does not support {name}: each task's head computes its own loss "
+                    "and predictions (use compute_metrics, which receives each task's logits)"
+                )
         train_dataset = self._deprecated_alias(train_dataset, train_datasets, "train_dataset", "train_datasets")
         eval_dataset = self._deprecated_alias(eval_dataset, eval_datasets, "eval_dataset", "eval_datasets")
         self._check_arguments(args, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks)
@@ -233,29 +237,47 @@ class MultitaskTrainer(Trainer):
             self.args._check_weighting_and_aggregator_options()
             self._build_task_weighting()
 
-    def hyperparameter_search(self, hp_space=None, compute_objective=None, n_trials: int = 20, direction=None,
-                              backend=None, hp_name=None, **kwargs):
+    def hyperparameter_search(
+        self,
+        hp_space=None,
+        compute_objective=None,
+        n_trials: int = 20,
+        direction=None,
+        backend=None,
+        hp_name=None,
+        **kwargs,
+    ):
         """The stock search (Optuna or Ray Tune; needs ``model_init``), with the multitask defaults: the space of
         :func:`mtbert.search.multitask_search_space` (learning rates, sampling temperature, task weighting) and the
         objective ``eval_average``, maximised. Pass ``hp_space``/``compute_objective``/``direction`` to change them.
         Optuna is an optional extra: ``pip install 'mtbert[search]'``."""
         if self.model_init is None:
-            raise RuntimeError("hyperparameter_search needs MultitaskTrainer(model_init=...), a function returning "
-                               "a fresh model for each trial")
+            raise RuntimeError(
+                "hyperparameter_search needs MultitaskTrainer(model_init=...), a function returning "
+                "a fresh model for each trial"
+            )
         if hp_space is None:
             from .search import multitask_search_space
 
-            weightings = ["static", "uncertainty", "dwa", "dbmtl"] + (["famo"] if self.args.strategy != "round_robin"
-                                                                     else [])
+            weightings = ["static", "uncertainty", "dwa", "dbmtl"] + (
+                ["famo"] if self.args.strategy != "round_robin" else []
+            )
             hp_space = multitask_search_space(task_weighting=weightings)
         if compute_objective is None:
+
             def compute_objective(metrics):
                 return float(metrics["eval_average"])
 
             direction = direction or "maximize"
-        return super().hyperparameter_search(hp_space=hp_space, compute_objective=compute_objective,
-                                             n_trials=n_trials, direction=direction or "minimize", backend=backend,
-                                             hp_name=hp_name, **kwargs)
+        return super().hyperparameter_search(
+            hp_space=hp_space,
+            compute_objective=compute_objective,
+            n_trials=n_trials,
+            direction=direction or "minimize",
+            backend=backend,
+            hp_name=hp_name,
+            **kwargs,
+        )
 
     # -- loss-based task weighting (mtbert.weighting) ------------------------------------------------------------
 
@@ -333,14 +355,19 @@ class MultitaskTrainer(Trainer):
 
         path = os.path.join(checkpoint, WEIGHTING_STATE_NAME)
         if not os.path.isfile(path):
-            logger.warning("%s has no %s: task_weighting %s starts afresh", checkpoint, WEIGHTING_STATE_NAME,
-                           self.task_weighting.name)
+            logger.warning(
+                "%s has no %s: task_weighting %s starts afresh",
+                checkpoint,
+                WEIGHTING_STATE_NAME,
+                self.task_weighting.name,
+            )
             return
         with open(path) as handle:
             state = json.load(handle)
         if state.get("method") != self.task_weighting.name:
-            raise ValueError(f"{path} holds task_weighting {state.get('method')}, this run uses "
-                             f"{self.task_weighting.name}")
+            raise ValueError(
+                f"{path} holds task_weighting {state.get('method')}, this run uses {self.task_weighting.name}"
+            )
         self.task_weighting.load_state_dict(state)
         logger.info("task_weighting %s resumed from %s", self.task_weighting.name, path)
 
@@ -455,7 +482,11 @@ class MultitaskTrainer(Trainer):
                     drawn = round(total * batches / len(sampler))
                 logger.info(
                     "max_steps %d: training stops after %d batches, %s%s rows (an epoch has %d batches)",
-                    args.max_steps, batches, "about " if batches > len(sampler) else "", f"{drawn:,}", len(sampler),
+                    args.max_steps,
+                    batches,
+                    "about " if batches > len(sampler) else "",
+                    f"{drawn:,}",
+                    len(sampler),
                 )
         return MultitaskDataLoader(
             self.train_dataset,
@@ -520,8 +551,12 @@ class MultitaskTrainer(Trainer):
                 grouped.setdefault((rates[name], name in decay, id(param) in row_sparse), []).append(param)
         names = {id(p): n for n, p in opt_model.named_parameters()}
         groups = [
-            {"params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0,
-             "mtbert_name": self._group_name([names[id(p)] for p in params], lr)}
+            {
+                "params": params,
+                "lr": lr,
+                "weight_decay": self.args.weight_decay if decayed else 0.0,
+                "mtbert_name": self._group_name([names[id(p)] for p in params], lr),
+            }
             | ({"rows_only": True} if rows_only else {})
             for (lr, decayed, rows_only), params in sorted(
                 grouped.items(), key=lambda item: (-item[0][0], not item[0][1], item[0][2])
@@ -701,8 +736,11 @@ class MultitaskTrainer(Trainer):
             if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
                 self._task_gradients = TaskGradients(shared, list(inputs))
             self._task_gradients.backward(
-                self._weighted(losses), backward=self.accelerator.backward, no_sync=no_sync,
-                scale=1.0 / self.current_gradient_accumulation_steps, retain_graph=False,  # one forward per task
+                self._weighted(losses),
+                backward=self.accelerator.backward,
+                no_sync=no_sync,
+                scale=1.0 / self.current_gradient_accumulation_steps,
+                retain_graph=False,  # one forward per task
             )
             losses = {task: loss.detach() for task, loss in losses.items()}
         else:  # a non-finite loss: this micro-batch adds nothing
@@ -716,13 +754,15 @@ class MultitaskTrainer(Trainer):
             shared_ids = {id(p) for p in shared}
             # the same set on every rank: same tasks each step. FSDP2 reduces its DTensor parameters itself, and a
             # model sharded at load time averages its replicated ones (the stock Trainer's hooks)
-            others = [p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None
-                      and not is_sharded(p)]
+            others = [
+                p for p in model.parameters() if id(p) not in shared_ids and p.grad is not None and not is_sharded(p)
+            ]
             if self.args.world_size > 1 and not self.is_distributed_loading_by_transformers:
                 self._all_reduce_gradients(others)
             seed = int(self.args.seed) * 1_000_003 + self.state.global_step
             result = self._task_gradients.aggregate(  # sharded: FSDP reduced each task; the Gram is all-reduced
-                self._aggregator(), generator=torch.Generator(device="cpu").manual_seed(seed),
+                self._aggregator(),
+                generator=torch.Generator(device="cpu").manual_seed(seed),
                 all_reduce=None if sharded else self._all_reduce_mean,
             )
             self._store_telemetry(result.gram, result.tasks, result.num_projections)
@@ -745,9 +785,12 @@ class MultitaskTrainer(Trainer):
             self._task_gradients = TaskGradients(shared, list(inputs))
         if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
             others = [p for p in params if id(p) not in shared_ids]
-            self._task_gradients.capture(self._weighted(losses), others,
-                                         scale=1.0 / self.current_gradient_accumulation_steps,
-                                         retain_graph=False)  # one forward per task
+            self._task_gradients.capture(
+                self._weighted(losses),
+                others,
+                scale=1.0 / self.current_gradient_accumulation_steps,
+                retain_graph=False,
+            )  # one forward per task
             losses = {task: loss.detach() for task, loss in losses.items()}
         else:
             losses = {t: torch.zeros((), device=self.args.device) for t in inputs}
@@ -755,7 +798,8 @@ class MultitaskTrainer(Trainer):
         if self.accelerator.gradient_state.sync_gradients and self._task_gradients.pending:
             seed = int(self.args.seed) * 1_000_003 + self.state.global_step
             result = self._task_gradients.aggregate(
-                self._aggregator(), generator=torch.Generator(device="cpu").manual_seed(seed),
+                self._aggregator(),
+                generator=torch.Generator(device="cpu").manual_seed(seed),
                 all_reduce=self._all_reduce_mean,
             )
             self._store_telemetry(result.gram, result.tasks, result.num_projections)
@@ -829,7 +873,10 @@ class MultitaskTrainer(Trainer):
         bad = ", ".join(f"{t}={float(v.detach()):.4g}" for t, v in losses.items())
         logger.warning(
             "non-finite loss at step %d (%s): batch skipped (%d in a row, %d in total)",
-            self.state.global_step, bad, self._nonfinite_in_a_row, self.nonfinite_skipped,
+            self.state.global_step,
+            bad,
+            self._nonfinite_in_a_row,
+            self.nonfinite_skipped,
         )
         if self._nonfinite_in_a_row >= self.args.max_nonfinite_steps:
             raise NonFiniteLossError(
@@ -948,13 +995,19 @@ class MultitaskTrainer(Trainer):
             result = token_results(dataset, logits, partial(model.postprocess, task), spec)
         else:
             predictions, scores = model.postprocess(task, torch.as_tensor(logits).float())
-            result = {"index": np.arange(len(order)), "predictions": predictions.double().numpy(),
-                      "scores": scores.float().double().numpy()}
+            result = {
+                "index": np.arange(len(order)),
+                "predictions": predictions.double().numpy(),
+                "scores": scores.float().double().numpy(),
+            }
         metrics = {k: v for k, v in output.metrics.items() if not k.endswith("model_preparation_time")}
         if labels is not None and len(labels):
             references = dataset["label"] if words else labels
             scored = compute_task_metrics(
-                spec["kind"], result["predictions"], references, num_labels=spec.get("num_labels"),
+                spec["kind"],
+                result["predictions"],
+                references,
+                num_labels=spec.get("num_labels"),
                 label_names=spec.get("label_names"),
             )
             for name, value in scored.items():
@@ -998,8 +1051,9 @@ class MultitaskTrainer(Trainer):
         """
         if eval_dataset is None and task is not None and isinstance(self.eval_dataset, dict):
             eval_dataset, task = task, None  # that task's dataset among the trainer's
-        datasets_by_task = self._datasets_for(eval_dataset if eval_dataset is not None else self.eval_dataset,
-                                              task, "eval_dataset")
+        datasets_by_task = self._datasets_for(
+            eval_dataset if eval_dataset is not None else self.eval_dataset, task, "eval_dataset"
+        )
         if not datasets_by_task:
             raise ValueError("MultitaskTrainer.evaluate needs eval_dataset ({task: tokenized dataset with labels})")
         start = time.time()
@@ -1012,8 +1066,9 @@ class MultitaskTrainer(Trainer):
         if average is not None:
             metrics[f"{metric_key_prefix}_average"] = average
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
-        metrics = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-                   for k, v in metrics.items()}
+        metrics = {
+            k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in metrics.items()
+        }
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -1037,8 +1092,11 @@ class MultitaskTrainer(Trainer):
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
         if single:
             (output,) = outputs.values()
-            return PredictionOutput(output.predictions, output.label_ids, {**output.metrics, **{
-                k: v for k, v in metrics.items() if k.endswith("_runtime")}})
+            return PredictionOutput(
+                output.predictions,
+                output.label_ids,
+                {**output.metrics, **{k: v for k, v in metrics.items() if k.endswith("_runtime")}},
+            )
         return outputs
 
     # -- Hub -------------------------------------------------------------------------------------------------
@@ -1068,7 +1126,15 @@ class MultitaskTrainer(Trainer):
         callback = self._callback(ModelCardCallback)
         repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id or model_name
         callback.write(
-            self.accelerator.unwrap_model(self.model), self.args, self.state, repo_id=repo_id, language=language,
-            license=license, tags=tags, model_name=model_name, finetuned_from=finetuned_from, dataset=dataset,
+            self.accelerator.unwrap_model(self.model),
+            self.args,
+            self.state,
+            repo_id=repo_id,
+            language=language,
+            license=license,
+            tags=tags,
+            model_name=model_name,
+            finetuned_from=finetuned_from,
+            dataset=dataset,
             **kwargs,
         )

@@ -183,7 +183,7 @@ class MultitaskTrainingArguments(TrainingArguments):
     )
 
     @classmethod
-    def from_training_args(cls, args: TrainingArguments, **multitask) -> "MultitaskTrainingArguments":
+    def from_training_args(cls, args: TrainingArguments, **multitask) -> MultitaskTrainingArguments:
         """A plain ``TrainingArguments`` with the multitask defaults (or the ``multitask`` settings) added."""
         if isinstance(args, cls) and not multitask:
             return args
@@ -252,8 +252,7 @@ class MultitaskTrainingArguments(TrainingArguments):
             key = str(self.aggregator).strip().lower().replace("-", "_")
             if key not in AGGREGATORS:
                 raise MultitaskConfigError(
-                    f"aggregator: {self.aggregator!r} is not one of {', '.join(AGGREGATORS)}"
-                    + _hint(key, AGGREGATORS)
+                    f"aggregator: {self.aggregator!r} is not one of {', '.join(AGGREGATORS)}" + _hint(key, AGGREGATORS)
                 )
             if self.strategy != "pcgrad":
                 raise MultitaskConfigError(
@@ -440,8 +439,14 @@ class MultitaskTrainingArguments(TrainingArguments):
         for name in ("group_by_length", "cudnn_attention", "eval_only", "gradient_telemetry", "overwrite_output_dir"):
             if not isinstance(getattr(self, name), bool):  # "false" would read as true
                 raise MultitaskConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("learning_rate", "weight_decay", "num_train_epochs", "warmup_steps", "eval_delay",
-                     "label_smoothing_factor"):
+        for name in (
+            "learning_rate",
+            "weight_decay",
+            "num_train_epochs",
+            "warmup_steps",
+            "eval_delay",
+            "label_smoothing_factor",
+        ):
             if number(name) < 0:
                 refuse(name, ">= 0")
         for name in ("head_learning_rate", "max_grad_norm", "neftune_noise_alpha"):
@@ -468,12 +473,23 @@ class MultitaskTrainingArguments(TrainingArguments):
             value = number(name, whole=True, optional=name == "data_seed")
             if value is not None and not 0 <= value < 2**32:
                 refuse(name, "in 0 .. 4294967295")
-        for name, least in (("dataloader_num_workers", 0), ("local_rank", -1), ("max_nonfinite_steps", 1),
-                            ("average_checkpoints", 0), ("ddp_timeout", 1)):
+        for name, least in (
+            ("dataloader_num_workers", 0),
+            ("local_rank", -1),
+            ("max_nonfinite_steps", 1),
+            ("average_checkpoints", 0),
+            ("ddp_timeout", 1),
+        ):
             if number(name, whole=True) < least:
                 refuse(name, f">= {least}")
-        for name in ("save_total_limit", "eval_accumulation_steps", "ddp_bucket_cap_mb", "early_stopping_patience",
-                     "dataloader_prefetch_factor", "torch_empty_cache_steps"):
+        for name in (
+            "save_total_limit",
+            "eval_accumulation_steps",
+            "ddp_bucket_cap_mb",
+            "early_stopping_patience",
+            "dataloader_prefetch_factor",
+            "torch_empty_cache_steps",
+        ):
             if number(name, whole=True, optional=True) is not None and getattr(self, name) < 1:
                 refuse(name, ">= 1 (or unset)")
 
@@ -504,9 +520,9 @@ class MultitaskTrainingArguments(TrainingArguments):
     @staticmethod
     def _stock_error(error: BaseException, given: list[str]) -> MultitaskConfigError:
         message = " ".join(str(error).split()) or type(error).__name__
-        if not any(re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", message) for name in given):
-            if given:
-                message += f" (a stock TrainingArguments check, with the settings given: {', '.join(given)})"
+        named = any(re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", message) for name in given)
+        if given and not named:
+            message += f" (a stock TrainingArguments check, with the settings given: {', '.join(given)})"
         return MultitaskConfigError(message)
 
     def _check_tools(self) -> None:
@@ -555,8 +571,11 @@ class MultitaskTrainingArguments(TrainingArguments):
 
             import torch.utils.checkpoint
 
-            takes = [p for p in inspect.signature(torch.utils.checkpoint.checkpoint).parameters if p not in (
-                "function", "args", "kwargs")]
+            takes = [
+                p
+                for p in inspect.signature(torch.utils.checkpoint.checkpoint).parameters
+                if p not in ("function", "args", "kwargs")
+            ]
             unknown = sorted(set(checkpointing) - set(takes))
             if unknown:
                 raise MultitaskConfigError(
@@ -589,8 +608,13 @@ class MultitaskTrainingArguments(TrainingArguments):
             if self.optim_args:
                 raise MultitaskConfigError(f"optim_args {self.optim_args!r} for optim {optim}: {message}") from None
             return  # an optimizer that needs the model to be built (GaLore, APOLLO, LOMO): checked when training
-        if optimizer_cls not in (torch.optim.AdamW, torch.optim.SGD, torch.optim.Adagrad, torch.optim.RMSprop,
-                                 Adafactor):
+        if optimizer_cls not in (
+            torch.optim.AdamW,
+            torch.optim.SGD,
+            torch.optim.Adagrad,
+            torch.optim.RMSprop,
+            Adafactor,
+        ):
             return
         unused = [p.split("=")[0] for p in pairs if p.split("=")[0] not in kwargs]
         if unused:
@@ -609,8 +633,13 @@ class MultitaskTrainingArguments(TrainingArguments):
             ) from None
         schedule = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
         try:
-            get_scheduler(schedule, optimizer, num_warmup_steps=0, num_training_steps=10,
-                          scheduler_specific_kwargs=dict(self.lr_scheduler_kwargs or {}))
+            get_scheduler(
+                schedule,
+                optimizer,
+                num_warmup_steps=0,
+                num_training_steps=10,
+                scheduler_specific_kwargs=dict(self.lr_scheduler_kwargs or {}),
+            )
         except (ValueError, TypeError, KeyError, ZeroDivisionError) as error:
             raise MultitaskConfigError(
                 f"lr_scheduler_type {schedule} with lr_scheduler_kwargs {self.lr_scheduler_kwargs or {}}: "

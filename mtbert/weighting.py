@@ -31,19 +31,19 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "WEIGHTINGS",
     "DBMTLWeighting",
     "DWAWeighting",
     "FAMOWeighting",
     "LossWeighting",
     "StaticWeighting",
     "UncertaintyWeighting",
-    "WEIGHTINGS",
     "build_weighting",
     "check_weighting_options",
 ]
@@ -59,7 +59,7 @@ class LossWeighting:
     """
 
     name = "static"
-    OPTIONS: dict[str, Any] = {}
+    OPTIONS: ClassVar[dict[str, Any]] = {}
     needs_all_tasks = False  # compares the tasks within a step: not under round_robin
     uses_current_losses = False  # the weights depend on this micro-batch's losses (not only on the state)
 
@@ -85,8 +85,11 @@ class LossWeighting:
             raise ValueError(f"task_weighting state is for tasks {state.get('tasks')}, this run has {self.tasks}")
 
     def _state(self, **tensors: Tensor) -> dict[str, Any]:
-        return {"method": self.name, "tasks": list(self.tasks),
-                **{k: v.tolist() if isinstance(v, Tensor) else v for k, v in tensors.items()}}
+        return {
+            "method": self.name,
+            "tasks": list(self.tasks),
+            **{k: v.tolist() if isinstance(v, Tensor) else v for k, v in tensors.items()},
+        }
 
     def current_weights(self) -> dict[str, float] | None:
         """The weights the state gives now (for logging), or None where they depend on the step's losses."""
@@ -145,7 +148,7 @@ class UncertaintyWeighting(LossWeighting):
     """
 
     name = "uncertainty"
-    OPTIONS = {"lr": 0.01, "init": 0.0}
+    OPTIONS: ClassVar[dict[str, Any]] = {"lr": 0.01, "init": 0.0}
 
     def __init__(self, tasks, **options):
         super().__init__(tasks, **options)
@@ -182,7 +185,7 @@ class DWAWeighting(LossWeighting):
     """
 
     name = "dwa"
-    OPTIONS = {"temperature": 2.0, "period": 100}
+    OPTIONS: ClassVar[dict[str, Any]] = {"temperature": 2.0, "period": 100}
 
     def __init__(self, tasks, **options):
         super().__init__(tasks, **options)
@@ -205,7 +208,7 @@ class DWAWeighting(LossWeighting):
         if self.steps % int(self.options["period"]):
             return
         means = torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1), float("nan"))
-        self.history = (self.history + [means.tolist()])[-2:]
+        self.history = ([*self.history, means.tolist()])[-2:]
         self.sums.zero_()
         self.counts.zero_()
         if len(self.history) == 2:
@@ -236,7 +239,7 @@ class FAMOWeighting(LossWeighting):
     """
 
     name = "famo"
-    OPTIONS = {"lr": 0.025, "gamma": 0.01, "eps": 1e-8}
+    OPTIONS: ClassVar[dict[str, Any]] = {"lr": 0.025, "gamma": 0.01, "eps": 1e-8}
     needs_all_tasks = True
     uses_current_losses = True
 
@@ -284,7 +287,7 @@ class DBMTLWeighting(LossWeighting):
     loss detached, so every task's loss counts on a log scale (a 10x larger loss is not a 10x larger gradient)."""
 
     name = "dbmtl"
-    OPTIONS = {"eps": 1e-8}
+    OPTIONS: ClassVar[dict[str, Any]] = {"eps": 1e-8}
     uses_current_losses = True
 
     def weights(self, losses):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,13 +71,19 @@ def paraphrase_analysis(
         index = np.flatnonzero(mask)
         order = np.argsort(-scores[index] if descending else scores[index], kind="stable")[:top_n]
         return [
-            {"id": ids[i], "text": texts[i], "text_pair": text_pairs[i], "score": float(scores[i]),
-             "label": int(labels[i]), "prediction": int(predictions[i])}
+            {
+                "id": ids[i],
+                "text": texts[i],
+                "text_pair": text_pairs[i],
+                "score": float(scores[i]),
+                "label": int(labels[i]),
+                "prediction": int(predictions[i]),
+            }
             for i in index[order]
         ]
 
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "n_paraphrases": int(positive.sum()),
         "n_non_paraphrases": int(negative.sum()),
         "accuracy": _accuracy(predictions, labels),
@@ -111,7 +118,7 @@ def classification_analysis(
     totals = matrix.sum(axis=1)
     per_class = [float(matrix[i, i] / totals[i]) if totals[i] else None for i in range(len(label_names))]
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": _accuracy(predictions, labels),
         "label_names": list(label_names),
         "confusion": matrix,
@@ -135,7 +142,7 @@ def regression_analysis(gold: Sequence[float], predicted: Sequence[float]) -> di
     predicted = np.asarray(predicted, dtype=np.float64)
     pearson, spearman = correlations(gold, predicted)
     return {
-        "n": int(len(gold)),
+        "n": len(gold),
         "pearson": pearson,
         "spearman": spearman,
         "mean_absolute_error": float(np.mean(np.abs(predicted - gold))) if len(gold) else None,
@@ -167,8 +174,15 @@ def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str], output
     image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, f"{int(matrix[i, j])}\n{normalised[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                    color="white" if normalised[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}\n{normalised[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if normalised[i, j] > 0.6 else "black",
+            )
     ticks = range(len(label_names))
     ax.set_xticks(ticks)
     ax.set_xticklabels(label_names, rotation=35, ha="right")
@@ -204,8 +218,10 @@ def plot_regression_scatter(
     ax.set_xlabel("gold similarity")
     ax.set_ylabel("predicted similarity")
     ax.legend(loc="upper left", fontsize="small")
-    ax.set_title(f"{title + chr(10) if title else ''}Pearson {pearson:.3f}, Spearman {spearman:.3f} (n={len(gold)})",
-                 fontsize=10)
+    ax.set_title(
+        f"{title + chr(10) if title else ''}Pearson {pearson:.3f}, Spearman {spearman:.3f} (n={len(gold)})",
+        fontsize=10,
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output_png)), exist_ok=True)
     fig.savefig(output_png, dpi=120)
@@ -265,8 +281,15 @@ def analyze_task(model, task: str, dataset, predictions: dict[str, np.ndarray], 
     kind, analysis = spec["kind"], analysis_kind(spec)
     labels = np.asarray(dataset["label"])
     if analysis == PARAPHRASE:
-        result = paraphrase_analysis(dataset["id"], dataset["text"], dataset["text_pair"], labels,
-                                     predictions["predictions"], predictions["scores"], top_n=top_n)
+        result = paraphrase_analysis(
+            dataset["id"],
+            dataset["text"],
+            dataset["text_pair"],
+            labels,
+            predictions["predictions"],
+            predictions["scores"],
+            top_n=top_n,
+        )
         result["score_name"] = "cosine" if spec.get("pair_encoding") == "cosine" else "P(paraphrase)"
         if spec.get("pair_encoding") == "cosine":
             result["threshold"] = spec.get("cosine_threshold")
@@ -305,20 +328,26 @@ def analyze(
         if "label" not in dataset.column_names:
             report.skipped[task] = "the dev split has no labels"
             continue
-        predictions = predict_task(model, task, dataset, batch_size=batch_size,
-                                   pad_token_id=tokenizer.pad_token_id or 0, progress=progress)
+        predictions = predict_task(
+            model, task, dataset, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0, progress=progress
+        )
         result = analyze_task(model, task, dataset, predictions, top_n=top_n)
         if result["analysis"] == CONFUSION:
             path = os.path.join(output_dir, f"{task}_confusion_matrix.png")
-            plot_confusion_matrix(result["confusion"], result["label_names"], path,
-                                  f"{task.upper()} dev: accuracy {result['accuracy']:.3f} (n={result['n']})\n"
-                                  "rows: true label, columns: predicted; colour: share of the row")
+            plot_confusion_matrix(
+                result["confusion"],
+                result["label_names"],
+                path,
+                f"{task.upper()} dev: accuracy {result['accuracy']:.3f} (n={result['n']})\n"
+                "rows: true label, columns: predicted; colour: share of the row",
+            )
             result["png"] = path
             report.files.append(path)
         elif result["analysis"] == REGRESSION:
             path = os.path.join(output_dir, f"{task}_scatter.png")
-            plot_regression_scatter(result["gold"], result["predicted"], path, f"{task.upper()} dev",
-                                    result.get("score_range"))
+            plot_regression_scatter(
+                result["gold"], result["predicted"], path, f"{task.upper()} dev", result.get("score_range")
+            )
             result["png"] = path
             report.files.append(path)
         report.tasks[task] = result
@@ -375,10 +404,16 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
             score = result.get("score_name", "score")
             threshold = f" (threshold {result['threshold']})" if result.get("threshold") is not None else ""
             for key, title, how in (
-                ("false_positives", "False positives",
-                 f"non-paraphrases predicted as paraphrases, highest {score} first"),
-                ("false_negatives", "False negatives",
-                 f"paraphrases predicted as non-paraphrases, lowest {score} first"),
+                (
+                    "false_positives",
+                    "False positives",
+                    f"non-paraphrases predicted as paraphrases, highest {score} first",
+                ),
+                (
+                    "false_negatives",
+                    "False negatives",
+                    f"paraphrases predicted as non-paraphrases, lowest {score} first",
+                ),
             ):
                 total = result[f"n_{key}"]
                 shown = result[key]
@@ -388,14 +423,19 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
                 lines += [f"### {title}: the {len(shown)} most confident of {total}", "", f"{how}{threshold}.", ""]
                 if shown:
                     lines += [f"| # | Question 1 | Question 2 | {score} |", "| ---: | --- | --- | ---: |"]
-                    lines += [f"| {i} | {_cell(e['text'])} | {_cell(e['text_pair'])} | {e['score']:.3f} |"
-                              for i, e in enumerate(shown, 1)]
+                    lines += [
+                        f"| {i} | {_cell(e['text'])} | {_cell(e['text_pair'])} | {e['score']:.3f} |"
+                        for i, e in enumerate(shown, 1)
+                    ]
                     lines.append("")
         elif analysis == CONFUSION:
             names = result["label_names"]
-            lines += [f"## {task.upper()}: confusion matrix", "",
-                      f"Accuracy {_fmt(result['accuracy'])} (n={result['n']}). Rows: true label; columns: predicted.",
-                      ""]
+            lines += [
+                f"## {task.upper()}: confusion matrix",
+                "",
+                f"Accuracy {_fmt(result['accuracy'])} (n={result['n']}). Rows: true label; columns: predicted.",
+                "",
+            ]
             lines.append("| true \\ predicted | " + " | ".join(_cell(n) for n in names) + " | recall |")
             lines.append("| --- | " + " | ".join("---:" for _ in names) + " | ---: |")
             for i, label in enumerate(names):
@@ -405,9 +445,13 @@ def render_markdown(report: AnalysisReport, output_dir: str | None = None) -> st
                 lines += ["", f"![{task} confusion matrix]({rel(result['png'])})"]
             lines.append("")
         elif analysis == REGRESSION:
-            lines += [f"## {task.upper()}: predicted against gold", "",
-                      f"Pearson {_fmt(result['pearson'])}, Spearman {_fmt(result['spearman'])}, "
-                      f"mean absolute error {_fmt(result['mean_absolute_error'])} (n={result['n']}).", ""]
+            lines += [
+                f"## {task.upper()}: predicted against gold",
+                "",
+                f"Pearson {_fmt(result['pearson'])}, Spearman {_fmt(result['spearman'])}, "
+                f"mean absolute error {_fmt(result['mean_absolute_error'])} (n={result['n']}).",
+                "",
+            ]
             if result.get("png"):
                 lines += [f"![{task} scatter]({rel(result['png'])})", ""]
     if report.skipped:
@@ -420,9 +464,11 @@ def summary(report: AnalysisReport) -> str:
     lines = []
     for task, r in report.tasks.items():
         if r["analysis"] == PARAPHRASE:
-            lines.append(f"{task}: accuracy {_fmt(r['accuracy'])} (paraphrases {_fmt(r['paraphrase_accuracy'])}, "
-                         f"non-paraphrases {_fmt(r['non_paraphrase_accuracy'])}); "
-                         f"{r['n_false_positives']} false positives, {r['n_false_negatives']} false negatives")
+            lines.append(
+                f"{task}: accuracy {_fmt(r['accuracy'])} (paraphrases {_fmt(r['paraphrase_accuracy'])}, "
+                f"non-paraphrases {_fmt(r['non_paraphrase_accuracy'])}); "
+                f"{r['n_false_positives']} false positives, {r['n_false_negatives']} false negatives"
+            )
         elif r["analysis"] == CONFUSION:
             lines.append(f"{task}: accuracy {_fmt(r['accuracy'])} (n={r['n']})")
         elif r["analysis"] == REGRESSION:
@@ -433,7 +479,20 @@ def summary(report: AnalysisReport) -> str:
 
 
 __all__ = [
-    "paraphrase_analysis", "classification_analysis", "regression_analysis", "confusion_matrix", "row_normalise",
-    "correlations", "analysis_kind", "plot_confusion_matrix", "plot_regression_scatter", "load_model", "load_dev_sets",
-    "analyze_task", "analyze", "render_markdown", "summary", "AnalysisReport",
+    "AnalysisReport",
+    "analysis_kind",
+    "analyze",
+    "analyze_task",
+    "classification_analysis",
+    "confusion_matrix",
+    "correlations",
+    "load_dev_sets",
+    "load_model",
+    "paraphrase_analysis",
+    "plot_confusion_matrix",
+    "plot_regression_scatter",
+    "regression_analysis",
+    "render_markdown",
+    "row_normalise",
+    "summary",
 ]

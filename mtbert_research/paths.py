@@ -60,6 +60,14 @@ def run_dir(runs_dir: str | os.PathLike, profile: str, config: str, seed: int) -
 
 
 __all__ = [
-    "DEFAULT_CONFIG_DIR", "DEFAULT_TRAIN_SCRIPT", "LOG_FILE", "RUN_RECORD", "METRICS_FILE", "ExperimentError",
-    "paper_config_dir", "resolve_train_script", "profile_dir", "run_dir",
+    "DEFAULT_CONFIG_DIR",
+    "DEFAULT_TRAIN_SCRIPT",
+    "LOG_FILE",
+    "METRICS_FILE",
+    "RUN_RECORD",
+    "ExperimentError",
+    "paper_config_dir",
+    "profile_dir",
+    "resolve_train_script",
+    "run_dir",
 ]

@@ -76,8 +76,14 @@ def plot_gradient_telemetry(history: list[dict[str, Any]], output_png: str, titl
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     for i, key in enumerate(sorted({k for r in rows for k in r if k.startswith("grad_cos_")})):
         linestyle, mark = styles[i % len(styles)]
-        axes[0].plot(steps, [r.get(key, np.nan) for r in rows], linestyle=linestyle, marker=mark if marker else None,
-                     markersize=4, label=key[len("grad_cos_"):].replace("_", " vs "))
+        axes[0].plot(
+            steps,
+            [r.get(key, np.nan) for r in rows],
+            linestyle=linestyle,
+            marker=mark if marker else None,
+            markersize=4,
+            label=key[len("grad_cos_") :].replace("_", " vs "),
+        )
     axes[0].axhline(0.0, color="black", linewidth=0.8)
     axes[0].set_ylim(-1.05, 1.05)
     axes[0].set_ylabel("cosine of task gradients")
@@ -89,13 +95,26 @@ def plot_gradient_telemetry(history: list[dict[str, Any]], output_png: str, titl
         pairs = max(1, tasks * (tasks - 1))
         projected = np.array([r.get("pcgrad_projections", 0) / pairs for r in rows], dtype=float)
     if projected is not None and np.allclose(projected, conflict):
-        axes[1].plot(steps, conflict, color="tab:red", marker=marker, markersize=4,
-                     label="conflicting pairs = PCGrad projections / T(T-1) (identical here)")
+        axes[1].plot(
+            steps,
+            conflict,
+            color="tab:red",
+            marker=marker,
+            markersize=4,
+            label="conflicting pairs = PCGrad projections / T(T-1) (identical here)",
+        )
     else:
         axes[1].plot(steps, conflict, color="tab:red", marker=marker, markersize=4, label="conflicting pairs")
         if projected is not None:
-            axes[1].plot(steps, projected, color="tab:purple", linestyle="--", marker="s" if marker else None,
-                         markersize=4, label="PCGrad projections / T(T-1)")
+            axes[1].plot(
+                steps,
+                projected,
+                color="tab:purple",
+                linestyle="--",
+                marker="s" if marker else None,
+                markersize=4,
+                label="PCGrad projections / T(T-1)",
+            )
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].set_ylabel("fraction")
     axes[1].legend(loc="best", fontsize="small")
@@ -110,8 +129,11 @@ def plot_gradient_telemetry(history: list[dict[str, Any]], output_png: str, titl
     for ax in axes:
         ax.grid(alpha=0.3)
     summary = conflict_summary(history)
-    fig.suptitle(title or f"Task-gradient conflicts on the shared encoder "
-                          f"(mean conflicting fraction {summary['mean_conflict_fraction']:.2f})")
+    fig.suptitle(
+        title
+        or f"Task-gradient conflicts on the shared encoder "
+        f"(mean conflicting fraction {summary['mean_conflict_fraction']:.2f})"
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output_png)), exist_ok=True)
     fig.savefig(output_png, dpi=120)
@@ -156,8 +178,9 @@ def _std(points: list[float]) -> float:
     return float(np.std(points, ddof=1)) if len(points) > 1 else 0.0
 
 
-def run_group_scale(groups: list[tuple[str, dict[str, list[float]]]], targets: dict[str, float],
-                    min_span: float = 0.05) -> tuple[float, dict[str, tuple[float, float]]]:
+def run_group_scale(
+    groups: list[tuple[str, dict[str, list[float]]]], targets: dict[str, float], min_span: float = 0.05
+) -> tuple[float, dict[str, tuple[float, float]]]:
     """The y range of each panel of :func:`plot_run_groups`: every panel spans the same height in metric units
     (the widest panel's data, mean ± std and targets, padded; at least ``min_span``), centred on its own data, so a
     difference of 0.01 is as tall in the SST panel as in the STS panel and a difference of 0.001 looks small.
@@ -212,17 +235,38 @@ def plot_run_groups(
                 continue
             mean, std = float(np.mean(points)), _std(points)
             jitter = np.linspace(-0.15, 0.15, len(points)) if len(points) > 1 else np.zeros(1)
-            ax.scatter(i - 0.12 + jitter * 0.5, points, color=colors(i), s=14, alpha=0.6, zorder=3,
-                       edgecolors="none")
-            ax.errorbar(i + 0.12, mean, yerr=std if len(points) > 1 else None, fmt="o", color=colors(i),
-                        markersize=6, capsize=4, elinewidth=1.4, zorder=4)
+            ax.scatter(i - 0.12 + jitter * 0.5, points, color=colors(i), s=14, alpha=0.6, zorder=3, edgecolors="none")
+            ax.errorbar(
+                i + 0.12,
+                mean,
+                yerr=std if len(points) > 1 else None,
+                fmt="o",
+                color=colors(i),
+                markersize=6,
+                capsize=4,
+                elinewidth=1.4,
+                zorder=4,
+            )
             text = f"{mean:.3f}" + (f"\n±{std:.3f}" if len(points) > 1 else "") + f"\nn={len(points)}"
-            ax.annotate(text, (i + 0.12, mean), textcoords="offset points", xytext=(9, 0), va="center",
-                        fontsize=7, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+            ax.annotate(
+                text,
+                (i + 0.12, mean),
+                textcoords="offset points",
+                xytext=(9, 0),
+                va="center",
+                fontsize=7,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
+            )
         if column in targets:
             ax.axhline(targets[column], color="black", linestyle="--", linewidth=0.9)
-            ax.annotate(f"target {targets[column]:g}", (0.02, targets[column]), xycoords=("axes fraction", "data"),
-                        fontsize=7, ha="left", va="bottom")
+            ax.annotate(
+                f"target {targets[column]:g}",
+                (0.02, targets[column]),
+                xycoords=("axes fraction", "data"),
+                fontsize=7,
+                ha="left",
+                va="bottom",
+            )
         ax.set_ylim(*limits[column])
         ax.set_xlim(-0.6, len(groups) - 0.1)
         ax.set_title(column, fontsize=10)
@@ -240,5 +284,12 @@ def plot_run_groups(
     plt.close(fig)
 
 
-__all__ = ["load_log_history", "conflict_summary", "plot_gradient_telemetry", "RUN_COLUMNS", "read_run_group",
-           "run_group_scale", "plot_run_groups"]
+__all__ = [
+    "RUN_COLUMNS",
+    "conflict_summary",
+    "load_log_history",
+    "plot_gradient_telemetry",
+    "plot_run_groups",
+    "read_run_group",
+    "run_group_scale",
+]

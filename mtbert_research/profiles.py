@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .paths import ExperimentError
 
@@ -134,5 +135,13 @@ def train_arguments(
     return args
 
 
-__all__ = ["Profile", "FAST_PROFILE", "PAPER_PROFILE", "PROFILES", "format_flag_value", "parse_overrides",
-           "profile_flags", "train_arguments"]
+__all__ = [
+    "FAST_PROFILE",
+    "PAPER_PROFILE",
+    "PROFILES",
+    "Profile",
+    "format_flag_value",
+    "parse_overrides",
+    "profile_flags",
+    "train_arguments",
+]

@@ -85,19 +85,33 @@ def plot_table(result: TableResult, output_png: str | os.PathLike) -> str:
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(columns))]
         means = [row.cells[c].mean if row.cells[c].mean is not None else 0.0 for c in columns]
         errors = [row.cells[c].std or 0.0 for c in columns]
-        ax.bar(xs, means, width=width * 0.95, yerr=errors, capsize=2, color=colors(i % colors.N),
-               label=f"{row.row.label} (n={row.n})", error_kw={"linewidth": 0.8})
+        ax.bar(
+            xs,
+            means,
+            width=width * 0.95,
+            yerr=errors,
+            capsize=2,
+            color=colors(i % colors.N),
+            label=f"{row.row.label} (n={row.n})",
+            error_kw={"linewidth": 0.8},
+        )
     ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels([f"{c}\n({'accuracy' if c in ('SST', 'QQP') else 'Pearson' if c == 'STS' else 'mean'})"
-                        for c in columns])
+    ax.set_xticklabels(
+        [f"{c}\n({'accuracy' if c in ('SST', 'QQP') else 'Pearson' if c == 'STS' else 'mean'})" for c in columns]
+    )
     lowest = min([0.0] + [(r.cells[c].mean or 0.0) - (r.cells[c].std or 0.0) for r in rows for c in columns])
     ax.set_ylim(min(0.0, lowest - 0.05), 1.0)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_ylabel("dev score")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"{result.table.title}\nprofile {result.profile}; bars: mean over seeds, whiskers: std", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2 if len(rows) > 3 else 1, fontsize="small",
-              frameon=False)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=2 if len(rows) > 3 else 1,
+        fontsize="small",
+        frameon=False,
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output_png)), exist_ok=True)
     fig.savefig(output_png, dpi=120, bbox_inches="tight")
@@ -116,5 +130,4 @@ def write_table(result: TableResult, runs_dir: str | os.PathLike) -> dict[str, s
     return paths
 
 
-
-__all__ = ["to_markdown", "to_csv", "plot_table", "write_table"]
+__all__ = ["plot_table", "to_csv", "to_markdown", "write_table"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .paths import METRICS_FILE, profile_dir, run_dir
 from .runner import recorded_arguments
@@ -64,7 +65,6 @@ class TableResult:
         return sorted({b for r in self.rows for b in r.backbones})
 
 
-
 _SEED_DIR = re.compile(r"^seed(-?\d+)$")
 
 
@@ -74,7 +74,7 @@ def _recorded_backbone(folder: Path) -> str | None:
     if not arguments:
         return None
     backbone = None
-    for flag, value in zip(arguments, arguments[1:]):
+    for flag, value in itertools.pairwise(arguments):
         if flag == "--model_name_or_path":
             backbone = value
     if backbone is None:
@@ -82,7 +82,7 @@ def _recorded_backbone(folder: Path) -> str | None:
             from mtbert.arguments import load_config_file
 
             backbone = load_config_file(arguments[0]).get("model_name_or_path")
-        except Exception:  # noqa: BLE001 - a moved or edited config only loses the note
+        except Exception:
             return None
     return backbone
 
@@ -124,5 +124,4 @@ def collect_table(
     return TableResult(table, profile, results)
 
 
-
-__all__ = ["Cell", "RowResult", "TableResult", "finished_seeds", "collect_table"]
+__all__ = ["Cell", "RowResult", "TableResult", "collect_table", "finished_seeds"]

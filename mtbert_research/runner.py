@@ -11,9 +11,9 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from mtbert.checkpoints import last_good_checkpoint
 
@@ -38,7 +38,6 @@ class Run:
     @property
     def finished(self) -> bool:
         return (self.output_dir / METRICS_FILE).is_file()
-
 
 
 def plan_runs(tables: Sequence[Table], seeds: Sequence[int], runs_dir: str | os.PathLike, profile: str) -> list[Run]:
@@ -94,7 +93,7 @@ def _settings_differ(recorded: list[str] | None, wanted: list[str]) -> bool:
     def settings(args: list[str]) -> list[str]:
         args = list(args)
         if "--output_dir" in args:
-            del args[args.index("--output_dir"): args.index("--output_dir") + 2]
+            del args[args.index("--output_dir") : args.index("--output_dir") + 2]
         return args
 
     return settings(recorded) != settings(wanted)
@@ -133,10 +132,14 @@ def execute_runs(
         print(f"skipping {len(report.skipped)} finished runs (delete a run's folder to rerun it)", file=out)
         changed = [r.name for r in report.skipped if _settings_differ(recorded_arguments(r.output_dir), arguments(r))]
         if changed:
-            print(f"warning: {len(changed)} finished run(s) were trained with other settings than asked now "
-                  f"(see run.json in each): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}", file=out)
-    bar = tqdm(total=len(pending), desc="runs", unit="run", disable=not progress or not pending, file=out,
-               dynamic_ncols=True)
+            print(
+                f"warning: {len(changed)} finished run(s) were trained with other settings than asked now "
+                f"(see run.json in each): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}",
+                file=out,
+            )
+    bar = tqdm(
+        total=len(pending), desc="runs", unit="run", disable=not progress or not pending, file=out, dynamic_ncols=True
+    )
 
     def execute(run: Run) -> str | None:
         """Run one (config, seed); returns why it failed, or None."""
@@ -147,8 +150,11 @@ def execute_runs(
         if checkpoint and "--resume_from_checkpoint" not in command:
             command += ["--resume_from_checkpoint", checkpoint]  # an interrupted run with checkpoints continues
         with open(run.output_dir / RUN_RECORD, "w", encoding="utf-8") as handle:
-            json.dump({"config": run.config, "seed": run.seed, "arguments": run_arguments, "command": command},
-                      handle, indent=2)
+            json.dump(
+                {"config": run.config, "seed": run.seed, "arguments": run_arguments, "command": command},
+                handle,
+                indent=2,
+            )
         try:
             code = runner(command, str(run.output_dir / LOG_FILE))
         except OSError as error:
@@ -195,5 +201,4 @@ def recorded_arguments(folder: Path) -> list[str] | None:
         return None
 
 
-
-__all__ = ["Run", "plan_runs", "run_command", "log_tail", "ExecutionReport", "execute_runs", "recorded_arguments"]
+__all__ = ["ExecutionReport", "Run", "execute_runs", "log_tail", "plan_runs", "recorded_arguments", "run_command"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .paths import ExperimentError, paper_config_dir
 
@@ -57,23 +57,28 @@ TABLES: dict[str, Table] = {
             Row("t2_qqp_cosine_mean_0.5", 'Cosine sim., "MEAN" pooling, 0.5 threshold', (0.504, 0.777, 0.875, 0.719)),
             Row("t2_qqp_cosine_cls_0.75", 'Cosine sim., "CLS" pooling, 0.75 threshold', (0.474, 0.798, 0.869, 0.714)),
             Row(
-                "t2_qqp_cosine_mean_0.75", 'Cosine sim., "MEAN" pooling, 0.75 threshold',
+                "t2_qqp_cosine_mean_0.75",
+                'Cosine sim., "MEAN" pooling, 0.75 threshold',
                 (0.513, 0.811, 0.867, 0.730),
             ),
             Row(
-                "t2_qqp_concat_sep_cls_1layer", 'Concat. w/ [SEP], "CLS" pooling, 1-layer',
+                "t2_qqp_concat_sep_cls_1layer",
+                'Concat. w/ [SEP], "CLS" pooling, 1-layer',
                 (0.478, 0.856, 0.871, 0.735),
             ),
             Row(
-                "t2_qqp_concat_sep_mean_1layer", 'Concat. w/ [SEP], "MEAN" pooling, 1-layer',
+                "t2_qqp_concat_sep_mean_1layer",
+                'Concat. w/ [SEP], "MEAN" pooling, 1-layer',
                 (0.495, 0.839, 0.870, 0.735),
             ),
             Row(
-                "t2_qqp_concat_sep_cls_2layer", 'Concat. w/ [SEP], "CLS" pooling, 2-layer',
+                "t2_qqp_concat_sep_cls_2layer",
+                'Concat. w/ [SEP], "CLS" pooling, 2-layer',
                 (0.510, 0.849, 0.868, 0.742),
             ),
             Row(
-                "t2_qqp_concat_sep_mean_2layer", 'Concat. w/ [SEP], "MEAN" pooling, 2-layer',
+                "t2_qqp_concat_sep_mean_2layer",
+                'Concat. w/ [SEP], "MEAN" pooling, 2-layer',
                 (0.507, 0.839, 0.868, 0.738),
             ),
         ),
@@ -92,16 +97,19 @@ TABLES: dict[str, Table] = {
         "Table 5: ablation, concatenation without [SEP] for paraphrase detection",
         (
             Row(
-                "t5_qqp_concat_nosep_cls_1layer", 'Direct concatenation, "CLS" pooling, 1-layer',
+                "t5_qqp_concat_nosep_cls_1layer",
+                'Direct concatenation, "CLS" pooling, 1-layer',
                 (0.501, 0.849, 0.871, 0.740),
             ),
             Row("t1_sts_cosine_mean", "Baseline", (0.512, 0.745, 0.876, 0.711)),
             Row(
-                "t2_qqp_cosine_mean_0.75", 'Cosine sim., "MEAN" pooling, 0.75 threshold',
+                "t2_qqp_cosine_mean_0.75",
+                'Cosine sim., "MEAN" pooling, 0.75 threshold',
                 (0.513, 0.811, 0.867, 0.730),
             ),
             Row(
-                "t2_qqp_concat_sep_cls_1layer", 'Concat. w/ [SEP], "CLS" pooling, 1-layer',
+                "t2_qqp_concat_sep_cls_1layer",
+                'Concat. w/ [SEP], "CLS" pooling, 1-layer',
                 (0.478, 0.856, 0.871, 0.735),
             ),
         ),
@@ -114,7 +122,6 @@ DEFAULT_LABELS: dict[str, str] = {}
 for _table in TABLES.values():
     for _row in _table.rows:
         DEFAULT_LABELS.setdefault(_row.config, _row.label)
-
 
 
 def paper_config_path(stem: str, config_dir: str | os.PathLike | None = None) -> Path:
@@ -158,7 +165,8 @@ def resolve_tables(names: Sequence[str], config_dir: str | os.PathLike | None = 
     if custom:
         rows = tuple(
             dataclasses.replace(r, config=str(paper_config_path(r.config, config_dir)))
-            if not r.config.endswith((".yaml", ".yml", ".json")) else r
+            if not r.config.endswith((".yaml", ".yml", ".json"))
+            else r
             for r in custom
         )
         out.append(Table("custom", "Selected configs", rows))
@@ -169,5 +177,13 @@ def resolve_tables(names: Sequence[str], config_dir: str | os.PathLike | None = 
     return out
 
 
-__all__ = ["METRIC_COLUMNS", "Row", "Table", "TABLES", "ALL_TABLES", "DEFAULT_LABELS", "paper_config_path",
-           "resolve_tables"]
+__all__ = [
+    "ALL_TABLES",
+    "DEFAULT_LABELS",
+    "METRIC_COLUMNS",
+    "TABLES",
+    "Row",
+    "Table",
+    "paper_config_path",
+    "resolve_tables",
+]

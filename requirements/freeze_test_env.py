@@ -38,9 +38,8 @@ def closure(name: str, extras: tuple[str, ...]) -> dict[str, str]:
             if not wanted:
                 continue
             child = canonicalize_name(req.name)
-            if child not in seen or req.extras:
-                if first_visit or req.extras:
-                    todo.append((child, tuple(req.extras)))
+            if (child not in seen or req.extras) and (first_visit or req.extras):
+                todo.append((child, tuple(req.extras)))
     return seen
 
 

@@ -136,8 +136,13 @@ def modernbert_tokenizer() -> TokenizersBackend:
     )
     backend.add_special_tokens(specials)
     return TokenizersBackend(
-        tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
-        mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"],
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "attention_mask"],
     )
 
 
@@ -147,27 +152,50 @@ def _ids(tokenizer) -> dict[str, int]:
 
 def bert_config(tokenizer) -> PretrainedConfig:
     return BertConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=MAX_POSITIONS, type_vocab_size=2,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=MAX_POSITIONS,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **_ids(tokenizer),
     )
 
 
 def electra_config(tokenizer) -> PretrainedConfig:
     # embedding_size < hidden_size: ELECTRA projects its embeddings up (``embeddings_project``)
     return ElectraConfig(
-        vocab_size=len(tokenizer), embedding_size=16, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=2, intermediate_size=37, max_position_embeddings=MAX_POSITIONS, type_vocab_size=2,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        embedding_size=16,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=MAX_POSITIONS,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **_ids(tokenizer),
     )
 
 
 def roberta_config(tokenizer, cls=RobertaConfig) -> PretrainedConfig:
     return cls(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=MAX_POSITIONS, type_vocab_size=1,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=MAX_POSITIONS,
+        type_vocab_size=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        **_ids(tokenizer),
     )
 
 
@@ -177,49 +205,95 @@ def xlm_roberta_config(tokenizer) -> PretrainedConfig:
 
 def mpnet_config(tokenizer) -> PretrainedConfig:
     return MPNetConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=MAX_POSITIONS,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=MAX_POSITIONS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        **_ids(tokenizer),
     )
 
 
 def deberta_v2_config(tokenizer) -> PretrainedConfig:
     """DeBERTa-v3's settings: relative attention with log buckets, no absolute positions, no segment embeddings."""
     return DebertaV2Config(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=MAX_POSITIONS, relative_attention=True, position_buckets=16,
-        max_relative_positions=-1, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-        norm_rel_ebd="layer_norm", share_att_key=True, type_vocab_size=0,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=MAX_POSITIONS,
+        relative_attention=True,
+        position_buckets=16,
+        max_relative_positions=-1,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        type_vocab_size=0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **_ids(tokenizer),
     )
 
 
 def distilbert_config(tokenizer) -> PretrainedConfig:
     return DistilBertConfig(
-        vocab_size=len(tokenizer), dim=HIDDEN, n_layers=LAYERS, n_heads=2, hidden_dim=37,
-        max_position_embeddings=MAX_POSITIONS, dropout=0.0, attention_dropout=0.0, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        dim=HIDDEN,
+        n_layers=LAYERS,
+        n_heads=2,
+        hidden_dim=37,
+        max_position_embeddings=MAX_POSITIONS,
+        dropout=0.0,
+        attention_dropout=0.0,
+        **_ids(tokenizer),
     )
 
 
 def albert_config(tokenizer) -> PretrainedConfig:
     # ALBERT shares one layer's weights across depth (num_hidden_groups=1) and factorises its embeddings
     return AlbertConfig(
-        vocab_size=len(tokenizer), embedding_size=16, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
-        num_attention_heads=2, intermediate_size=37, num_hidden_groups=1, inner_group_num=1,
-        max_position_embeddings=MAX_POSITIONS, type_vocab_size=2, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, **_ids(tokenizer),
+        vocab_size=len(tokenizer),
+        embedding_size=16,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_hidden_groups=1,
+        inner_group_num=1,
+        max_position_embeddings=MAX_POSITIONS,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **_ids(tokenizer),
     )
 
 
 def modernbert_config(tokenizer) -> PretrainedConfig:
     # one global and one local (sliding-window) attention layer, as ModernBERT alternates them
     return ModernBertConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
-        intermediate_size=48, max_position_embeddings=MAX_POSITIONS, global_attn_every_n_layers=2,
-        local_attention=8, pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id, embedding_dropout=0.0, attention_dropout=0.0, mlp_dropout=0.0,
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=MAX_POSITIONS,
+        global_attn_every_n_layers=2,
+        local_attention=8,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        embedding_dropout=0.0,
+        attention_dropout=0.0,
+        mlp_dropout=0.0,
     )
 
 
@@ -242,7 +316,8 @@ class Family:
     above_layers: tuple[str, ...] = ()
     # the config keys of the family's dropout: (hidden / residual ones, attention ones)
     dropout_keys: tuple[tuple[str, ...], tuple[str, ...]] = (
-        ("hidden_dropout_prob",), ("attention_probs_dropout_prob",)
+        ("hidden_dropout_prob",),
+        ("attention_probs_dropout_prob",),
     )
 
     def __str__(self) -> str:
@@ -254,25 +329,58 @@ FAMILIES = [
     Family("roberta", roberta_config, roberta_tokenizer, "sdpa", False, True, True, ["</s>", "</s>"]),
     Family("xlm-roberta", xlm_roberta_config, xlm_roberta_tokenizer, "sdpa", False, True, True, ["</s>", "</s>"]),
     Family(
-        "mpnet", mpnet_config, mpnet_tokenizer, "eager", False, False, True, ["</s>", "</s>"],
+        "mpnet",
+        mpnet_config,
+        mpnet_tokenizer,
+        "eager",
+        False,
+        False,
+        True,
+        ["</s>", "</s>"],
         below_layers=("encoder.encoder.relative_attention_bias.",),  # relative positions, read by every layer
     ),
     Family(
-        "deberta-v2", deberta_v2_config, deberta_v2_tokenizer, "eager", False, True, True,
+        "deberta-v2",
+        deberta_v2_config,
+        deberta_v2_tokenizer,
+        "eager",
+        False,
+        True,
+        True,
         below_layers=("encoder.encoder.rel_embeddings.", "encoder.encoder.LayerNorm."),  # relative positions
     ),
     Family(  # ELECTRA's tokenizer is BERT's
-        "electra", electra_config, bert_tokenizer, "sdpa", True, True, True,
+        "electra",
+        electra_config,
+        bert_tokenizer,
+        "sdpa",
+        True,
+        True,
+        True,
         below_layers=("encoder.embeddings_project.",),  # the embeddings' projection up to the hidden width
     ),
     Family(
-        "distilbert", distilbert_config, distilbert_tokenizer, "sdpa", False, True, True,
-        layer_prefix="encoder.transformer.layer.{}.", dropout_keys=(("dropout",), ("attention_dropout",)),
+        "distilbert",
+        distilbert_config,
+        distilbert_tokenizer,
+        "sdpa",
+        False,
+        True,
+        True,
+        layer_prefix="encoder.transformer.layer.{}.",
+        dropout_keys=(("dropout",), ("attention_dropout",)),
     ),
     Family("albert", albert_config, albert_tokenizer, "sdpa", True, False, False),
     Family(
-        "modernbert", modernbert_config, modernbert_tokenizer, "sdpa", False, True, True,
-        layer_prefix="encoder.layers.{}.", dropout_keys=(("embedding_dropout", "mlp_dropout"), ("attention_dropout",)),
+        "modernbert",
+        modernbert_config,
+        modernbert_tokenizer,
+        "sdpa",
+        False,
+        True,
+        True,
+        layer_prefix="encoder.layers.{}.",
+        dropout_keys=(("embedding_dropout", "mlp_dropout"), ("attention_dropout",)),
         above_layers=("encoder.final_norm.",),
     ),
 ]

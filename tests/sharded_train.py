@@ -34,7 +34,10 @@ TASKS = {
     "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
     "sts": {"pair_encoding": "separate", "pooling": "mean", "classifier_dropout": 0.0},
 }
-WORDS = "good bad film plot great dull why how is the a an acting music long short".split()
+WORDS = [
+    *("good", "bad", "film", "plot", "great", "dull", "why", "how"),
+    *("is", "the", "a", "an", "acting", "music", "long", "short"),
+]
 FSDP_STYLES = {"full_shard": "free_full_weight", "shard_grad_op": "keep_full_weight"}
 
 
@@ -49,8 +52,15 @@ def save_tiny_model(path: Path, vocab_size: int, seed: int = 0) -> None:
     """A 2-layer, 32-wide random encoder with three task heads (dropout off), saved like any trained model."""
     from transformers import BertConfig
 
-    encoder = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=48, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    encoder = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(seed)
     MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS)).save_pretrained(path)
 
@@ -79,8 +89,9 @@ def full_state_dict(model) -> dict[str, torch.Tensor]:
     """Whole tensors on every rank (a collective for DTensors)."""
     from torch.distributed.tensor import DTensor
 
-    return {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().clone()
-            for k, v in model.state_dict().items()}
+    return {
+        k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().clone() for k, v in model.state_dict().items()
+    }
 
 
 def main(argv=None) -> None:
@@ -99,11 +110,20 @@ def main(argv=None) -> None:
     tok = tokenizer()
     model = load_model(args.model_dir, args.shard)
     training_args = MultitaskTrainingArguments(
-        output_dir=str(Path(args.output).with_suffix("")) + "_run", strategy=args.strategy,
-        aggregator=args.aggregator if args.strategy == "pcgrad" else None, deepspeed=args.deepspeed,
-        per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_steps=args.steps, learning_rate=1e-3, use_cpu=True, seed=3, save_strategy="no", report_to="none",
-        logging_steps=1, disable_tqdm=True,
+        output_dir=str(Path(args.output).with_suffix("")) + "_run",
+        strategy=args.strategy,
+        aggregator=args.aggregator if args.strategy == "pcgrad" else None,
+        deepspeed=args.deepspeed,
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_steps=args.steps,
+        learning_rate=1e-3,
+        use_cpu=True,
+        seed=3,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        disable_tqdm=True,
     )
     trainer = MultitaskTrainer(model=model, args=training_args, train_dataset=make_data(tok, model.config))
     trainer.train()
@@ -114,8 +134,9 @@ def main(argv=None) -> None:
     master = os.environ.get("MASTER_ADDR", "-")
     plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
     zero = f", zero stage {plugin.zero_stage}" if plugin is not None else ""
-    print(f"trained {args.steps} steps, world size {training_args.world_size}, {kind}, master {master}{zero}",
-          flush=True)
+    print(
+        f"trained {args.steps} steps, world size {training_args.world_size}, {kind}, master {master}{zero}", flush=True
+    )
 
 
 if __name__ == "__main__":

@@ -329,7 +329,7 @@ def test_predict_script_refuses_input_mistakes_in_one_line(saved_model, tmp_path
     tokens = {"@PAIRS@": tmp_path / "pairs.tsv", "@MISSING@": tmp_path / "missing.csv",
               "@NO_TEXT@": tmp_path / "no_text.csv"}  # fmt: skip
     extra = [str(tokens.get(a, a)) for a in extra]
-    code, out, err = run_predict(["--model_name_or_path", saved_model, "--output_dir", tmp_path / "preds", *extra])
+    code, _out, err = run_predict(["--model_name_or_path", saved_model, "--output_dir", tmp_path / "preds", *extra])
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("mtbert: error: "), err
     assert re.search(match, lines[0]), lines[0]

@@ -29,8 +29,14 @@ from conftest import SHARED_DATA_DIR, tiny_bert_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FILES = ("ids-sst-dev.csv", "quora-dev.csv", "sts-dev.csv",
-         "ids-sst-test-student.csv", "quora-test-student.csv", "sts-test-student.csv")
+FILES = (
+    "ids-sst-dev.csv",
+    "quora-dev.csv",
+    "sts-dev.csv",
+    "ids-sst-test-student.csv",
+    "quora-test-student.csv",
+    "sts-test-student.csv",
+)
 ROWS = 30
 
 
@@ -44,8 +50,9 @@ def test_paraphrase_analysis_subsets_and_most_confident_errors():
     predictions = [1, 0, 0, 1, 1, 0, 1, 0]
     scores = [0.9, 0.2, 0.4, 0.6, 0.95, 0.1, 0.7, 0.05]
     ids = [f"id{i}" for i in range(8)]
-    result = paraphrase_analysis(ids, [f"a{i}" for i in range(8)], [f"b{i}" for i in range(8)], labels,
-                                 predictions, scores, top_n=2)
+    result = paraphrase_analysis(
+        ids, [f"a{i}" for i in range(8)], [f"b{i}" for i in range(8)], labels, predictions, scores, top_n=2
+    )
     assert result["accuracy"] == pytest.approx(2 / 8)
     assert result["paraphrase_accuracy"] == pytest.approx(1 / 4)  # ids 0, 1, 2, 7: only 0 right
     assert result["non_paraphrase_accuracy"] == pytest.approx(1 / 4)  # ids 3, 4, 5, 6: only 5 right
@@ -53,8 +60,14 @@ def test_paraphrase_analysis_subsets_and_most_confident_errors():
     assert (result["n_false_positives"], result["n_false_negatives"]) == (3, 3)
     assert [e["id"] for e in result["false_positives"]] == ["id4", "id6"]  # highest scores first
     assert [e["id"] for e in result["false_negatives"]] == ["id7", "id1"]  # lowest scores first
-    assert result["false_positives"][0] == {"id": "id4", "text": "a4", "text_pair": "b4", "score": 0.95,
-                                            "label": 0, "prediction": 1}
+    assert result["false_positives"][0] == {
+        "id": "id4",
+        "text": "a4",
+        "text_pair": "b4",
+        "score": 0.95,
+        "label": 0,
+        "prediction": 1,
+    }
 
 
 def test_paraphrase_analysis_with_one_class_only():
@@ -86,15 +99,24 @@ def test_each_task_gets_the_analysis_its_kind_allows():
     }
     model = SimpleNamespace(config=SimpleNamespace(tasks=tasks))
     rows = {"id": ["a", "b", "c", "d"], "text": ["w", "x", "y", "z"], "text_pair": ["1", "2", "3", "4"]}
-    qqp = analyze_task(model, "qqp", {**rows, "label": [1, 0, 1, 0]},
-                       {"predictions": np.array([1, 1, 0, 0]), "scores": np.array([0.9, 0.8, 0.2, 0.1])})
+    qqp = analyze_task(
+        model,
+        "qqp",
+        {**rows, "label": [1, 0, 1, 0]},
+        {"predictions": np.array([1, 1, 0, 0]), "scores": np.array([0.9, 0.8, 0.2, 0.1])},
+    )
     assert (qqp["analysis"], qqp["paraphrase_accuracy"], qqp["non_paraphrase_accuracy"]) == ("paraphrase", 0.5, 0.5)
-    nli = analyze_task(model, "nli", {**rows, "label": [0, 1, 2, 2]},
-                       {"predictions": np.array([0, 2, 2, 1]), "scores": np.ones(4)})
+    nli = analyze_task(
+        model, "nli", {**rows, "label": [0, 1, 2, 2]}, {"predictions": np.array([0, 2, 2, 1]), "scores": np.ones(4)}
+    )
     assert nli["analysis"] == "confusion" and nli["kind"] == "pair_classification"
     assert nli["confusion"].tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 1]] and nli["accuracy"] == 0.5
-    rate = analyze_task(model, "rate", {**rows, "label": [1.0, 2.0, 3.0, 5.0]},
-                        {"predictions": np.array([1.5, 2.0, 3.5, 4.0]), "scores": np.zeros(4)})
+    rate = analyze_task(
+        model,
+        "rate",
+        {**rows, "label": [1.0, 2.0, 3.0, 5.0]},
+        {"predictions": np.array([1.5, 2.0, 3.5, 4.0]), "scores": np.zeros(4)},
+    )
     assert rate["analysis"] == "regression" and rate["score_range"] == [1, 5]
     assert rate["mean_absolute_error"] == pytest.approx(0.5)
     report = AnalysisReport(model="m", tasks={"qqp": qqp, "nli": nli, "rate": rate})
@@ -164,8 +186,9 @@ def workspace(tmp_path_factory):
     return {
         "data": data,
         "default_model": save("default", None),  # sst, qqp (separate, linear), sts (separate, linear)
-        "cosine_model": save("cosine", {"sst": {}, "qqp": {"pair_encoding": "cosine", "pooling": "mean",
-                                                         "cosine_threshold": 0.75}}),
+        "cosine_model": save(
+            "cosine", {"sst": {}, "qqp": {"pair_encoding": "cosine", "pooling": "mean", "cosine_threshold": 0.75}}
+        ),
         "root": root,
     }
 
@@ -234,11 +257,15 @@ def test_analyze_matches_direct_computation(workspace):
         assert data.startswith(PNG_MAGIC) and len(data) > 2000
     markdown = (out / "analysis.md").read_text(encoding="utf-8")
     assert markdown == render_markdown(report, str(out))
-    assert f"| default | {qqp['accuracy']:.3f} | {qqp['paraphrase_accuracy']:.3f} | " \
-           f"{qqp['non_paraphrase_accuracy']:.3f} |" in markdown
+    assert (
+        f"| default | {qqp['accuracy']:.3f} | {qqp['paraphrase_accuracy']:.3f} | "
+        f"{qqp['non_paraphrase_accuracy']:.3f} |" in markdown
+    )
     assert f"Paraphrases (n={int(np.sum(labels == 1))})" in markdown
-    assert "| true \\ predicted | negative | somewhat negative | neutral | somewhat positive | positive | recall |" \
+    assert (
+        "| true \\ predicted | negative | somewhat negative | neutral | somewhat positive | positive | recall |"
         in markdown
+    )
     assert f"Pearson {sts['pearson']:.3f}, Spearman {sts['spearman']:.3f}" in markdown
     assert "![sst confusion matrix](sst_confusion_matrix.png)" in markdown
     text = summary(report)
@@ -267,8 +294,19 @@ def test_command_line(workspace, capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = workspace["root"] / "cli"
-    module.main([str(workspace["cosine_model"]), "--data_dir", str(workspace["data"]), "--output_dir", str(out),
-                 "--tasks", "sst", "--device", "cpu"])
+    module.main(
+        [
+            str(workspace["cosine_model"]),
+            "--data_dir",
+            str(workspace["data"]),
+            "--output_dir",
+            str(out),
+            "--tasks",
+            "sst",
+            "--device",
+            "cpu",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "sst: accuracy" in printed and f"wrote {out / 'analysis.md'}" in printed
     assert (out / "sst_confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import pytest
 import yaml
@@ -150,7 +151,7 @@ def test_max_train_samples_unknown_task(write_config):
 def test_default_output_dir_from_the_config_stem(write_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_config({"model_name_or_path": "bert-base-uncased", "output_dir": None}, name="table3_pcgrad.yaml")
-    config = yaml.safe_load(open(path))
+    config = yaml.safe_load(pathlib.Path(path).read_text())
     del config["output_dir"]
     with open(path, "w") as handle:
         yaml.safe_dump(config, handle)

@@ -168,4 +168,3 @@ def test_cudnn_attention_is_off_by_default_and_parses_from_the_command_line(tmp_
         ["--output_dir", str(tmp_path), "--cudnn_attention", "true"]
     )
     assert args.cudnn_attention is True
-

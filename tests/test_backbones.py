@@ -271,7 +271,8 @@ def test_from_encoder_pretrained_loads_the_backbone(name, tmp_path):
 def test_dropout_override_reaches_every_family(name, tmp_path):
     save_backbone(name, tmp_path)
     model = MultitaskBertModel.from_encoder_pretrained(
-        str(tmp_path), tasks={"sst": ALL_HEADS["sst"]},
+        str(tmp_path),
+        tasks={"sst": ALL_HEADS["sst"]},
         encoder_kwargs={"hidden_dropout_prob": 0.3, "attention_probs_dropout_prob": 0.2},
     )
     hidden_keys, attention_keys = BY_NAME[name].dropout_keys
@@ -385,7 +386,7 @@ def test_gradient_checkpointing_works_or_is_refused(name):
     tasks = {"pair": ALL_HEADS["concat_sep"]}
     model = make_model(name, tasks).train()
     if not family.checkpointing:
-        with pytest.raises(MultitaskConfigError, match="gradient_checkpointing: .* does not support it"):
+        with pytest.raises(MultitaskConfigError, match=r"gradient_checkpointing: .* does not support it"):
             enable_checkpointing(model)
         with pytest.raises(MultitaskConfigError, match="does not support it"), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -422,9 +423,17 @@ def test_trainer_steps_with_layerwise_decay_and_checkpointing(name, tmp_path):
         columns["label"] = [label_of(spec, i) for i in range(len(columns["text"]))]
         data[task] = tokenize_task(datasets.Dataset.from_dict(columns), tokenizer, spec, MAX_LENGTH)
     args = MultitaskTrainingArguments(
-        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
-        head_learning_rate=1e-2, layerwise_lr_decay=0.5, activation_checkpointing=family.checkpointing,
-        report_to="none", save_strategy="no", disable_tqdm=True, use_cpu=True,
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        head_learning_rate=1e-2,
+        layerwise_lr_decay=0.5,
+        activation_checkpointing=family.checkpointing,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
     )
     trainer = MultitaskTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     if not family.per_layer:
@@ -485,9 +494,9 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 def pipeline_inputs(tasks) -> dict:
     return {
-        task: SENTENCES if spec["kind"] == "sentence_classification" else [
-            {"text": a, "text_pair": b} for a, b in PAIRS
-        ]
+        task: SENTENCES
+        if spec["kind"] == "sentence_classification"
+        else [{"text": a, "text_pair": b} for a, b in PAIRS]
         for task, spec in tasks.items()
     }
 

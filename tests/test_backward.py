@@ -43,9 +43,11 @@ def per_task_grads(model, losses):
 
 def pcgrad_two(g1: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
     """The published PCGrad for two tasks (each order is forced), written out on vectors."""
+
     def project(g, other):
         dot = torch.dot(g, other)
         return g - dot / other.norm() ** 2 * other if dot < 0 else g
+
     return project(g1, g2) + project(g2, g1)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -269,8 +269,8 @@ CASES = [
         "files-sts-scored-0-10",
         lambda c: [
             c.config(
-                "tasks: [sts]\ntask_data:\n  sts: {source: files, data_dir: %s, text_columns: [a, b], "
-                "label_column: score}" % scored_0_10_folder(c)
+                "tasks: [sts]\ntask_data:\n  sts: {source: files, data_dir: "
+                f"{scored_0_10_folder(c)}, text_columns: [a, b], label_column: score}}"
             )
         ],
         r"train.csv.* have scores above 5 .*looks scored 0-10",

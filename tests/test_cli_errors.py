@@ -88,22 +88,33 @@ def test_broken_checkpoint_is_named(tmp_path, out, capsys, monkeypatch):
     broken.mkdir()
     (broken / "config.json").write_text("{}")
     config = write_config(tmp_path, "")
-    line = run_main("train", [config, "--output_dir", str(out), "--resume_from_checkpoint", str(broken)],
-                    capsys, monkeypatch)
+    line = run_main(
+        "train", [config, "--output_dir", str(out), "--resume_from_checkpoint", str(broken)], capsys, monkeypatch
+    )
     assert "checkpoint-40" in line and "cannot be resumed from" in line and "mtbert_checkpoint.json" in line
 
 
 def test_predict_script_with_missing_model_folder(tmp_path, capsys, monkeypatch):
-    line = run_main("predict", ["--model", str(tmp_path / "nope"), "--data_dir", str(DATA_DIR),
-                                "--output_dir", str(tmp_path / "p")], capsys, monkeypatch)
+    line = run_main(
+        "predict",
+        ["--model", str(tmp_path / "nope"), "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "p")],
+        capsys,
+        monkeypatch,
+    )
     assert "nope" in line
 
 
 def test_exit_code_and_single_line_from_a_real_process(tmp_path, out):
     config = write_config(tmp_path, "strategy: pcgard")
     env = script_env()
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "train.py"), config, "--output_dir", str(out)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train.py"), config, "--output_dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("mtbert: error: strategy: 'pcgard'")

@@ -24,8 +24,9 @@ def test_a_backbone_load_is_one_clean_line(tiny_backbone, transformers_info, cap
     caplog.set_level(logging.INFO, logger="mtbert")
     bars_before = transformers.utils.logging.is_progress_bar_enabled()  # other tests may have turned them off
     transformers.utils.logging.enable_progress_bar()
-    MultitaskBertModel.from_encoder_pretrained(str(tiny_backbone), tasks={"sst": {}},
-                                               encoder_kwargs={"hidden_dropout_prob": 0.2})
+    MultitaskBertModel.from_encoder_pretrained(
+        str(tiny_backbone), tasks={"sst": {}}, encoder_kwargs={"hidden_dropout_prob": 0.2}
+    )
     printed = capfd.readouterr()
     shown = printed.out + printed.err
     assert "LOAD REPORT" not in shown and "UNEXPECTED" not in shown  # the pooler left out is not an error
@@ -50,8 +51,11 @@ def test_missing_backbone_weights_are_still_reported(tmp_path, caplog):
     path = tmp_path / "backbone"
     BertModel(tiny_bert_config()).save_pretrained(path)
     state = load_file(path / "model.safetensors")
-    save_file({k: v for k, v in state.items() if "layer.0.output.dense" not in k}, path / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in state.items() if "layer.0.output.dense" not in k},
+        path / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     caplog.set_level(logging.INFO, logger="mtbert")
     MultitaskBertModel.from_encoder_pretrained(str(path), tasks={"sst": {}})
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -66,8 +70,12 @@ def test_missing_backbone_weights_are_still_reported(tmp_path, caplog):
 def test_epoch_summary_counts_what_the_plan_draws():
     from mtbert.sampling import MultitaskBatchSampler
 
-    sampler = MultitaskBatchSampler({"sst": 40, "qqp": 1000, "sts": 30}, batch_size=4, task_sampling="proportional",
-                                    max_samples={"qqp": 16, "sts": 12})
+    sampler = MultitaskBatchSampler(
+        {"sst": 40, "qqp": 1000, "sts": 30},
+        batch_size=4,
+        task_sampling="proportional",
+        max_samples={"qqp": 16, "sts": 12},
+    )
     summary = sampler.epoch_summary()
     assert summary == {
         "sst": {"available": 40, "sampled": 40, "batches": 10},
@@ -79,8 +87,10 @@ def test_epoch_summary_counts_what_the_plan_draws():
     assert "qqp 16 of 1,000 rows in 4 batches, max_train_samples 16" in text
     # sum/pcgrad: one batch of every task per step, as many steps as the largest task has batches: small ones cycle
     summed = MultitaskBatchSampler({"sst": 40, "sts": 10}, batch_size=4, all_tasks_per_step=True)
-    assert summed.epoch_summary() == {"sst": {"available": 40, "sampled": 40, "batches": 10},
-                                      "sts": {"available": 10, "sampled": 34, "batches": 10}}  # 4+4+2 thrice, 4
+    assert summed.epoch_summary() == {
+        "sst": {"available": 40, "sampled": 40, "batches": 10},
+        "sts": {"available": 10, "sampled": 34, "batches": 10},
+    }  # 4+4+2 thrice, 4
     assert sum(s["sampled"] for s in summed.epoch_summary(steps=3).values()) == 12 + 10  # sst 4+4+4, sts 4+4+2
 
 
@@ -93,8 +103,9 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_the_banner_counts_sampled_rows_and_mtbert_says_what_max_steps_draws(make_model, tokenizer, tmp_path,
-                                                                             caplog, transformers_info):
+def test_the_banner_counts_sampled_rows_and_mtbert_says_what_max_steps_draws(
+    make_model, tokenizer, tmp_path, caplog, transformers_info
+):
     import datasets
 
     from mtbert.configuration_mtbert import normalize_task_spec
@@ -103,18 +114,35 @@ def test_the_banner_counts_sampled_rows_and_mtbert_says_what_max_steps_draws(mak
     from mtbert.training_args import MultitaskTrainingArguments
 
     tasks = {"sst": {}, "sts": {}}
-    rows = {"sst": {"text": [f"film number {i}" for i in range(24)], "label": [i % 5 for i in range(24)]},
-            "sts": {"text": [f"a man {i}" for i in range(40)], "text_pair": [f"a dog {i}" for i in range(40)],
-                    "label": [float(i % 5) for i in range(40)]}}
+    rows = {
+        "sst": {"text": [f"film number {i}" for i in range(24)], "label": [i % 5 for i in range(24)]},
+        "sts": {
+            "text": [f"a man {i}" for i in range(40)],
+            "text_pair": [f"a dog {i}" for i in range(40)],
+            "label": [float(i % 5) for i in range(40)],
+        },
+    }
     data = {}
     for task, columns in rows.items():
         ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(len(columns["text"]))], **columns})
         data[task] = tokenize_task(ds, tokenizer, normalize_task_spec(task, tasks[task]), max_length=16)
-    args = MultitaskTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True,
-                                      per_device_train_batch_size=4, max_steps=3, save_strategy="no",
-                                      disable_tqdm=True, logging_steps=100)
-    trainer = MultitaskTrainer(model=make_model(tasks, vocab_size=tokenizer.vocab_size), args=args,
-                               train_dataset=data, processing_class=tokenizer, max_train_samples={"sts": 8})
+    args = MultitaskTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        max_steps=3,
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=100,
+    )
+    trainer = MultitaskTrainer(
+        model=make_model(tasks, vocab_size=tokenizer.vocab_size),
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        max_train_samples={"sts": 8},
+    )
     stock = _Lines()
     logging.getLogger("transformers.trainer").addHandler(stock)
     caplog.set_level(logging.INFO, logger="mtbert")
@@ -146,8 +174,11 @@ def saved_tiny(tokenizer, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("saved_tiny")
     torch.manual_seed(0)
-    config = MultitaskBertConfig(encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(),
-                                 tasks={"sst": {}, "qqp": {}, "sts": {}}, max_seq_length=32)
+    config = MultitaskBertConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(),
+        tasks={"sst": {}, "qqp": {}, "sts": {}},
+        max_seq_length=32,
+    )
     MultitaskBertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -166,8 +197,22 @@ def test_prediction_caps_write_partial_files_that_say_so(saved_tiny, small_minbe
     out = tmp_path / "preds"
     caplog.set_level(logging.WARNING, logger="mtbert")
     # the Trainer's argument names, and the old --model/--batch_size spellings still accepted
-    predict.main(["--model_name_or_path", str(saved_tiny), "--data_dir", str(small_minbert), "--output_dir", str(out),
-                  "--per_device_eval_batch_size", "16", "--max_eval_samples", "5", "--max_predict_samples", "7"])
+    predict.main(
+        [
+            "--model_name_or_path",
+            str(saved_tiny),
+            "--data_dir",
+            str(small_minbert),
+            "--output_dir",
+            str(out),
+            "--per_device_eval_batch_size",
+            "16",
+            "--max_eval_samples",
+            "5",
+            "--max_predict_samples",
+            "7",
+        ]
+    )
     for prefix in ("sst", "para", "sts"):
         assert len(_rows(out / f"{prefix}-dev-output.csv")) == 5
         assert len(_rows(out / f"{prefix}-test-output.csv")) == 7
@@ -177,8 +222,9 @@ def test_prediction_caps_write_partial_files_that_say_so(saved_tiny, small_minbe
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("not a full leaderboard file" in w for w in warned) == 6
     # the same folder predicted in full: complete files, and the note no longer stands
-    predict.main(["--model", str(saved_tiny), "--data_dir", str(small_minbert), "--output_dir", str(out),
-                  "--batch_size", "32"])
+    predict.main(
+        ["--model", str(saved_tiny), "--data_dir", str(small_minbert), "--output_dir", str(out), "--batch_size", "32"]
+    )
     assert len(_rows(out / "sst-test-output.csv")) == 60
     assert not (out / "PARTIAL").exists()
 
@@ -214,13 +260,24 @@ def test_analyze_script_takes_the_trainer_names(saved_tiny):
     assert analyze.trained_length(str(saved_tiny)) == 32  # the length recorded in config.json, not 128
 
 
-def test_a_capped_train_run_says_what_it_samples_loads_quietly_and_marks_partial_files(tiny_backbone, small_minbert,
-                                                                                       tmp_path):
+def test_a_capped_train_run_says_what_it_samples_loads_quietly_and_marks_partial_files(
+    tiny_backbone, small_minbert, tmp_path
+):
     from test_training_runs import base_args, run_train
 
     out = tmp_path / "run"
-    result = run_train(base_args(tiny_backbone, small_minbert, out, "round_robin", batch=8, max_steps=2,
-                                 write_predictions=True, max_predict_samples=7))
+    result = run_train(
+        base_args(
+            tiny_backbone,
+            small_minbert,
+            out,
+            "round_robin",
+            batch=8,
+            max_steps=2,
+            write_predictions=True,
+            max_predict_samples=7,
+        )
+    )
     log = result.stdout + result.stderr
     assert "Num examples = 96" in log  # 32 rows of each of the three capped tasks, not every training row
     assert "training data: 96 rows and 12 steps per epoch" in log
@@ -245,8 +302,9 @@ def test_prediction_bars_show_only_when_asked(tokenizer, tmp_path, capfd, monkey
 
     model = make_model(tokenizer)
     data = make_data(tokenizer, model, n=6)
-    written = write_predictions(model, {"sst": {"dev": data["sst"]}}, str(tmp_path / "p"), batch_size=2,
-                                progress=progress)
+    written = write_predictions(
+        model, {"sst": {"dev": data["sst"]}}, str(tmp_path / "p"), batch_size=2, progress=progress
+    )
     assert len(written) == 1
     assert ("Predicting sst" in capfd.readouterr().err) is progress
 

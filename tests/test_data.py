@@ -225,7 +225,7 @@ def test_file_with_no_good_rows_names_the_file(write_minbert):
 
 
 def test_header_only_file_has_no_usable_row(write_minbert):
-    with pytest.raises(DataFileError, match="header-only.csv.*no usable row"):
+    with pytest.raises(DataFileError, match=r"header-only\.csv.*no usable row"):
         read(write_minbert("header-only.csv", COLUMNS["sst"], []), "sst")
 
 
@@ -272,14 +272,14 @@ def test_missing_columns_named_with_found_columns(tmp_path):
 def test_comma_separated_file_is_a_clear_error(tmp_path):
     path = tmp_path / "sts-train.csv"
     path.write_text(",id,sentence1,sentence2,similarity\n0,a,x,y,1.0\n")
-    with pytest.raises(DataFileError, match="sts-train.csv: missing column"):
+    with pytest.raises(DataFileError, match=r"sts-train\.csv: missing column"):
         read(path, "sts")
 
 
 def test_load_minbert_task_errors(tmp_path):
     with pytest.raises(DataFileError, match="not a folder"):
         load_minbert_task("sst", SPECS["sst"], str(tmp_path / "absent"))
-    with pytest.raises(DataFileError, match="ids-sst-train.csv: file not found"):
+    with pytest.raises(DataFileError, match=r"ids-sst-train\.csv: file not found"):
         load_minbert_task("sst", SPECS["sst"], str(tmp_path))
     with pytest.raises(DataFileError, match="no minBERT files"):
         load_minbert_task("nli", normalize_task_spec("nli", {"kind": "pair_regression"}), str(tmp_path))
@@ -472,7 +472,7 @@ def test_hub_errors_are_data_file_errors(tmp_path):
     folder = tmp_path / "wrong"
     for split in ("train", "validation", "test"):
         write_jsonl(folder / f"{split}.jsonl", [{"sentence": "x", "label": 1}])
-    with pytest.raises(DataFileError, match="missing column.*text.*found sentence, label"):
+    with pytest.raises(DataFileError, match=r"missing column.*text.*found sentence, label"):
         load_task_splits("sst", SPECS["sst"], "hub", hub_override=str(folder), cache_dir=str(tmp_path / "c"))
     with pytest.raises(DataFileError, match="unknown key"):
         load_task_splits("sst", SPECS["sst"], "hub", hub_override={"path": str(folder), "colums": 1})

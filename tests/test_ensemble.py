@@ -179,7 +179,7 @@ def test_two_models_pair_tasks_average_probabilities_cosines_and_scores(model, t
 def test_members_reading_different_layouts_take_one_dataset_each(model, tokenize, tokenizer):
     separate, joined = model(LINEAR, seed=1), model(JOINED, seed=2)
     data = [tokenize("qqp", LINEAR["qqp"]), tokenize("qqp", JOINED["qqp"])]
-    with pytest.raises(MultitaskConfigError, match="different layouts.*one dataset per model"):
+    with pytest.raises(MultitaskConfigError, match=r"different layouts.*one dataset per model"):
         ensemble_predict_task([separate, joined], "qqp", data[0], progress=False)
     result = ensemble_predict_task([separate, joined], "qqp", data, progress=False)
     mean = (
@@ -200,7 +200,7 @@ def test_task_logits_follow_the_dataset_order(model, tokenize, tokenizer):
 
 def test_incompatible_members_are_refused(model):
     base = model(LINEAR)
-    with pytest.raises(MultitaskConfigError, match="same tasks.*has sst, qqp, sts but model 1 has sst, qqp"):
+    with pytest.raises(MultitaskConfigError, match=r"same tasks.*has sst, qqp, sts but model 1 has sst, qqp"):
         check_compatible([base.config, model({"sst": {}, "qqp": {}}).config])
     with pytest.raises(MultitaskConfigError, match="'qqp' has a classifier head in model 0 but a cosine head"):
         check_compatible([base.config, model({**LINEAR, "qqp": COSINE["qqp"]}).config])

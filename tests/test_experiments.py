@@ -74,14 +74,21 @@ def test_tables_follow_the_paper():
     table2 = TABLES["table2"].rows
     assert (table2[0].config, table2[0].label) == ("t1_sts_cosine_mean", "Baseline")
     assert [r.config for r in table2[1:]] == [
-        "t2_qqp_cosine_cls_0.5", "t2_qqp_cosine_mean_0.5", "t2_qqp_cosine_cls_0.75", "t2_qqp_cosine_mean_0.75",
-        "t2_qqp_concat_sep_cls_1layer", "t2_qqp_concat_sep_mean_1layer", "t2_qqp_concat_sep_cls_2layer",
+        "t2_qqp_cosine_cls_0.5",
+        "t2_qqp_cosine_mean_0.5",
+        "t2_qqp_cosine_cls_0.75",
+        "t2_qqp_cosine_mean_0.75",
+        "t2_qqp_concat_sep_cls_1layer",
+        "t2_qqp_concat_sep_mean_1layer",
+        "t2_qqp_concat_sep_cls_2layer",
         "t2_qqp_concat_sep_mean_2layer",
     ]
     assert table2[4].label == 'Cosine sim., "MEAN" pooling, 0.75 threshold'
     assert [r.config for r in TABLES["table3"].rows] == ["t3_round_robin", "t3_pcgrad", "t3_ensembling"]
     assert [r.config for r in TABLES["table5"].rows] == [
-        "t5_qqp_concat_nosep_cls_1layer", "t1_sts_cosine_mean", "t2_qqp_cosine_mean_0.75",
+        "t5_qqp_concat_nosep_cls_1layer",
+        "t1_sts_cosine_mean",
+        "t2_qqp_cosine_mean_0.75",
         "t2_qqp_concat_sep_cls_1layer",
     ]
     for table in TABLES.values():  # the paper's averages are the mean of its three columns
@@ -199,9 +206,16 @@ class FakeRunner:
             return 1
         Path(log_path).write_text("ok\n")
         value = 0.1 * seed
-        (output_dir / "metrics.json").write_text(json.dumps({
-            "eval_sst_accuracy": value, "eval_qqp_accuracy": value, "eval_sts_pearson": value, "eval_average": value,
-        }))
+        (output_dir / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "eval_sst_accuracy": value,
+                    "eval_qqp_accuracy": value,
+                    "eval_sts_pearson": value,
+                    "eval_average": value,
+                }
+            )
+        )
         return 0
 
 
@@ -235,8 +249,9 @@ def test_finished_runs_are_skipped_and_failures_reported(tmp_path, monkeypatch, 
     assert "skipping 5 finished runs" in err and "other settings" not in err
 
     def other(run):
-        return train_arguments(run.config, run.seed, run.output_dir, "fast", data_dir=str(DATA_DIR),
-                               overrides=["learning_rate=1e-3"])
+        return train_arguments(
+            run.config, run.seed, run.output_dir, "fast", data_dir=str(DATA_DIR), overrides=["learning_rate=1e-3"]
+        )
 
     execute_runs(runs, other, progress=False)  # nothing to run, but the user is told the settings differ
     assert "warning: 5 finished run(s) were trained with other settings" in capsys.readouterr().err
@@ -265,8 +280,19 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
 def test_main_runs_collects_and_exits_nonzero_on_failure(tmp_path, monkeypatch, capsys):
     runner = FakeRunner(fail={"t3_pcgrad/seed2"})
     monkeypatch.setattr(runner_module, "run_command", runner)
-    argv = ["table3", "--seeds", "1", "2", "--runs_dir", str(tmp_path), "--no_progress",
-            "--override", "logging_steps=7", "--model_name_or_path", "some/backbone"]
+    argv = [
+        "table3",
+        "--seeds",
+        "1",
+        "2",
+        "--runs_dir",
+        str(tmp_path),
+        "--no_progress",
+        "--override",
+        "logging_steps=7",
+        "--model_name_or_path",
+        "some/backbone",
+    ]
     assert main(argv, config_dir=CONFIG_DIR, train_script=TRAIN_SCRIPT) == 1
     assert len(runner.calls) == 6
     assert all(c[-2:] == ["--logging_steps", "7"] for c in runner.calls)
@@ -314,8 +340,18 @@ def test_configs_and_train_script_are_found_from_the_current_directory(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training script 'examples/train.py' not found" in err[0] and "--train_script" in err[0]
     # the options point anywhere
-    argv = ["table1", "--dry_run", "--seeds", "1", "--runs_dir", str(tmp_path), "--config_dir", str(CONFIG_DIR),
-            "--train_script", str(TRAIN_SCRIPT)]
+    argv = [
+        "table1",
+        "--dry_run",
+        "--seeds",
+        "1",
+        "--runs_dir",
+        str(tmp_path),
+        "--config_dir",
+        str(CONFIG_DIR),
+        "--train_script",
+        str(TRAIN_SCRIPT),
+    ]
     assert main(argv) == 0 and str(TRAIN_SCRIPT) in capsys.readouterr().out
     # --collect_only runs nothing, so it needs no training script
     assert main(["table1", "--collect_only", "--runs_dir", str(tmp_path), "--config_dir", str(CONFIG_DIR)]) == 0
@@ -332,8 +368,14 @@ def test_fast_profile_arguments_parse(tmp_path):
     from mtbert.arguments import parse_args
 
     for row in (r for t in resolve_tables(["all"], CONFIG_DIR) for r in t.rows):
-        args = train_arguments(row.config, 2, tmp_path / "out", "fast", data_dir=str(DATA_DIR),
-                               overrides=["tasks.sts.classifier_dropout=0.2"])
+        args = train_arguments(
+            row.config,
+            2,
+            tmp_path / "out",
+            "fast",
+            data_dir=str(DATA_DIR),
+            overrides=["tasks.sts.classifier_dropout=0.2"],
+        )
         model_args, data_args, training_args = parse_args(args)
         assert training_args.seed == 2 and training_args.output_dir == str(tmp_path / "out")
         assert not training_args.eval_only

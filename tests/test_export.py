@@ -39,7 +39,12 @@ TEXTS = [
     "Two dogs play on the grass while a third one watches them from the porch, wagging its tail.",
 ]  # fmt: skip
 PAIRS = [
-    "Was it a good film?", "no", "It was fine, I guess, " * 40, "résumé", "The rain falls.", "Dogs are playing.",
+    "Was it a good film?",
+    "no",
+    "It was fine, I guess, " * 40,
+    "résumé",
+    "The rain falls.",
+    "Dogs are playing.",
 ]
 MAX_LENGTH = 48  # below the longest texts: truncation is exercised too
 
@@ -98,7 +103,7 @@ def test_one_graph_per_layout_with_one_output_per_task(exported, model_and_token
     assert graphs["joined"]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]  # concat_sep uses them
     assert graphs["joined_nosep"]["inputs"] == ["input_ids", "attention_mask"]
     assert graphs["dual"]["inputs"] == ["input_ids", "attention_mask", "pair_input_ids", "pair_attention_mask"]
-    for layout, graph in graphs.items():
+    for _layout, graph in graphs.items():
         assert graph["outputs"] == [f"{t}_{what}" for t in graph["tasks"] for what in ("logits", "embeddings")]
         assert (folder / graph["file"]).is_file()
     files = {p.name for p in folder.iterdir()}
@@ -111,7 +116,7 @@ def test_one_graph_per_layout_with_one_output_per_task(exported, model_and_token
 
 def test_exported_logits_match_torch_for_every_head(exported, model_and_tokenizer):
     form, folder, _, expected = exported
-    model, tokenizer = model_and_tokenizer
+    model, _tokenizer = model_and_tokenizer
     backends = ["onnxruntime", "openvino"] if form == "onnx" else ["openvino"]
     if form == "onnx":
         try:
@@ -304,6 +309,6 @@ def test_encoder_as_sentence_transformer_gives_the_task_embeddings(model_and_tok
 def test_sentence_transformer_needs_a_task_when_poolings_differ(model_and_tokenizer, tmp_path):
     pytest.importorskip("sentence_transformers")
     model, tokenizer = model_and_tokenizer
-    with pytest.raises(MultitaskConfigError, match="pass task=... to choose the sentence embeddings"):
+    with pytest.raises(MultitaskConfigError, match=r"pass task=\.\.\. to choose the sentence embeddings"):
         save_sentence_transformer(model, tokenizer, tmp_path / "st")
     assert not (tmp_path / "st").exists()

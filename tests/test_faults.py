@@ -220,9 +220,9 @@ def test_every_model_load_reads_safetensors_only():
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                     continue
                 owner = ast.unparse(node.func.value)
-                if node.func.attr == "torch_load" or (node.func.attr == "load" and owner == "torch"):
-                    if not any(k.arg == "weights_only" for k in node.keywords):
-                        offenders.append(f"{path.name}:{node.lineno}: torch.load without weights_only")
+                loads = node.func.attr == "torch_load" or (node.func.attr == "load" and owner == "torch")
+                if loads and not any(k.arg == "weights_only" for k in node.keywords):
+                    offenders.append(f"{path.name}:{node.lineno}: torch.load without weights_only")
                 if node.func.attr != "from_pretrained" or "Model" not in owner:
                     continue
                 seen += 1

@@ -378,8 +378,18 @@ def test_push_to_hub_uploads_exactly_the_repo_files(tokenizer, tmp_path, monkeyp
 
 @pytest.mark.parametrize(
     "name",
-    ["pytorch_model.bin", "weights.PKL", "model.pth.tar", "Model.PT", "last.ckpt", "state.pickle", "clf.joblib",
-     "sub/emb.npy", "arrays.NPZ", "old.Pth"],
+    [
+        "pytorch_model.bin",
+        "weights.PKL",
+        "model.pth.tar",
+        "Model.PT",
+        "last.ckpt",
+        "state.pickle",
+        "clf.joblib",
+        "sub/emb.npy",
+        "arrays.NPZ",
+        "old.Pth",
+    ],
 )
 def test_save_for_hub_refuses_pickles(tokenizer, tmp_path, name):
     """Any pickle-based file, whatever the case of its suffix and however many dots it has."""

@@ -93,8 +93,9 @@ def test_missing_file_and_empty_folders(saved, tmp_path):
 def test_config_json_that_is_not_json(saved, tmp_path, text):
     folder = copy_of(saved, tmp_path)
     (folder / "config.json").write_text(text)
-    message = refused(r"config.json is not valid JSON \(line \d+, column \d+: .*\): the file is damaged", load_model,
-                      folder)
+    message = refused(
+        r"config.json is not valid JSON \(line \d+, column \d+: .*\): the file is damaged", load_model, folder
+    )
     assert str(folder) in message
     refused("is not valid JSON", is_mtbert_checkpoint, folder)  # not mistaken for a backbone folder
 
@@ -202,12 +203,20 @@ def test_a_backbone_with_only_pickle_weights_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "load", no_pickle)
     monkeypatch.setattr(pickle, "load", no_pickle)
-    message = refused(r"holds only pytorch_model.bin, no model.safetensors: mtbert loads safetensors only",
-                      MultitaskBertModel.from_encoder_pretrained, str(tmp_path), tasks={"sst": {}})
+    message = refused(
+        r"holds only pytorch_model.bin, no model.safetensors: mtbert loads safetensors only",
+        MultitaskBertModel.from_encoder_pretrained,
+        str(tmp_path),
+        tasks={"sst": {}},
+    )
     assert str(tmp_path) in message and "save_pretrained" in message
     (tmp_path / "pytorch_model.bin").unlink()
-    refused(r"has no model.safetensors weights", MultitaskBertModel.from_encoder_pretrained, str(tmp_path),
-            tasks={"sst": {}})
+    refused(
+        r"has no model.safetensors weights",
+        MultitaskBertModel.from_encoder_pretrained,
+        str(tmp_path),
+        tasks={"sst": {}},
+    )
 
 
 @pytest.mark.parametrize("bad", [None, 3, {"model": "x"}, ["a"], b"folder"], ids=repr)

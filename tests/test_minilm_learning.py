@@ -24,10 +24,23 @@ def test_short_minilm_run_learns_every_task(tmp_path):
     """A few hundred rows per task: the loss falls and every dev metric ends well above chance."""
     out = tmp_path / "run"
     cmd = [
-        sys.executable, str(ROOT / "examples" / "train.py"), str(ROOT / "examples" / "configs" / "quickstart.yaml"),
-        "--data_dir", str(DATA_DIR), "--output_dir", str(out),
-        "--max_train_samples", '{"sst": 1280, "qqp": 640, "sts": 320}', "--max_eval_samples", "300",
-        "--logging_steps", "20", "--disable_tqdm", "true", "--write_predictions", "false",
+        sys.executable,
+        str(ROOT / "examples" / "train.py"),
+        str(ROOT / "examples" / "configs" / "quickstart.yaml"),
+        "--data_dir",
+        str(DATA_DIR),
+        "--output_dir",
+        str(out),
+        "--max_train_samples",
+        '{"sst": 1280, "qqp": 640, "sts": 320}',
+        "--max_eval_samples",
+        "300",
+        "--logging_steps",
+        "20",
+        "--disable_tqdm",
+        "true",
+        "--write_predictions",
+        "false",
     ]
     env = script_env(one_thread=False)
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

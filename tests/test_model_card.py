@@ -89,15 +89,26 @@ def test_hub_tasks_name_their_id_and_real_split():
     tasks = resolved({"qqp": {}, "mnli": NLI})
     data_args = DataArguments(
         data_source="hub",
-        task_data={"mnli": {"source": "hub", "path": "nyu-mll/glue", "name": "mnli",
-                            "text_columns": ["premise", "hypothesis"], "splits": {"dev": "validation_matched"}}},
+        task_data={
+            "mnli": {
+                "source": "hub",
+                "path": "nyu-mll/glue",
+                "name": "mnli",
+                "text_columns": ["premise", "hypothesis"],
+                "splits": {"dev": "validation_matched"},
+            }
+        },
     )
     sources = task_datasets(tasks, data_args)
     assert (sources["qqp"]["dataset_id"], sources["qqp"]["dataset_config"], sources["qqp"]["split"]) == (
-        "nyu-mll/glue", "qqp", "validation"
+        "nyu-mll/glue",
+        "qqp",
+        "validation",
     )
     assert (sources["mnli"]["dataset_id"], sources["mnli"]["dataset_config"], sources["mnli"]["split"]) == (
-        "nyu-mll/glue", "mnli", "validation_matched"
+        "nyu-mll/glue",
+        "mnli",
+        "validation_matched",
     )
     assert sources["mnli"]["on_hub"]
 
@@ -109,13 +120,15 @@ def test_every_task_is_listed_even_without_data_args():
 
 
 def test_examples_fit_each_head():
-    tasks = resolved({
-        "sst": {},
-        "qqp": {},
-        "topic": {"kind": "sentence_classification", "num_labels": 4},
-        "nli": NLI,
-        "para": {"kind": "pair_classification"},
-    })
+    tasks = resolved(
+        {
+            "sst": {},
+            "qqp": {},
+            "topic": {"kind": "sentence_classification", "num_labels": 4},
+            "nli": NLI,
+            "para": {"kind": "pair_classification"},
+        }
+    )
     given = {
         "para": {"text": "Only one sentence"},  # does not fit a pair head: not used
         "topic": {"text": "  Stocks fell sharply on Monday.  "},
@@ -142,22 +155,38 @@ def test_examples_from_data_take_the_first_dev_row():
 
 
 def test_card_of_a_four_task_model_lists_every_task_with_fitting_examples(make_model, tmp_path):
-    model = make_model({"sst": {}, "qqp": {"pair_encoding": "concat_sep"}, "sts": {"pair_encoding": "cosine"},
-                        "nli": NLI})
+    model = make_model(
+        {"sst": {}, "qqp": {"pair_encoding": "concat_sep"}, "sts": {"pair_encoding": "cosine"}, "nli": NLI}
+    )
     data_args = DataArguments(
         data_source="minbert",
         data_dir=str(tmp_path),
         task_data={"nli": {"source": "files", "data_dir": str(NLI_DIR), "text_columns": ["premise", "hypothesis"]}},
     )
-    metrics = {"eval_sst_accuracy": 0.4, "eval_qqp_accuracy": 0.7, "eval_sts_pearson": 0.5, "eval_nli_accuracy": 0.6,
-               "eval_nli_f1": 0.55}
-    card = render_model_card(model, metrics=metrics, data_args=data_args, repo_id="user/m",
-                             examples={"nli": {"text": "A dog runs.", "text_pair": "An animal moves."}})
+    metrics = {
+        "eval_sst_accuracy": 0.4,
+        "eval_qqp_accuracy": 0.7,
+        "eval_sts_pearson": 0.5,
+        "eval_nli_accuracy": 0.6,
+        "eval_nli_f1": 0.55,
+    }
+    card = render_model_card(
+        model,
+        metrics=metrics,
+        data_args=data_args,
+        repo_id="user/m",
+        examples={"nli": {"text": "A dog runs.", "text_pair": "An animal moves."}},
+    )
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
     results = {(r.task_name.split()[0], r.metric_type): r for r in loaded.data.eval_results}
-    assert set(results) == {("sst", "accuracy"), ("qqp", "accuracy"), ("sts", "pearsonr"), ("nli", "accuracy"),
-                            ("nli", "f1")}
+    assert set(results) == {
+        ("sst", "accuracy"),
+        ("qqp", "accuracy"),
+        ("sts", "pearsonr"),
+        ("nli", "accuracy"),
+        ("nli", "f1"),
+    }
     assert (results[("nli", "f1")].dataset_type, results[("nli", "f1")].dataset_split) == ("nli_toy", "validation")
     assert all(r.dataset_type not in HUB_IDS for r in loaded.data.eval_results)
     assert "datasets" not in front_matter(card.content)  # nothing here is a Hub dataset
@@ -188,11 +217,35 @@ def test_automodel_example_uses_an_input_the_tokenizer_builds(make_model):
 def test_train_writes_a_card_beside_the_model_for_every_task(tiny_backbone, small_minbert, tmp_path):
     out = tmp_path / "own_task"
     args = [
-        "examples/configs/own_task.yaml", "--model_name_or_path", str(tiny_backbone), "--data_dir", str(small_minbert),
-        "--output_dir", str(out), "--max_steps", "2", "--max_eval_samples", "12", "--max_seq_length", "32",
-        "--max_train_samples", json.dumps({"sst": 8, "qqp": 8, "sts": 8}), "--per_device_train_batch_size", "4",
-        "--save_strategy", "steps", "--save_steps", "2", "--write_predictions", "false",
-        "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
+        "examples/configs/own_task.yaml",
+        "--model_name_or_path",
+        str(tiny_backbone),
+        "--data_dir",
+        str(small_minbert),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--max_eval_samples",
+        "12",
+        "--max_seq_length",
+        "32",
+        "--max_train_samples",
+        json.dumps({"sst": 8, "qqp": 8, "sts": 8}),
+        "--per_device_train_batch_size",
+        "4",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--write_predictions",
+        "false",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
     ]
     result = run_example_script("train", args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -209,7 +262,8 @@ def test_train_writes_a_card_beside_the_model_for_every_task(tiny_backbone, smal
         assert result_.dataset_type == f"cs224n-minbert-{task}" and result_.dataset_split == "dev"
     assert not any(r.dataset_type in HUB_IDS for r in card.data.eval_results)
     assert (values[("nli", "accuracy")].dataset_type, values[("nli", "accuracy")].dataset_split) == (
-        "nli_toy", "validation"
+        "nli_toy",
+        "validation",
     )
     assert card.data.to_dict().get("datasets") is None
 

@@ -106,8 +106,14 @@ def test_any_sign_of_a_finished_run_is_refused_before_anything_loads(
         raise AssertionError("data or a model was loaded before the output folder was checked")
 
     with pytest.raises(SystemExit) as exit_info:
-        main_in_process("train", train_args(tiny_backbone, small_minbert, out), monkeypatch,
-                        load_tokenizer_and_tasks=no_loading, load_tokenized=no_loading, build_model=no_loading)
+        main_in_process(
+            "train",
+            train_args(tiny_backbone, small_minbert, out),
+            monkeypatch,
+            load_tokenizer_and_tasks=no_loading,
+            load_tokenized=no_loading,
+            build_model=no_loading,
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and mark in err[0] and "already holds a finished run" in err[0]
@@ -121,8 +127,19 @@ def test_overwrite_output_dir_replaces_the_finished_run(earlier, tiny_backbone, 
     (old_checkpoint / "config.json").write_text("{}")
     (earlier / "pytorch_model.bin").write_bytes(b"an earlier run's weights in another format")
     (earlier / "notes.txt").write_text("mine")  # not a result: kept
-    args = train_args(tiny_backbone, small_minbert, earlier, "--seed", "3", "--max_eval_samples", "60",
-                      "--max_predict_samples", "60", "--overwrite_output_dir", "true")
+    args = train_args(
+        tiny_backbone,
+        small_minbert,
+        earlier,
+        "--seed",
+        "3",
+        "--max_eval_samples",
+        "60",
+        "--max_predict_samples",
+        "60",
+        "--overwrite_output_dir",
+        "true",
+    )
     result = run_example_script("train", args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     after = hashes(earlier)
@@ -147,8 +164,9 @@ def test_a_run_failing_after_training_leaves_the_earlier_results_complete(
     earlier, tiny_backbone, small_minbert, monkeypatch
 ):
     before = hashes(earlier)
-    args = train_args(tiny_backbone, small_minbert, earlier, "--seed", "3", "--overwrite_output_dir", "true",
-                      "--report_to", "none")
+    args = train_args(
+        tiny_backbone, small_minbert, earlier, "--seed", "3", "--overwrite_output_dir", "true", "--report_to", "none"
+    )
     with pytest.raises(OSError, match="no space left"):
         main_in_process("train", args, monkeypatch, write_leaderboard_files=failing_leaderboard_files)
     assert hashes(earlier) == before  # the new model, card and metrics were written, but never reached the folder
@@ -166,13 +184,30 @@ def test_a_first_run_failing_midway_leaves_no_results(tiny_backbone, small_minbe
     assert leftovers(out) == []
 
 
-def test_scoring_a_saved_model_in_its_own_folder_replaces_only_its_metrics_and_predictions(
-    earlier, small_minbert
-):
+def test_scoring_a_saved_model_in_its_own_folder_replaces_only_its_metrics_and_predictions(earlier, small_minbert):
     before = hashes(earlier)
-    args = ["--model_name_or_path", str(earlier), "--data_dir", str(small_minbert), "--output_dir", str(earlier),
-            "--do_eval", "true", "--do_predict", "true", "--max_eval_samples", "20", "--max_seq_length", "32",
-            "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none"]
+    args = [
+        "--model_name_or_path",
+        str(earlier),
+        "--data_dir",
+        str(small_minbert),
+        "--output_dir",
+        str(earlier),
+        "--do_eval",
+        "true",
+        "--do_predict",
+        "true",
+        "--max_eval_samples",
+        "20",
+        "--max_seq_length",
+        "32",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
+    ]
     result = run_example_script("train", args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     after = hashes(earlier)
@@ -186,8 +221,20 @@ def test_scoring_a_model_into_another_finished_run_is_refused(earlier, finished_
     other = tmp_path / "other"
     shutil.copytree(finished_run, other)
     before = hashes(other)
-    args = ["--model_name_or_path", str(earlier), "--data_dir", str(small_minbert), "--output_dir", str(other),
-            "--do_eval", "true", "--use_cpu", "true", "--report_to", "none"]
+    args = [
+        "--model_name_or_path",
+        str(earlier),
+        "--data_dir",
+        str(small_minbert),
+        "--output_dir",
+        str(other),
+        "--do_eval",
+        "true",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+    ]
     result = run_example_script("train", args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "already holds a finished run" in result.stderr and "--overwrite_output_dir true" in result.stderr
@@ -246,8 +293,15 @@ def test_predict_script_ensemble_writes_every_file_or_none(finished_run, small_m
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(mtbert.ensemble, "write_leaderboard_file", failing_third_file)
-    argv = ["--model_name_or_path", str(finished_run), str(finished_run), "--data_dir", str(small_minbert),
-            "--output_dir", str(out)]
+    argv = [
+        "--model_name_or_path",
+        str(finished_run),
+        str(finished_run),
+        "--data_dir",
+        str(small_minbert),
+        "--output_dir",
+        str(out),
+    ]
     with pytest.raises(OSError, match="no space left"):
         main_in_process("predict", argv, monkeypatch)
     assert hashes(out) == before

@@ -27,10 +27,29 @@ def test_own_task_config_trains_four_tasks_and_writes_leaderboard_files_for_thre
 ):
     out = tmp_path / "own_task"
     args = [
-        str(CONFIG), "--model_name_or_path", str(tiny_backbone), "--data_dir", str(small_minbert),
-        "--output_dir", str(out), "--max_steps", "2", "--max_eval_samples", "12", "--max_seq_length", "32",
-        "--max_train_samples", json.dumps({"sst": 16, "qqp": 16, "sts": 16}), "--per_device_train_batch_size", "4",
-        "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
+        str(CONFIG),
+        "--model_name_or_path",
+        str(tiny_backbone),
+        "--data_dir",
+        str(small_minbert),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--max_eval_samples",
+        "12",
+        "--max_seq_length",
+        "32",
+        "--max_train_samples",
+        json.dumps({"sst": 16, "qqp": 16, "sts": 16}),
+        "--per_device_train_batch_size",
+        "4",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
     ]
     result = run_example_script("train", args)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -19,7 +19,10 @@ TASKS = {
     "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
     "sts": {"pair_encoding": "separate", "pooling": "mean", "classifier_dropout": 0.0},
 }
-WORDS = "good bad film plot great dull why how is the a an acting music long short".split()
+WORDS = [
+    *("good", "bad", "film", "plot", "great", "dull", "why", "how"),
+    *("is", "the", "a", "an", "acting", "music", "long", "short"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +34,26 @@ def tok():
 
 
 def make_model(tok, shared=True, seed=0):
-    encoder = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=48, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    encoder = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(seed)
     return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS, shared_encoder=shared))
 
 
 def make_data(tok, model, n=16, seed=0):
     g = torch.Generator().manual_seed(seed)
+
     def sentence():
         k = int(torch.randint(3, 9, (1,), generator=g))
         return " ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (k,), generator=g))
+
     out = {}
     for task, spec in model.config.tasks.items():
         rows = {"id": [str(i) for i in range(n)], "text": [sentence() for _ in range(n)]}
@@ -58,8 +70,17 @@ def make_data(tok, model, n=16, seed=0):
 
 
 def trainer_for(model, data, tmp_path, **args):
-    settings = dict(output_dir=str(tmp_path), strategy="pcgrad", per_device_train_batch_size=8, report_to="none",
-                    use_cpu=True, seed=3, max_steps=2, disable_tqdm=True, save_strategy="no")
+    settings = dict(
+        output_dir=str(tmp_path),
+        strategy="pcgrad",
+        per_device_train_batch_size=8,
+        report_to="none",
+        use_cpu=True,
+        seed=3,
+        max_steps=2,
+        disable_tqdm=True,
+        save_strategy="no",
+    )
     settings.update(args)
     trainer = MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_dataset=data)
     trainer.create_optimizer_and_scheduler(num_training_steps=2)
@@ -104,9 +125,12 @@ def pcgrad_step_and_reference(tok, tmp_path):
         loss = reference(task=task, **inputs).loss
         params = shared + list(reference.heads[task].parameters())
         g = torch.autograd.grad(loss, params, allow_unused=True)
-        grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                for x, p in zip(g[: len(shared)], shared)]).double())
-        head_grads[task] = g[len(shared):]
+        grads.append(
+            torch.cat(
+                [(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g[: len(shared)], shared)]
+            ).double()
+        )
+        head_grads[task] = g[len(shared) :]
     generator = torch.Generator().manual_seed(3 * 1_000_003 + 0)
     permutations = sample_pcgrad_permutations(len(grads), generator)
     expected = loop_pcgrad(grads, permutations)
@@ -149,8 +173,10 @@ def test_pcgrad_mean_reduction_is_a_third_of_sum_on_the_encoder(tok, tmp_path):
         trainer.accelerator.gradient_state._set_sync_gradients(True)
         trainer.current_gradient_accumulation_steps = 1
         trainer.training_step(model, first_batch(trainer))
-        grads[reduction] = (torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()]),
-                            torch.cat([p.grad.reshape(-1) for p in model.heads.parameters()]))
+        grads[reduction] = (
+            torch.cat([p.grad.reshape(-1) for p in model.encoder.parameters()]),
+            torch.cat([p.grad.reshape(-1) for p in model.heads.parameters()]),
+        )
     torch.testing.assert_close(grads["mean"][0] * 3, grads["sum"][0], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grads["mean"][1], grads["sum"][1])  # heads are not averaged
 
@@ -159,9 +185,13 @@ def test_gradient_checkpointing_gives_the_same_pcgrad_step(tok, tmp_path):
     results = []
     for checkpointing in (False, True):
         model = make_model(tok, seed=CONFLICT_SEED)  # conflicting task gradients: projections are exercised
-        trainer = trainer_for(model, make_data(tok, model, seed=CONFLICT_SEED), tmp_path / str(checkpointing),
-                              gradient_checkpointing=checkpointing,
-                              gradient_checkpointing_kwargs={"use_reentrant": False})
+        trainer = trainer_for(
+            model,
+            make_data(tok, model, seed=CONFLICT_SEED),
+            tmp_path / str(checkpointing),
+            gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         trainer.accelerator.gradient_state._set_sync_gradients(True)
@@ -184,8 +214,15 @@ def test_bf16_autocast_pcgrad_trains(tok, tmp_path):
 def test_round_robin_leaves_absent_heads_untouched(tok, tmp_path):
     """A head whose task is not in the step gets no gradient and AdamW does not move it (no weight decay either)."""
     model = make_model(tok)
-    trainer = trainer_for(model, make_data(tok, model), tmp_path, strategy="round_robin", max_steps=1,
-                          weight_decay=0.1, learning_rate=1e-2)
+    trainer = trainer_for(
+        model,
+        make_data(tok, model),
+        tmp_path,
+        strategy="round_robin",
+        max_steps=1,
+        weight_decay=0.1,
+        learning_rate=1e-2,
+    )
     before = {k: v.clone() for k, v in model.heads.state_dict().items()}
     trainer.train()
     first_task = model.config.task_names[0]  # round robin starts with the first task

@@ -43,15 +43,28 @@ def test_single_task_runs_average_the_task_means(tmp_path):
 def test_main_writes_the_figure(tmp_path, capsys):
     run = write_metrics(tmp_path / "a", sst_accuracy=0.5, qqp_accuracy=0.8, sts_pearson=0.9)
     output = tmp_path / "fig" / "cmp.png"
-    plot_runs.main(["--output", str(output), "--group", "mine", run, "--group", "again", run,
-                    "--target", "SST=0.485", "Average=0.75"])
+    plot_runs.main(
+        [
+            "--output",
+            str(output),
+            "--group",
+            "mine",
+            run,
+            "--group",
+            "again",
+            run,
+            "--target",
+            "SST=0.485",
+            "Average=0.75",
+        ]
+    )
     assert output.stat().st_size > 10_000 and output.read_bytes()[:4] == b"\x89PNG"
     assert "mine {'SST': (0.5, 1)" in capsys.readouterr().out
 
 
 def test_errors_name_the_bad_argument(tmp_path, capsys):
     run = write_metrics(tmp_path / "a", sst_accuracy=0.5)
-    with pytest.raises(SystemExit, match="no metrics.json"):
+    with pytest.raises(SystemExit, match=r"no metrics\.json"):
         plot_runs.main(["--output", str(tmp_path / "x.png"), "--group", "g", str(tmp_path / "missing")])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "metrics.json").write_text(json.dumps({"loss": 1.0}))
@@ -70,8 +83,10 @@ def test_errors_name_the_bad_argument(tmp_path, capsys):
 def test_every_panel_spans_the_same_height_so_gaps_keep_their_size():
     from mtbert_research.plots import run_group_scale
 
-    groups = [("a", {"SST": [0.40, 0.46], "QQP": [0.812], "STS": [0.85, 0.86], "Average": [0.69]}),
-              ("b", {"SST": [0.48], "QQP": [0.813], "STS": [0.85], "Average": [0.71]})]
+    groups = [
+        ("a", {"SST": [0.40, 0.46], "QQP": [0.812], "STS": [0.85, 0.86], "Average": [0.69]}),
+        ("b", {"SST": [0.48], "QQP": [0.813], "STS": [0.85], "Average": [0.71]}),
+    ]
     span, limits = run_group_scale(groups, {"Average": 0.75})
     heights = {column: high - low for column, (low, high) in limits.items()}
     assert all(h == pytest.approx(span) for h in heights.values())  # one scale for every panel
@@ -95,8 +110,10 @@ def test_the_figure_draws_points_with_error_bars_not_bars(tmp_path, monkeypatch)
 
     figures = []
     monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))  # keep the figure to inspect it
-    groups = [("single-task", {"SST": [0.47, 0.48, 0.476], "QQP": [0.81], "STS": [0.85], "Average": [0.71]}),
-              ("multitask", {"SST": [0.49, 0.48], "QQP": [0.812, 0.813], "STS": [0.86, 0.85], "Average": []})]
+    groups = [
+        ("single-task", {"SST": [0.47, 0.48, 0.476], "QQP": [0.81], "STS": [0.85], "Average": [0.71]}),
+        ("multitask", {"SST": [0.49, 0.48], "QQP": [0.812, 0.813], "STS": [0.86, 0.85], "Average": []}),
+    ]
     output = tmp_path / "cmp.png"
     plot_run_groups(groups, {"SST": 0.485}, str(output), "Dev scores")
     assert output.read_bytes()[:4] == b"\x89PNG"
@@ -105,7 +122,7 @@ def test_the_figure_draws_points_with_error_bars_not_bars(tmp_path, monkeypatch)
     for ax in axes:
         assert not ax.patches  # no bars
         assert [t.get_text() for t in ax.get_xticklabels()] == ["single-task", "multitask"]  # labelled groups
-        low, high = ax.get_ylim()
+        low, _high = ax.get_ylim()
         assert low > 0.3  # no panel starts at 0 while the others are zoomed
     heights = {round(ax.get_ylim()[1] - ax.get_ylim()[0], 9) for ax in axes}
     assert len(heights) == 1
@@ -120,8 +137,12 @@ def _telemetry(projections_per_conflict: float, tasks=("sst", "sts")):
     rows = []
     for step in range(10, 110, 10):
         conflict = 1.0 if step % 30 == 0 else 0.0
-        row = {"step": step, "grad_conflict_fraction": conflict, "grad_norm_ratio": 2.0 + step / 20,
-               "pcgrad_projections": projections_per_conflict * conflict}
+        row = {
+            "step": step,
+            "grad_conflict_fraction": conflict,
+            "grad_norm_ratio": 2.0 + step / 20,
+            "pcgrad_projections": projections_per_conflict * conflict,
+        }
         row.update({f"grad_norm_{t}": 1.0 for t in tasks})
         row.update({f"grad_cos_{a}_{b}": 0.1 - conflict / 5 for a in tasks for b in tasks if a < b})
         rows.append(row)

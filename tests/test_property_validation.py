@@ -32,9 +32,10 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -68,7 +69,7 @@ NOTHING = object()  # a flag given without a value (--no_x, --do_train)
 INVALID = object()  # what the flag's own type function refuses
 
 GARBAGE = st.sampled_from(
-    ["", " ", "abc", "None", "null", "é", "日本語", "\u200b", "1,5", "0x1F", "1e", "{", "[]", "{}", "a\nb", "--", "١"]
+    ["", " ", "abc", "None", "null", "é", "日本語", "\u200b", "1,5", "0x1F", "1e", "{", "[]", "{}", "a\nb", "--", "١"]  # noqa: RUF001 (an Arabic-Indic digit on purpose)
 )
 SOME_TEXT = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x00"), max_size=12
@@ -77,9 +78,12 @@ INT_EDGES = st.sampled_from(["0", "1", "-1", "2", "7", "-7", "4294967296", str(2
 FLOAT_EDGES = st.sampled_from(
     ["nan", "inf", "-inf", "NaN", "1e309", "-0.0", "0", "0.5", "1", "-1", "1e-300", "1e30", "2.5", "0.999999"]
 )
-INT = st.one_of(INT_EDGES, st.integers(-10**6, 10**6).map(str), FLOAT_EDGES, GARBAGE)
+INT = st.one_of(INT_EDGES, st.integers(-(10**6), 10**6).map(str), FLOAT_EDGES, GARBAGE)
 FLOAT = st.one_of(
-    FLOAT_EDGES, st.floats(allow_nan=True, allow_infinity=True).map(repr), st.floats(-2, 2).map(str), INT_EDGES,
+    FLOAT_EDGES,
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(-2, 2).map(str),
+    INT_EDGES,
     GARBAGE,
 )
 BOOL = st.one_of(st.sampled_from(["true", "false", "True", "FALSE", "yes", "no", "1", "0", "y", "n"]), GARBAGE)
@@ -127,7 +131,7 @@ class Flag:
     also: tuple[str, ...] = ()  # other names a refusal of this flag may give (the task it names, a related setting)
 
 
-def F(values, honoured=None) -> Flag:  # noqa: N802 - a float setting
+def F(values, honoured=None) -> Flag:
     return Flag(values, honoured, "float")
 
 
@@ -235,8 +239,16 @@ TRAIN_FLAGS: dict[str, Flag] = {
         anything,  # resolved to a folder; checked by test_model_name_or_path_is_resolved_not_changed
     ),
     "--tasks": Flag(
-        as_json(["sst"], ["sts", "qqp"], {"sst": {"pooling": "mean"}}, {"sts": {"classifier": "mlp"}}, ["sst", "sst"],
-                {"nli": {"kind": "pair_classification", "num_labels": 3}}, {"sst": {"pooling": "avg"}}, []),
+        as_json(
+            ["sst"],
+            ["sts", "qqp"],
+            {"sst": {"pooling": "mean"}},
+            {"sts": {"classifier": "mlp"}},
+            ["sst", "sst"],
+            {"nli": {"kind": "pair_classification", "num_labels": 3}},
+            {"sst": {"pooling": "avg"}},
+            [],
+        ),
         same_keys_as_json,
         also=("task",),  # "task 'nli' has no minBERT files ...; name its data in task_data.nli"
     ),
@@ -411,12 +423,14 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "--pcgrad_reduction": Flag(choice("sum", "mean")),
     "--aggregator": Flag(choice("pcgrad", "cagrad", "pcgrad_mean", "mean", "imtl_g", "nope", "upgrad", "nash_mtl")),
     "--aggregator_options": Flag(
-        as_json({"c": 0.4}, {"max_norm": 1.0}, {"iterations": 0}, {"cc": 1}, {"reg_eps": "x"}), dict_or_text,
+        as_json({"c": 0.4}, {"max_norm": 1.0}, {"iterations": 0}, {"cc": 1}, {"reg_eps": "x"}),
+        dict_or_text,
         also=("aggregator", "strategy"),  # "aggregator cagrad takes no ...", "no effect under strategy ..."
     ),
     "--task_weighting": Flag(choice("static", "uncertainty", "dwa", "famo", "dbmtl"), also=("strategy",)),
     "--weighting_options": Flag(
-        as_json({"lr": 0.1}, {"period": 0}, {"temperature": 2.0}, {"eps": -1}, {"gamma": 0.1}), dict_or_text,
+        as_json({"lr": 0.1}, {"period": 0}, {"temperature": 2.0}, {"eps": -1}, {"gamma": 0.1}),
+        dict_or_text,
         also=("task_weighting",),
     ),
     "--group_by_length": Flag(BOOL),
@@ -432,10 +446,16 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "--overwrite_output_dir": Flag(BOOL),
     "--distill": Flag(
         st.one_of(
-            as_json({"teacher": "@MODEL@", "alpha": 0.5}, {"teacher": ["@MODEL@", "@MODEL@"]},
-                    {"teacher": "@MISSING@"}, {"teacher": "@MODEL@", "alpha": 2},
-                    {"teacher": "@MODEL@", "temperature": 0},
-                    {"teacher": "@MODEL@", "batch_size": 0.5}, {"teacher": "@MODEL@", "alhpa": 1}, {"alpha": 0.5}),
+            as_json(
+                {"teacher": "@MODEL@", "alpha": 0.5},
+                {"teacher": ["@MODEL@", "@MODEL@"]},
+                {"teacher": "@MISSING@"},
+                {"teacher": "@MODEL@", "alpha": 2},
+                {"teacher": "@MODEL@", "temperature": 0},
+                {"teacher": "@MODEL@", "batch_size": 0.5},
+                {"teacher": "@MODEL@", "alhpa": 1},
+                {"alpha": 0.5},
+            ),
             st.just("@MODEL@"),
         ),
         distill_settings,
@@ -743,7 +763,7 @@ def train_stops(scripts):
         (train, "parse_args"): parse_recorder,
         (train, "load_tokenized"): stop,  # the first load of data: every check before it has passed
         (train, "build_model"): stop,
-        (train, "use_all_cores_when_alone"): lambda got: (lambda args: None),  # keep this process's thread count
+        (train, "use_all_cores_when_alone"): lambda got: lambda args: None,  # keep this process's thread count
     }
 
 
@@ -759,7 +779,7 @@ def run_train(scripts, place: Place, given_flags: list[tuple[str, Any]]) -> Outc
     return outcome
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def train_parser():
     from mtbert.arguments import build_parser
 
@@ -852,7 +872,7 @@ UNHONOURABLE = [
     ("--eval_accumulation_steps=0",),
     ("--optim_args=momentum=0.9",),  # AdamW reads no optim_args
     ("--optim=sgd", "--optim_args=nesterov=true,momentum=abc"),
-    ("--lr_scheduler_kwargs={\"foo\": 1}",),
+    ('--lr_scheduler_kwargs={"foo": 1}',),
     ("--lr_scheduler_type=cosine_with_min_lr",),
     ("--torch_compile_mode=fast",),
     ("--attn_implementation=flash_attention_2",),
@@ -864,8 +884,12 @@ UNHONOURABLE = [
     ("--warmup_steps=inf",),
     ("--default_task=--",),  # argparse's separator as a value: was [] and a TypeError traceback
     ("--debug=underflow_overflow",),
-    ("--metric_for_best_model=nope", "--load_best_model_at_end=true", "--eval_strategy=steps",
-     "--save_strategy=steps"),
+    (
+        "--metric_for_best_model=nope",
+        "--load_best_model_at_end=true",
+        "--eval_strategy=steps",
+        "--save_strategy=steps",
+    ),
 ]
 
 
@@ -914,16 +938,28 @@ def predict_stops(scripts):
 
     def single(got):
         def reached(model_path, data_args, output_dir, batch_size=128, device=None, quantize=None):
-            got["args"] = {"models": [model_path], "data_args": data_args, "output_dir": output_dir,
-                           "batch_size": batch_size, "device": device, "quantize": quantize}
+            got["args"] = {
+                "models": [model_path],
+                "data_args": data_args,
+                "output_dir": output_dir,
+                "batch_size": batch_size,
+                "device": device,
+                "quantize": quantize,
+            }
             raise Reached()
 
         return reached
 
     def ensemble(got):
         def reached(models, data_args, output_dir, batch_size=128, device=None, quantize=None):
-            got["args"] = {"models": list(models), "data_args": data_args, "output_dir": output_dir,
-                           "batch_size": batch_size, "device": device, "quantize": quantize}
+            got["args"] = {
+                "models": list(models),
+                "data_args": data_args,
+                "output_dir": output_dir,
+                "batch_size": batch_size,
+                "device": device,
+                "quantize": quantize,
+            }
             raise Reached()
 
         return reached
@@ -931,20 +967,33 @@ def predict_stops(scripts):
     def inputs(got):
         def reached(model_path, input_file, output_dir, tasks=None, batch_size=128, device=None, quantize=None,
                     max_seq_length=128):  # fmt: skip
-            got["args"] = {"models": [model_path], "input_file": input_file, "output_dir": output_dir, "tasks": tasks,
-                           "batch_size": batch_size, "device": device, "quantize": quantize,
-                           "max_seq_length": max_seq_length}
+            got["args"] = {
+                "models": [model_path],
+                "input_file": input_file,
+                "output_dir": output_dir,
+                "tasks": tasks,
+                "batch_size": batch_size,
+                "device": device,
+                "quantize": quantize,
+                "max_seq_length": max_seq_length,
+            }
             raise Reached()
 
         return reached
 
-    return {(predict, "predict"): single, (mtbert.ensemble, "predict_ensemble"): ensemble,
-            (predict, "predict_inputs"): inputs}
+    return {
+        (predict, "predict"): single,
+        (mtbert.ensemble, "predict_ensemble"): ensemble,
+        (predict, "predict_inputs"): inputs,
+    }
 
 
 def predict_base(place: Place) -> dict[str, str]:
-    return {"--model_name_or_path": str(place.world["model"]), "--data_dir": str(place.world["data"]),
-            "--output_dir": str(place.out)}
+    return {
+        "--model_name_or_path": str(place.world["model"]),
+        "--data_dir": str(place.world["data"]),
+        "--output_dir": str(place.out),
+    }
 
 
 def run_predict(scripts, place: Place, given_flags: list[tuple[str, Any]]) -> Outcome:
@@ -1020,7 +1069,8 @@ def test_predict_flag_is_honoured_or_refused_in_one_line(flag, scripts, world):
 def test_predict_flag_combinations_are_honoured_or_refused_in_one_line(drawn, scripts, world):
     chosen = [(flag, data.draw(PREDICT_FLAGS[flag].values, label=flag)) for flag, data in drawn]
     aliases = {
-        frozenset(("--model", "--model_name_or_path")), frozenset(("--batch_size", "--per_device_eval_batch_size"))
+        frozenset(("--model", "--model_name_or_path")),
+        frozenset(("--batch_size", "--per_device_eval_batch_size")),
     }
     if any(frozenset((a[0], b[0])) in aliases for a in chosen for b in chosen):
         return  # both spellings of one setting: the last one given wins, as argparse does
@@ -1144,7 +1194,7 @@ def test_pipeline_call_parameters_are_honoured_or_refused(kwargs, several, pipe)
         with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # return_all_scores is deprecated (tests/test_pipeline.py)
             result = pipe(inputs, **kwargs)
-    except Exception as error:  # noqa: BLE001 - the contract is on the kind and message of every refusal
+    except Exception as error:
         raise_names = list(kwargs) + (["task"] if "task" not in kwargs else [])
         raises_naming(error, raise_names)
         return
@@ -1167,7 +1217,9 @@ def test_pipeline_call_parameters_are_honoured_or_refused(kwargs, several, pipe)
         assert isinstance(ranked, list) and len(ranked) == (labels if k is None else min(k, labels)), ranked
     if kwargs.get("function_to_apply") is not None:
         assert str(getattr(kwargs["function_to_apply"], "value", kwargs["function_to_apply"])).lower() in (
-            "softmax", "sigmoid", "none"
+            "softmax",
+            "sigmoid",
+            "none",
         )
     for name in ("aggregation_strategy", "ignore_labels"):
         assert name not in kwargs, f"{name} accepted for task {kwargs['task']!r} (not a token task)"
@@ -1181,11 +1233,17 @@ def test_pipeline_max_length_beyond_the_positions_is_refused(pipe):
 
 CONFIG_KWARGS = {
     "encoder": st.one_of(
-        st.just(tiny_bert_config().to_dict()), st.just({}), st.none(), st.just({"model_type": "nope"}),
-        st.just(tiny_bert_config()), WRONG_TYPES, ANY_TEXT,
+        st.just(tiny_bert_config().to_dict()),
+        st.just({}),
+        st.none(),
+        st.just({"model_type": "nope"}),
+        st.just(tiny_bert_config()),
+        WRONG_TYPES,
+        ANY_TEXT,
     ),
     "tasks": st.one_of(
-        st.none(), st.sampled_from([{"sst": {}}, ["sst"], {}, {"sst": {"pooling": "avg"}}, {"nli": {}}, {"1x": {}}]),
+        st.none(),
+        st.sampled_from([{"sst": {}}, ["sst"], {}, {"sst": {"pooling": "avg"}}, {"nli": {}}, {"1x": {}}]),
         st.dictionaries(st.sampled_from(["sst", "qqp", "sts"]), st.one_of(st.just({}), WRONG_TYPES), max_size=2),
         WRONG_TYPES,
     ),
@@ -1223,7 +1281,7 @@ def test_config_parameters_are_honoured_or_refused(kwargs):
 
     try:
         config = MultitaskBertConfig(**kwargs)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raises_naming(error, [*kwargs, "task", "tasks"])
         return
     if "shared_encoder" in kwargs:
@@ -1285,8 +1343,20 @@ ARGUMENT_FIELDS = {
     "overwrite_output_dir": FLAG,
     "distill": st.one_of(
         st.none(),
-        st.sampled_from([{"alpha": 0.5}, {"teacher": "./no/such"}, {"alpha": 2}, {"temperature": 0}, '{"alpha": 0.3}',
-                         "{bad", {"alhpa": 1}, {"batch_size": 0}, [], {}]),
+        st.sampled_from(
+            [
+                {"alpha": 0.5},
+                {"teacher": "./no/such"},
+                {"alpha": 2},
+                {"temperature": 0},
+                '{"alpha": 0.3}',
+                "{bad",
+                {"alhpa": 1},
+                {"batch_size": 0},
+                [],
+                {},
+            ]
+        ),
         WRONG_TYPES,
     ),
     # stock numbers that mtbert checks by name
@@ -1320,8 +1390,8 @@ def test_training_arguments_are_honoured_or_refused(kwargs, tmp_path_factory):
         args = MultitaskTrainingArguments(
             output_dir=str(tmp_path_factory.getbasetemp() / "args"), use_cpu=True, report_to="none", **kwargs
         )
-    except Exception as error:  # noqa: BLE001
-        raises_naming(error, list(kwargs) + ["strategy", "load_best_model_at_end", "eval_strategy", "save_strategy"])
+    except Exception as error:
+        raises_naming(error, [*list(kwargs), "strategy", "load_best_model_at_end", "eval_strategy", "save_strategy"])
         return
     finally:
         _restore_environ(environ)
@@ -1366,7 +1436,8 @@ TRAINER_KWARGS = {
     "compute_metrics": st.one_of(st.none(), st.just(lambda prediction: {}), WRONG_TYPES),
     "callbacks": st.one_of(st.none(), st.just([]), WRONG_TYPES),
     "max_train_samples": st.one_of(
-        st.none(), st.sampled_from([{"sst": 1}, {"sst": 0}, {"sst": -1}, {"nli": 1}, {"sst": 1.5}, {"sst": "1"}, 3]),
+        st.none(),
+        st.sampled_from([{"sst": 1}, {"sst": 0}, {"sst": -1}, {"nli": 1}, {"sst": 1.5}, {"sst": "1"}, 3]),
         WRONG_TYPES,
     ),
     "teacher": st.one_of(st.none(), st.sampled_from(["./no/such/teacher", "user/not-here", [], [""]]), WRONG_TYPES),
@@ -1417,16 +1488,18 @@ def test_trainer_parameters_are_honoured_or_refused(kwargs, tmp_path_factory):
     environ = dict(os.environ)
     try:
         trainer = MultitaskTrainer(model=trainer_model(), **real)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raises_naming(error, [*kwargs, "training data", "task"])
         return
     finally:
         _restore_environ(environ)
     caps = kwargs.get("max_train_samples")
     if caps is not None:
-        assert isinstance(caps, dict) and all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in caps.values()
-        ) and set(caps) <= {"sst", "sts"}, f"max_train_samples {caps!r} accepted"
+        assert (
+            isinstance(caps, dict)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in caps.values())
+            and set(caps) <= {"sst", "sts"}
+        ), f"max_train_samples {caps!r} accepted"
         assert trainer.max_train_samples == caps
     if kwargs.get("compute_metrics") is not None:
         assert callable(kwargs["compute_metrics"]), f"compute_metrics {kwargs['compute_metrics']!r} accepted"
@@ -1441,10 +1514,27 @@ def test_trainer_parameters_are_honoured_or_refused(kwargs, tmp_path_factory):
 
 # Accepted CLI settings must also build the trainer, its optimizer and schedule (the first place torch sees them)
 TRAINER_FLAGS = sorted(
-    f for f in TRAIN_FLAGS if f not in (
-        "--model_name_or_path", "--tasks", "--data_dir", "--data_source", "--hub_datasets", "--task_data",
-        "--output_dir", "--resume_from_checkpoint", "--default_task", "--max_train_samples", "--deepspeed",
-        "--fsdp", "--fsdp_config", "--accelerator_config", "--parallelism_config", "--local_rank", "--push_to_hub",
+    f
+    for f in TRAIN_FLAGS
+    if f
+    not in (
+        "--model_name_or_path",
+        "--tasks",
+        "--data_dir",
+        "--data_source",
+        "--hub_datasets",
+        "--task_data",
+        "--output_dir",
+        "--resume_from_checkpoint",
+        "--default_task",
+        "--max_train_samples",
+        "--deepspeed",
+        "--fsdp",
+        "--fsdp_config",
+        "--accelerator_config",
+        "--parallelism_config",
+        "--local_rank",
+        "--push_to_hub",
     )
 )
 
@@ -1476,8 +1566,10 @@ def test_accepted_settings_build_the_trainer_and_train(drawn, world):
                 _, _, training_args = parse_args(argv)
         except (MultitaskConfigError, SystemExit):
             assume(False)  # refusals: the tests above
-        slow = training_args.torch_compile or training_args.dataloader_num_workers or (
-            training_args.gradient_accumulation_steps > 4
+        slow = (
+            training_args.torch_compile
+            or training_args.dataloader_num_workers
+            or (training_args.gradient_accumulation_steps > 4)
         )  # compiling, worker processes, many batches per step: built, not trained here
         if not slow:
             training_args.max_steps = 2  # test-only: two steps are enough to meet every setting once

@@ -197,7 +197,7 @@ def test_two_ranks_split_the_single_process_batch(all_tasks_per_step, task_sampl
         assert len(per_rank[0]) == len(per_rank[1]) == len(reference) == len(ranks[0])
         for b0, b1, ref in zip(per_rank[0], per_rank[1], reference):
             if all_tasks_per_step:
-                for task, offset in (("a", 0), ("b", 24), ("c", 32)):
+                for task, _offset in (("a", 0), ("b", 24), ("c", 32)):
                     r0 = [i for i in b0 if task_of(i, sizes) == task]
                     r1 = [i for i in b1 if task_of(i, sizes) == task]
                     full = [i for i in ref if task_of(i, sizes) == task]

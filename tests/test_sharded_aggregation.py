@@ -51,10 +51,26 @@ def torchrun(*args: str) -> list[str]:
 def zero_launch(stage: int, ga: int, *script_args: str) -> list[str]:
     """accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml on two CPU processes."""
     config = ACCELERATE / "deepspeed_zero2.yaml"
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-            "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
-            "--mixed_precision", "no", "--zero_stage", str(stage), "--gradient_accumulation_steps", str(ga),
-            *script_args]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--num_processes",
+        "2",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",
+        "--zero_stage",
+        str(stage),
+        "--gradient_accumulation_steps",
+        str(ga),
+        *script_args,
+    ]
 
 
 def run(cmd: list[str]) -> str:
@@ -64,8 +80,20 @@ def run(cmd: list[str]) -> str:
 
 
 def train_args(model_dir: Path, output: Path, batch: int, aggregator: str, ga: int = 1, *extra: str) -> list[str]:
-    return [str(SCRIPT), "--model_dir", str(model_dir), "--output", str(output), "--batch", str(batch),
-            "--aggregator", aggregator, "--gradient_accumulation_steps", str(ga), *extra]
+    return [
+        str(SCRIPT),
+        "--model_dir",
+        str(model_dir),
+        "--output",
+        str(output),
+        "--batch",
+        str(batch),
+        "--aggregator",
+        aggregator,
+        "--gradient_accumulation_steps",
+        str(ga),
+        *extra,
+    ]
 
 
 def assert_same_weights(reference: Path, other: Path) -> None:
@@ -111,8 +139,17 @@ def reference(tiny_model, tmp_path_factory):
 def test_fsdp2_two_ranks_match_one_process(tiny_model, reference, tmp_path, shard, aggregator, ga):
     """Per-task gradients stay DTensor shards; the Gram matrix is the all-reduced sum of per-shard dot products."""
     output = tmp_path / "fsdp.pt"
-    log = run(torchrun("--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                       *train_args(tiny_model, output, 8 // (2 * ga), aggregator, ga, "--shard", shard)))
+    log = run(
+        torchrun(
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            *train_args(tiny_model, output, 8 // (2 * ga), aggregator, ga, "--shard", shard),
+        )
+    )
     assert "FSDPMultitaskBertModel" in log
     assert_same_weights(reference(aggregator), output)
 
@@ -123,8 +160,9 @@ def test_fsdp2_two_ranks_match_one_process(tiny_model, reference, tmp_path, shar
 def test_deepspeed_zero_through_accelerate_matches_one_process(tiny_model, reference, tmp_path, stage, aggregator, ga):
     """accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml (2 CPU processes, gloo)."""
     output = tmp_path / "zero.pt"
-    assert f"zero stage {stage}" in run(zero_launch(stage, ga, *train_args(tiny_model, output, 8 // (2 * ga),
-                                                                            aggregator, ga)))
+    assert f"zero stage {stage}" in run(
+        zero_launch(stage, ga, *train_args(tiny_model, output, 8 // (2 * ga), aggregator, ga))
+    )
     assert_same_weights(reference(aggregator), output)
 
 
@@ -157,14 +195,35 @@ def test_two_nodes_on_loopback_match_one_process(tiny_model, reference, tmp_path
     procs = []
     for node_rank in (0, 1):
         if rendezvous == "c10d":
-            meeting = ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "mtbert-test",
-                       "--rdzv_conf", "join_timeout=120", "--local_addr", "127.0.0.1"]
+            meeting = [
+                "--rdzv_backend",
+                "c10d",
+                "--rdzv_endpoint",
+                f"127.0.0.1:{port}",
+                "--rdzv_id",
+                "mtbert-test",
+                "--rdzv_conf",
+                "join_timeout=120",
+                "--local_addr",
+                "127.0.0.1",
+            ]
         else:
             meeting = ["--master_addr", "127.0.0.1", "--master_port", str(port)]
-        cmd = torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node_rank), *meeting,
-                       *train_args(tiny_model, output, 4, "pcgrad", 1, "--shard", shard))
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
+        cmd = torchrun(
+            "--nnodes",
+            "2",
+            "--nproc_per_node",
+            "1",
+            "--node_rank",
+            str(node_rank),
+            *meeting,
+            *train_args(tiny_model, output, 4, "pcgrad", 1, "--shard", shard),
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
     logs = []
     try:
         for proc in procs:
@@ -191,12 +250,15 @@ def _trainer(tmp_path):
     from mtbert.trainer import MultitaskTrainer
     from mtbert.training_args import MultitaskTrainingArguments
 
-    encoder = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=16)
-    model = sharded_train.MultitaskBertModel(sharded_train.MultitaskBertConfig(encoder=encoder,
-                                                                               tasks=sharded_train.TASKS))
-    args = MultitaskTrainingArguments(output_dir=str(tmp_path), strategy="pcgrad", use_cpu=True, report_to="none",
-                                      save_strategy="no", max_steps=1)
+    encoder = BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    model = sharded_train.MultitaskBertModel(
+        sharded_train.MultitaskBertConfig(encoder=encoder, tasks=sharded_train.TASKS)
+    )
+    args = MultitaskTrainingArguments(
+        output_dir=str(tmp_path), strategy="pcgrad", use_cpu=True, report_to="none", save_strategy="no", max_steps=1
+    )
     return MultitaskTrainer(model=model, args=args)
 
 

@@ -151,10 +151,30 @@ def test_the_metrics_are_those_of_the_trained_model(baseline, backbone, minbert_
 
     out = tmp_path / "out"
     metrics = baseline.main(
-        ["--task", task, "--model_name_or_path", str(backbone), "--data_dir", str(minbert_dir), "--output_dir",
-         str(out), "--max_train_samples", "32", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-         "--per_device_eval_batch_size", "5", "--max_seq_length", "32", "--learning_rate", "1e-3", "--disable_tqdm",
-         "--save_model"]
+        [
+            "--task",
+            task,
+            "--model_name_or_path",
+            str(backbone),
+            "--data_dir",
+            str(minbert_dir),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "32",
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "8",
+            "--per_device_eval_batch_size",
+            "5",
+            "--max_seq_length",
+            "32",
+            "--learning_rate",
+            "1e-3",
+            "--disable_tqdm",
+            "--save_model",
+        ]
     )
     model = AutoModelForSequenceClassification.from_pretrained(out, use_safetensors=True).eval()
     start = BertModel.from_pretrained(backbone, use_safetensors=True)
@@ -168,12 +188,40 @@ def test_the_metrics_are_those_of_the_trained_model(baseline, backbone, minbert_
 def test_the_trainer_names_and_the_old_spellings(baseline):
     """Arguments named as TrainingArguments names them; the script's earlier names still work, out of --help."""
     new = baseline.build_parser().parse_args(
-        ["--task", "sts", "--output_dir", "o", "--model_name_or_path", "m", "--num_train_epochs", "2",
-         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--warmup_steps", "0.2"]
+        [
+            "--task",
+            "sts",
+            "--output_dir",
+            "o",
+            "--model_name_or_path",
+            "m",
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+            "--per_device_eval_batch_size",
+            "8",
+            "--warmup_steps",
+            "0.2",
+        ]
     )
     old = baseline.build_parser().parse_args(
-        ["--task", "sts", "--output_dir", "o", "--model", "m", "--epochs", "2", "--batch_size", "4",
-         "--eval_batch_size", "8", "--warmup", "0.2"]
+        [
+            "--task",
+            "sts",
+            "--output_dir",
+            "o",
+            "--model",
+            "m",
+            "--epochs",
+            "2",
+            "--batch_size",
+            "4",
+            "--eval_batch_size",
+            "8",
+            "--warmup",
+            "0.2",
+        ]
     )
     assert vars(new) == vars(old)
     assert (new.model_name_or_path, new.num_train_epochs, new.per_device_train_batch_size) == ("m", 2.0, 4)
@@ -241,8 +289,19 @@ def test_a_backbone_with_only_pickle_weights_is_refused(baseline, tokenizer, min
     monkeypatch.setattr(torch, "load", no_pickle)
     monkeypatch.setattr(pickle, "load", no_pickle)
     with pytest.raises(SystemExit) as error:
-        baseline.main(["--task", "sst", "--model_name_or_path", str(folder), "--data_dir", str(minbert_dir),
-                       "--output_dir", str(tmp_path / "out"), "--disable_tqdm"])
+        baseline.main(
+            [
+                "--task",
+                "sst",
+                "--model_name_or_path",
+                str(folder),
+                "--data_dir",
+                str(minbert_dir),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--disable_tqdm",
+            ]
+        )
     message = str(error.value.code)
     assert message.startswith("error: ") and "has no model.safetensors" in message and "\n" not in message
     assert not (tmp_path / "out" / "metrics.json").exists()

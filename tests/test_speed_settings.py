@@ -102,8 +102,15 @@ def tiny_model(tok):
 
     from mtbert import MultitaskBertConfig, MultitaskBertModel
 
-    encoder = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=24, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    encoder = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=24,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS))
 
@@ -112,14 +119,32 @@ def train(tok, tmp_path, **settings):
     model = tiny_model(tok)
     data = make_data(tok, model)  # test_pcgrad_step's random sentences and labels for sst/qqp/sts
     args = MultitaskTrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none", use_cpu=True, max_steps=4,
-        learning_rate=1e-2, weight_decay=0.1, disable_tqdm=True, save_strategy="no", seed=1, **settings,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        report_to="none",
+        use_cpu=True,
+        max_steps=4,
+        learning_rate=1e-2,
+        weight_decay=0.1,
+        disable_tqdm=True,
+        save_strategy="no",
+        seed=1,
+        **settings,
     )
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = MultitaskTrainer(model=model, args=args, train_dataset=data)
     trainer.train()
-    used = torch.unique(torch.cat([torch.as_tensor(ids) for d in data.values() for c in ("input_ids", "input_ids_b")
-                                   if c in d.column_names for ids in d[c]]))
+    used = torch.unique(
+        torch.cat(
+            [
+                torch.as_tensor(ids)
+                for d in data.values()
+                for c in ("input_ids", "input_ids_b")
+                if c in d.column_names
+                for ids in d[c]
+            ]
+        )
+    )
     return model, trainer, before, used
 
 
@@ -128,8 +153,9 @@ def test_sparse_embedding_updates_move_only_the_rows_of_seen_tokens(tok, tmp_pat
     name = "encoder.embeddings.word_embeddings.weight"
     weight = dict(model.named_parameters())[name].detach()
     moved = (weight != before[name]).any(dim=1)
-    assert isinstance(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer,
-                      RowSparseAdamW)
+    assert isinstance(
+        trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer, RowSparseAdamW
+    )
     assert moved[used].all()
     unseen = torch.ones(len(moved), dtype=torch.bool)
     unseen[used] = False
@@ -140,7 +166,7 @@ def test_sparse_embedding_updates_move_only_the_rows_of_seen_tokens(tok, tmp_pat
 
 def test_dense_updates_move_unseen_rows_through_weight_decay(tok, tmp_path):
     """The contrast that makes the sparse test meaningful: stock AdamW decays every row."""
-    model, _, before, used = train(tok, tmp_path / "dense")
+    model, _, before, _used = train(tok, tmp_path / "dense")
     name = "encoder.embeddings.word_embeddings.weight"
     moved = (dict(model.named_parameters())[name].detach() != before[name]).any(dim=1)
     assert moved.float().mean() > 0.99
@@ -178,12 +204,15 @@ def test_embedding_update_mistakes_are_one_line_errors(tmp_path):
 @pytest.fixture
 def cpu(monkeypatch):
     """``cpu(amx=..., avx512_bf16=..., speedup=...)``: pretend to be that CPU; records whether it measured."""
+
     def pretend(amx=False, avx512_bf16=False, speedup=1.0):
         measured = []
-        monkeypatch.setattr(precision_module, "cpu_flags",
-                            lambda: {"model": "test CPU", "amx_bf16": amx, "avx512_bf16": avx512_bf16})
-        monkeypatch.setattr(precision_module, "measure_bf16_speedup",
-                            lambda device="cpu", steps=3: measured.append(device) or speedup)
+        monkeypatch.setattr(
+            precision_module, "cpu_flags", lambda: {"model": "test CPU", "amx_bf16": amx, "avx512_bf16": avx512_bf16}
+        )
+        monkeypatch.setattr(
+            precision_module, "measure_bf16_speedup", lambda device="cpu", steps=3: measured.append(device) or speedup
+        )
         monkeypatch.setattr(precision_module.torch.cuda, "is_available", lambda: False)
         return measured
 
@@ -226,9 +255,18 @@ def test_bf16_auto_from_yaml_and_command_line(cpu, tmp_path, capsys):
     cpu(amx=True, avx512_bf16=True)
     (tmp_path / "data").mkdir()
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "output_dir": str(tmp_path / "out"),
-                                      "report_to": "none", "use_cpu": True, "bf16": "auto",
-                                      "model_name_or_path": str(tmp_path)}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "output_dir": str(tmp_path / "out"),
+                "report_to": "none",
+                "use_cpu": True,
+                "bf16": "auto",
+                "model_name_or_path": str(tmp_path),
+            }
+        )
+    )
     _, _, training_args = parse_args([str(config)])
     assert training_args.bf16 is True and training_args.bf16_reason == "CPU has AMX (amx_bf16)"
     _, _, training_args = parse_args([str(config), "--bf16", "false"])

@@ -340,7 +340,7 @@ def test_task_sources_errors(tmp_path):
     (tmp_path / "minbert").mkdir()
     with pytest.raises(DataFileError, match=r"task 'nli' has no minBERT files.*task_data.nli"):
         DataArguments(data_dir=str(tmp_path / "minbert")).task_sources(tasks_with_nli())
-    with pytest.raises(MultitaskConfigError, match="task_data names unknown task.*mnli"):
+    with pytest.raises(MultitaskConfigError, match=r"task_data names unknown task.*mnli"):
         DataArguments(data_dir=str(tmp_path / "minbert"), task_data={"mnli": {}}).task_sources(tasks_with_nli())
     # every task with its own data: no data_dir needed
     only = {"source": "files", "data_dir": str(NLI_TOY), "text_columns": ["premise", "hypothesis"]}
@@ -365,7 +365,7 @@ def test_yaml_task_data_is_checked_at_parse_time(tmp_path):
     assert data_args.task_data["nli"]["source"] == "files"
     settings["task_data"]["nli"]["data_dir"] = str(tmp_path / "absent")
     path.write_text(yaml.safe_dump(settings))
-    with pytest.raises(DataFileError, match="task_data.nli.data_dir .* is not a folder"):
+    with pytest.raises(DataFileError, match=r"task_data\.nli\.data_dir .* is not a folder"):
         parse_args([str(path)])
     # and from the command line, as JSON
     flag = {"nli": {"source": "files", "data_dir": str(NLI_TOY), "text_columns": ["premise", "hypothesis"]}}

@@ -48,8 +48,7 @@ def test_entity_scores_equal_seqeval_strict_iob2():
         guess = [[t if rng.random() < 0.6 else rng.choice(tags) for t in row] for row in true]
         ours = entity_scores(true, guess)
         for name in ("precision", "recall", "f1"):
-            want = getattr(seqeval_metrics, f"{name}_score")(true, guess, mode="strict", scheme=IOB2,
-                                                             zero_division=0)
+            want = getattr(seqeval_metrics, f"{name}_score")(true, guess, mode="strict", scheme=IOB2, zero_division=0)
             assert ours[name] == pytest.approx(want, abs=1e-12), (name, true, guess)
         assert ours["accuracy"] == pytest.approx(seqeval_metrics.accuracy_score(true, guess))
 
@@ -106,9 +105,10 @@ def test_token_spec_checks():
     with pytest.raises(MultitaskConfigError, match="duplicates"):
         MultitaskBertConfig(encoder=tiny_bert_config().to_dict(), tasks={"ner": {**NER, "label_names": ["O", "O"]}})
     with pytest.raises(MultitaskConfigError, match="needs its tags"):
-        MultitaskBertModel(MultitaskBertConfig(encoder=tiny_bert_config().to_dict(),
-                                               tasks={"ner": {"kind": "token_classification"}}))
-    with pytest.raises(MultitaskConfigError, match="not one of .*token_classification"):
+        MultitaskBertModel(
+            MultitaskBertConfig(encoder=tiny_bert_config().to_dict(), tasks={"ner": {"kind": "token_classification"}})
+        )
+    with pytest.raises(MultitaskConfigError, match=r"not one of .*token_classification"):
         MultitaskBertConfig(encoder=tiny_bert_config().to_dict(), tasks={"x": {"kind": "token_clasification"}})
 
 
@@ -118,8 +118,9 @@ def test_a_kind_is_one_registered_class():
         name = "ordinal_rating_test"
 
     try:
-        config = MultitaskBertConfig(encoder=tiny_bert_config().to_dict(),
-                                     tasks={"stars": {"kind": "ordinal_rating_test", "num_labels": 5}})
+        config = MultitaskBertConfig(
+            encoder=tiny_bert_config().to_dict(), tasks={"stars": {"kind": "ordinal_rating_test", "num_labels": 5}}
+        )
         assert config.tasks["stars"]["label_names"] == [f"LABEL_{i}" for i in range(5)]
         assert PRIMARY_METRIC["ordinal_rating_test"] == "accuracy"
         assert compute_task_metrics("ordinal_rating_test", [1, 2], [1, 3]) == {"accuracy": 0.5}
@@ -207,8 +208,21 @@ def test_pipeline_refuses_sentence_settings_for_a_token_task(ner_model_and_stock
 def conll_run(tiny_backbone, small_minbert, tmp_path_factory):
     root = tmp_path_factory.mktemp("conll_run")
     data = root / "slots"
-    subprocess.run([sys.executable, str(EXAMPLES_DIR / "data" / "make_intent_slots.py"), str(root / "gen"),
-                    "--train", "120", "--dev", "30", "--test", "20"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES_DIR / "data" / "make_intent_slots.py"),
+            str(root / "gen"),
+            "--train",
+            "120",
+            "--dev",
+            "30",
+            "--test",
+            "20",
+        ],
+        check=True,
+        capture_output=True,
+    )
     (root / "gen" / "conll").rename(data)  # train.txt, dev.txt, test.txt
     config = {
         "model_name_or_path": str(tiny_backbone), "data_source": "minbert", "data_dir": str(small_minbert),
@@ -228,8 +242,14 @@ def conll_run(tiny_backbone, small_minbert, tmp_path_factory):
 def test_conll_task_trains_beside_sst_and_writes_tag_files(conll_run):
     out, data = conll_run
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("eval_slots_f1", "eval_slots_precision", "eval_slots_recall", "eval_slots_accuracy",
-                "eval_sst_accuracy", "eval_average"):
+    for key in (
+        "eval_slots_f1",
+        "eval_slots_precision",
+        "eval_slots_recall",
+        "eval_slots_accuracy",
+        "eval_sst_accuracy",
+        "eval_average",
+    ):
         assert key in metrics, key
     assert metrics["eval_average"] == pytest.approx((metrics["eval_slots_f1"] + metrics["eval_sst_accuracy"]) / 2)
     lines = (out / "predictions" / "slots-test-output.csv").read_text().splitlines()
@@ -238,7 +258,7 @@ def test_conll_task_trains_beside_sst_and_writes_tag_files(conll_run):
     config = json.loads((out / "config.json").read_text())
     names = config["tasks"]["slots"]["label_names"]
     for line, sentence in zip(lines[1:], sentences):
-        row_id, tags = line.split(" , ")
+        _row_id, tags = line.split(" , ")
         assert len(tags.split()) == len(sentence["tokens"]) and set(tags.split()) <= set(names)
 
 
@@ -266,8 +286,19 @@ def test_saved_token_model_serves_entity_groups_with_and_without_mtbert(conll_ru
 def test_joint_intent_slots_config_learns(tmp_path):
     """The shipped joint intent + slots config on MiniLM, its generated data, SST/QQP/STS capped for time."""
     data = tmp_path / "intent_slots"
-    subprocess.run([sys.executable, str(EXAMPLES_DIR / "data" / "make_intent_slots.py"), str(data),
-                    "--dev", "300", "--test", "50"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES_DIR / "data" / "make_intent_slots.py"),
+            str(data),
+            "--dev",
+            "300",
+            "--test",
+            "50",
+        ],
+        check=True,
+        capture_output=True,
+    )
     config = (EXAMPLES_DIR / "configs" / "joint_intent_slots.yaml").read_text()
     assert config.count("data_dir: outputs/data/intent_slots") == 2
     path = tmp_path / "run.yaml"

@@ -27,16 +27,24 @@ def data(tokenizer):
 
 def stock_args(tmp_path, **kwargs):
     return TrainingArguments(
-        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, per_device_train_batch_size=2,
-        per_device_eval_batch_size=4, disable_tqdm=True, seed=0, save_strategy="no", **kwargs,
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=4,
+        disable_tqdm=True,
+        seed=0,
+        save_strategy="no",
+        **kwargs,
     )
 
 
 @pytest.fixture
 def trainer(make_model, tokenizer, data, tmp_path):
     model = make_model(TASKS, vocab_size=tokenizer.vocab_size)
-    return MultitaskTrainer(model, stock_args(tmp_path), train_dataset=data, eval_dataset=data,
-                            processing_class=tokenizer)
+    return MultitaskTrainer(
+        model, stock_args(tmp_path), train_dataset=data, eval_dataset=data, processing_class=tokenizer
+    )
 
 
 def test_a_plain_training_arguments_gets_the_multitask_defaults(trainer):
@@ -68,8 +76,9 @@ def test_compute_metrics_is_called_per_task_in_dataset_order(make_model, tokeniz
         return {"rows": len(prediction.label_ids)}
 
     model = make_model(TASKS, vocab_size=tokenizer.vocab_size)
-    trainer = MultitaskTrainer(model, stock_args(tmp_path), eval_dataset=data, processing_class=tokenizer,
-                               compute_metrics=compute_metrics)
+    trainer = MultitaskTrainer(
+        model, stock_args(tmp_path), eval_dataset=data, processing_class=tokenizer, compute_metrics=compute_metrics
+    )
     metrics = trainer.evaluate()
     assert metrics["eval_sst_rows"] == 8 and metrics["eval_qqp_rows"] == 6 and metrics["eval_sts_rows"] == 6
     assert {"eval_sst_accuracy", "eval_average"} <= set(metrics)  # mtbert's own metrics stay
@@ -144,26 +153,62 @@ def test_run_phases_follow_run_glue(tmp_path, flags, phases):
 
 
 def test_prepare_dataset_from_plain_columns_trains_and_evaluates(make_model, tokenizer, tmp_path):
-    model = make_model({"nli": {"kind": "pair_classification", "num_labels": 3, "pair_encoding": "concat_sep",
-                                "label_names": ["entailment", "neutral", "contradiction"]},
-                        "sst": {}}, vocab_size=tokenizer.vocab_size)
-    raw = datasets.Dataset.from_dict({
-        "premise": ["a man sings", "a dog runs", "two cats", "kids play"],
-        "hypothesis": ["someone sings", "a cat sleeps", "animals", "nobody plays"],
-        "gold": ["entailment", "neutral", "entailment", "contradiction"],
-    })
-    nli = mtbert.prepare_dataset(raw, tokenizer, model.config, "nli", max_length=16, text_column="premise",
-                                 text_pair_column="hypothesis", label_column="gold")
+    model = make_model(
+        {
+            "nli": {
+                "kind": "pair_classification",
+                "num_labels": 3,
+                "pair_encoding": "concat_sep",
+                "label_names": ["entailment", "neutral", "contradiction"],
+            },
+            "sst": {},
+        },
+        vocab_size=tokenizer.vocab_size,
+    )
+    raw = datasets.Dataset.from_dict(
+        {
+            "premise": ["a man sings", "a dog runs", "two cats", "kids play"],
+            "hypothesis": ["someone sings", "a cat sleeps", "animals", "nobody plays"],
+            "gold": ["entailment", "neutral", "entailment", "contradiction"],
+        }
+    )
+    nli = mtbert.prepare_dataset(
+        raw,
+        tokenizer,
+        model.config,
+        "nli",
+        max_length=16,
+        text_column="premise",
+        text_pair_column="hypothesis",
+        label_column="gold",
+    )
     assert nli["label"] == [0, 1, 0, 2] and "input_ids" in nli.column_names
-    sst = mtbert.prepare_dataset(datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [4, 0]}),
-                                 tokenizer, model.config, "sst", text_column="sentence")
+    sst = mtbert.prepare_dataset(
+        datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [4, 0]}),
+        tokenizer,
+        model.config,
+        "sst",
+        text_column="sentence",
+    )
     with pytest.raises(ValueError, match="text_pair_column"):
         mtbert.prepare_dataset(raw, tokenizer, model.config, "nli", text_column="premise")
     with pytest.raises(ValueError, match="not among its label_names"):
-        mtbert.prepare_dataset(raw.map(lambda r: {"gold": "maybe"}), tokenizer, model.config, "nli",
-                               text_column="premise", text_pair_column="hypothesis", label_column="gold")
-    trainer = MultitaskTrainer(model, stock_args(tmp_path, max_steps=2), train_dataset={"nli": nli, "sst": sst},
-                               eval_dataset={"nli": nli}, processing_class=tokenizer)
+        mtbert.prepare_dataset(
+            raw.map(lambda r: {"gold": "maybe"}),
+            tokenizer,
+            model.config,
+            "nli",
+            text_column="premise",
+            text_pair_column="hypothesis",
+            label_column="gold",
+        )
+    trainer = MultitaskTrainer(
+        model,
+        stock_args(tmp_path, max_steps=2),
+        train_dataset={"nli": nli, "sst": sst},
+        eval_dataset={"nli": nli},
+        processing_class=tokenizer,
+    )
     trainer.train()
     metrics = trainer.evaluate()
     assert {"eval_nli_accuracy", "eval_nli_f1", "eval_average"} <= set(metrics)
@@ -175,9 +220,18 @@ def test_gradient_telemetry_is_logged_and_leaves_training_unchanged(make_model, 
     for telemetry in (False, True):
         model = make_model(TASKS, vocab_size=tokenizer.vocab_size)
         args = MultitaskTrainingArguments(
-            output_dir=str(tmp_path / str(telemetry)), report_to="none", use_cpu=True, per_device_train_batch_size=2,
-            disable_tqdm=True, seed=0, save_strategy="no", max_steps=2, logging_steps=1, learning_rate=1e-3,
-            strategy=strategy, gradient_telemetry=telemetry,
+            output_dir=str(tmp_path / str(telemetry)),
+            report_to="none",
+            use_cpu=True,
+            per_device_train_batch_size=2,
+            disable_tqdm=True,
+            seed=0,
+            save_strategy="no",
+            max_steps=2,
+            logging_steps=1,
+            learning_rate=1e-3,
+            strategy=strategy,
+            gradient_telemetry=telemetry,
         )
         trainer = MultitaskTrainer(model, args, train_dataset=data, processing_class=tokenizer)
         trainer.train()

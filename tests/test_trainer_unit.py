@@ -26,21 +26,38 @@ TASKS = {
 RAW = {
     "sst": {
         "text": [
-            "a great film", "awful", "fine i guess", "not bad at all", "boring and long", "a masterpiece", "meh", "ok"
+            "a great film",
+            "awful",
+            "fine i guess",
+            "not bad at all",
+            "boring and long",
+            "a masterpiece",
+            "meh",
+            "ok",
         ],
         "label": [4, 0, 2, 3, 1, 4, 2, 2],
     },
     "qqp": {
         "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
         "text_pair": [
-            "how to cook rice", "what color is the sea", "what is love exactly", "why", "paris location", "no"
+            "how to cook rice",
+            "what color is the sea",
+            "what is love exactly",
+            "why",
+            "paris location",
+            "no",
         ],
         "label": [1, 0, 1, 0, 1, 0],
     },
     "sts": {
         "text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
         "text_pair": [
-            "a man is singing", "a cat sleeps", "two cats sit", "a blue car", "it is night", "children playing"
+            "a man is singing",
+            "a cat sleeps",
+            "two cats sit",
+            "a blue car",
+            "it is night",
+            "children playing",
         ],
         "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1],
     },
@@ -221,8 +238,13 @@ def test_evaluate_reports_every_task_and_the_average(setup, tokenizer):
     trainer, model, data = setup("round_robin")
     metrics = trainer.evaluate()
     expected_keys = {
-        "eval_sst_accuracy", "eval_qqp_accuracy", "eval_qqp_f1", "eval_sts_pearson", "eval_sts_spearman",
-        "eval_average", "eval_runtime",
+        "eval_sst_accuracy",
+        "eval_qqp_accuracy",
+        "eval_qqp_f1",
+        "eval_sts_pearson",
+        "eval_sts_spearman",
+        "eval_average",
+        "eval_runtime",
     }
     assert expected_keys <= set(metrics)
     sst = predictions_by_hand(model, "sst", data["sst"], tokenizer.pad_token_id)
@@ -261,7 +283,7 @@ def test_short_training_logs_per_task_losses(setup, strategy):
     assert len(logs) == 3
     seen = set()
     for entry in logs:
-        task_losses = {k[len("loss_"):]: v for k, v in entry.items() if k.startswith("loss_")}
+        task_losses = {k[len("loss_") :]: v for k, v in entry.items() if k.startswith("loss_")}
         assert task_losses and all(math.isfinite(v) and v > 0 for v in task_losses.values())
         seen |= set(task_losses)
         if strategy == "round_robin":
@@ -288,8 +310,16 @@ def test_dual_heads_train_and_evaluate_through_the_trainer(make_model, tokenizer
     data = tokenized(tokenizer, {t: normalize_task_spec(t, s) for t, s in tasks.items()}, tasks=list(tasks))
     model = make_model(tasks, vocab_size=tokenizer.vocab_size)
     args = MultitaskTrainingArguments(
-        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, per_device_train_batch_size=2,
-        per_device_eval_batch_size=4, disable_tqdm=True, seed=0, save_strategy="no", max_steps=6, learning_rate=1e-3,
+        output_dir=str(tmp_path / "out"),
+        report_to="none",
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=4,
+        disable_tqdm=True,
+        seed=0,
+        save_strategy="no",
+        max_steps=6,
+        learning_rate=1e-3,
     )
     trainer = MultitaskTrainer(
         model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=tokenizer
@@ -303,8 +333,12 @@ def test_dual_heads_train_and_evaluate_through_the_trainer(make_model, tokenizer
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer.train()
     changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
-    assert {"heads.qqp.cross.out_proj.weight", "heads.qqp.cosine.scale", "heads.qqp.cosine.threshold",
-            "heads.sts.cross.out_proj.weight"} <= changed
+    assert {
+        "heads.qqp.cross.out_proj.weight",
+        "heads.qqp.cosine.scale",
+        "heads.qqp.cosine.threshold",
+        "heads.sts.cross.out_proj.weight",
+    } <= changed
     metrics = trainer.evaluate()
     qqp = predictions_by_hand(model, "qqp", data["qqp"], tokenizer.pad_token_id)
     sts = predictions_by_hand(model, "sts", data["sts"], tokenizer.pad_token_id)
@@ -334,8 +368,13 @@ def test_the_optimizer_gets_one_group_per_rate(setup):
 def test_early_stopping_ends_training_when_the_dev_average_stalls(setup):
     """With a learning rate of 0 the dev average never improves: patience 1 stops after the second evaluation."""
     trainer, _, _ = setup(
-        learning_rate=0.0, num_train_epochs=6, eval_strategy="epoch", save_strategy="epoch",
-        load_best_model_at_end=True, metric_for_best_model="average", early_stopping_patience=1,
+        learning_rate=0.0,
+        num_train_epochs=6,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="average",
+        early_stopping_patience=1,
     )
     trainer.train()
     evaluations = [log for log in trainer.state.log_history if "eval_average" in log]

@@ -144,8 +144,10 @@ def test_task_weighting_and_new_aggregators_under_two_ddp_ranks_match_one_proces
     assert "world size 2" in result.stdout + result.stderr
     assert_same_weights(one, two)
     logs = [json.loads((d / "trainer_state.json").read_text())["log_history"] for d in (one, two)]
-    logged = [{f"{i}/{k}": v for i, h in enumerate(log) for k, v in h.items() if k.startswith("task_weight_")}
-              for log in logs]
+    logged = [
+        {f"{i}/{k}": v for i, h in enumerate(log) for k, v in h.items() if k.startswith("task_weight_")}
+        for log in logs
+    ]
     assert logged[0] and logged[0] == pytest.approx(logged[1], abs=1e-5)
 
 
@@ -218,7 +220,7 @@ def test_sigkill_mid_epoch_then_resume_reaches_the_same_weights(tiny_backbone, s
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "model.safetensors").exists()
 
-    result = run_train(args + ["--resume_from_checkpoint", "last"])
+    result = run_train([*args, "--resume_from_checkpoint", "last"])
     assert "resuming from" in result.stdout + result.stderr
     assert_same_weights(full, killed, atol=1e-6)
 
@@ -273,7 +275,7 @@ def test_do_eval_alone_scores_without_training(tiny_backbone, small_minbert, tmp
     backbone's random heads need --allow_untrained_heads; tests/test_bad_inputs.py checks the refusal without it)."""
     out = tmp_path / "eval_only"
     args = base_args(tiny_backbone, small_minbert, out, "round_robin", batch=8, write_predictions=True)
-    run_train(args + ["--do_eval", "--allow_untrained_heads", "true"])
+    run_train([*args, "--do_eval", "--allow_untrained_heads", "true"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"eval_sst_accuracy", "eval_qqp_accuracy", "eval_sts_pearson", "eval_average"} <= set(metrics)
     assert not any(k.startswith("train_") for k in metrics)

@@ -136,8 +136,9 @@ def test_nash_mtl_by_hand():
     """G alpha = 1 / alpha: orthogonal gradients |g| = (2, 1) give alpha = (1/2, 1); G = [[1, c], [c, 1]] gives
     alpha = 1 / sqrt(1 + c) each; G = [[4, -2], [-2, 2]] gives alpha_2 = sqrt(2) alpha_1, alpha_1 = 1/sqrt(4-2 sqrt 2)
     (from alpha_1 (4 alpha_1 - 2 alpha_2) = 1 = alpha_2 (2 alpha_2 - 2 alpha_1))."""
-    torch.testing.assert_close(nash_mtl_weights(torch.diag(torch.tensor([4.0, 1.0]))).weights,
-                               torch.tensor([0.5, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        nash_mtl_weights(torch.diag(torch.tensor([4.0, 1.0]))).weights, torch.tensor([0.5, 1.0], dtype=torch.float64)
+    )
     for c in (0.5, -0.3):
         got = nash_mtl_weights(torch.tensor([[1.0, c], [c, 1.0]])).weights
         torch.testing.assert_close(got, torch.full((2,), 1 / math.sqrt(1 + c), dtype=torch.float64))
@@ -214,8 +215,10 @@ def args(tmp_path, **kwargs):
     [
         ({"task_weighting": "famo"}, r"task_weighting: famo compares every task's loss.*round_robin"),
         ({"strategy": "sum", "aggregator_options": {"c": 0.2}}, r"aggregator_options has no effect under strategy"),
-        ({"strategy": "pcgrad", "aggregator": "cagrad", "aggregator_options": '{"c": "high"}'},
-         r"aggregator_options\.c must be"),
+        (
+            {"strategy": "pcgrad", "aggregator": "cagrad", "aggregator_options": '{"c": "high"}'},
+            r"aggregator_options\.c must be",
+        ),
         ({"strategy": "pcgrad", "aggregator_options": "{c: 1"}, r"aggregator_options: .* is not a JSON mapping"),
         ({"task_weighting": "dwa", "weighting_options": '{"period": 0}'}, r"weighting_options\.period"),
         ({"task_weighting": "nope"}, r"task_weighting: 'nope' is not one of"),
@@ -228,8 +231,14 @@ def test_training_arguments_refuse_what_no_step_honours(tmp_path, kwargs, match)
 
 
 def test_training_arguments_read_json_options(tmp_path):
-    got = args(tmp_path, strategy="pcgrad", aggregator="cagrad", aggregator_options='{"c": 0.3}',
-               task_weighting="dwa", weighting_options='{"period": 3}')
+    got = args(
+        tmp_path,
+        strategy="pcgrad",
+        aggregator="cagrad",
+        aggregator_options='{"c": 0.3}',
+        task_weighting="dwa",
+        weighting_options='{"period": 3}',
+    )
     assert got.aggregator_options == {"c": 0.3} and got.weighting_options == {"period": 3}
 
 
@@ -245,9 +254,19 @@ def test_resumed_run_continues_with_the_learned_weights(tmp_path):
     from mtbert.trainer import MultitaskTrainer
 
     tokenizer = _tokenizer()
-    settings = dict(strategy="sum", task_weighting="uncertainty", weighting_options={"lr": 0.05},
-                    per_device_train_batch_size=8, seed=3, max_steps=4, disable_tqdm=True, save_strategy="steps",
-                    save_steps=2, logging_steps=1, learning_rate=1e-3)
+    settings = dict(
+        strategy="sum",
+        task_weighting="uncertainty",
+        weighting_options={"lr": 0.05},
+        per_device_train_batch_size=8,
+        seed=3,
+        max_steps=4,
+        disable_tqdm=True,
+        save_strategy="steps",
+        save_steps=2,
+        logging_steps=1,
+        learning_rate=1e-3,
+    )
 
     def trainer(out):
         model = make_model(tokenizer)

@@ -22,20 +22,47 @@ import random
 # Slot values: the first list of each pair is for training, the second only for dev/test (held out). Both hold
 # one-word and multi-word values, so every B-/I- tag is seen in training.
 VALUES = {
-    "city": (["boston", "denver", "atlanta", "seattle", "chicago", "dallas", "miami", "phoenix", "detroit",
-              "houston", "portland", "orlando", "los angeles", "las vegas", "salt lake city", "kansas city"],
-             ["austin", "memphis", "toronto", "oakland", "tampa", "raleigh", "new york", "san diego"]),
-    "date": (["monday", "tuesday", "friday", "tomorrow", "next week", "june third", "saturday morning"],
-             ["sunday", "wednesday", "next month", "march fifth", "thursday evening"]),
-    "time": (["seven am", "noon", "six thirty", "nine pm", "midnight", "eight fifteen", "half past two",
-              "ten to nine"],
-             ["five am", "ten thirty", "quarter past four", "eleven pm"]),
-    "artist": (["adele", "the beatles", "miles davis", "taylor swift", "queen", "bob dylan", "nina simone"],
-               ["radiohead", "billie holiday", "daft punk", "johnny cash", "ella fitzgerald"]),
-    "song": (["yesterday", "blue in green", "hey jude", "imagine", "hallelujah", "jolene", "let it be"],
-             ["creep", "hurt", "summertime", "one more time"]),
-    "cuisine": (["italian", "thai", "mexican", "indian", "sushi", "french", "korean"],
-                ["greek", "ethiopian", "vietnamese", "lebanese", "spanish"]),
+    "city": (
+        [
+            "boston",
+            "denver",
+            "atlanta",
+            "seattle",
+            "chicago",
+            "dallas",
+            "miami",
+            "phoenix",
+            "detroit",
+            "houston",
+            "portland",
+            "orlando",
+            "los angeles",
+            "las vegas",
+            "salt lake city",
+            "kansas city",
+        ],
+        ["austin", "memphis", "toronto", "oakland", "tampa", "raleigh", "new york", "san diego"],
+    ),
+    "date": (
+        ["monday", "tuesday", "friday", "tomorrow", "next week", "june third", "saturday morning"],
+        ["sunday", "wednesday", "next month", "march fifth", "thursday evening"],
+    ),
+    "time": (
+        ["seven am", "noon", "six thirty", "nine pm", "midnight", "eight fifteen", "half past two", "ten to nine"],
+        ["five am", "ten thirty", "quarter past four", "eleven pm"],
+    ),
+    "artist": (
+        ["adele", "the beatles", "miles davis", "taylor swift", "queen", "bob dylan", "nina simone"],
+        ["radiohead", "billie holiday", "daft punk", "johnny cash", "ella fitzgerald"],
+    ),
+    "song": (
+        ["yesterday", "blue in green", "hey jude", "imagine", "hallelujah", "jolene", "let it be"],
+        ["creep", "hurt", "summertime", "one more time"],
+    ),
+    "cuisine": (
+        ["italian", "thai", "mexican", "indian", "sushi", "french", "korean"],
+        ["greek", "ethiopian", "vietnamese", "lebanese", "spanish"],
+    ),
 }
 
 # intent -> templates; {slot} marks a slot (its tag is the slot's name; "from_city"/"to_city" read city values)

@@ -24,12 +24,12 @@ from .entities import entity_scores
 
 __all__ = [
     "METRIC_NAMES",
-    "TASK_KINDS",
     "PRIMARY_METRIC",
-    "metric_path",
-    "load_metric",
-    "compute_task_metrics",
+    "TASK_KINDS",
     "average_score",
+    "compute_task_metrics",
+    "load_metric",
+    "metric_path",
     "score_tasks",
 ]
 
@@ -65,7 +65,7 @@ def metric_path(name: str) -> Path:
     return _METRICS_DIR / name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_metric(name: str) -> evaluate.EvaluationModule:
     """Load a packaged metric from its local folder, without touching the Hub.
 
@@ -119,16 +119,16 @@ def compute_task_metrics(
     predictions = _as_1d(predictions, "predictions")
     references = _as_1d(references, "references")
     if len(predictions) != len(references):
-        raise ValueError(
-            f"predictions and references differ in length ({len(predictions)} vs {len(references)})."
-        )
+        raise ValueError(f"predictions and references differ in length ({len(predictions)} vs {len(references)}).")
     if len(predictions) == 0:
         raise ValueError("Cannot compute metrics on empty predictions and references.")
 
     results: dict[str, float] = {}
     task_kind = get_kind(kind)
-    multiclass = task_kind.is_pair and task_kind.target == "classes" and (
-        (num_labels or 2) > 2 or max(predictions.max(), references.max()) > 1
+    multiclass = (
+        task_kind.is_pair
+        and task_kind.target == "classes"
+        and ((num_labels or 2) > 2 or max(predictions.max(), references.max()) > 1)
     )
     for key in task_kind.metrics:
         metric_name, metric_key = _PACKAGED[key]

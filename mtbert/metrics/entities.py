@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["spans", "entity_scores"]
+__all__ = ["entity_scores", "spans"]
 
 
 def _split(tag: str) -> tuple[str, str]:
