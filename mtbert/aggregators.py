@@ -34,7 +34,7 @@ import contextlib
 import difflib
 import functools
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -523,7 +523,7 @@ AGGREGATORS: dict[str, Callable[..., AggregatorResult]] = {
 }
 
 # the options each aggregator takes from ``aggregator_options`` (its keyword-only parameters): name -> (check, rule)
-_OPTION_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+_OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "c": (lambda v: _real(v) and v >= 0, "a number >= 0"),
     "rescale": (lambda v: v in (0, 1, 2) and not isinstance(v, bool), "0, 1 or 2"),
     "norm_eps": (lambda v: _real(v) and v >= 0, "a number >= 0"),

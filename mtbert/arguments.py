@@ -183,7 +183,7 @@ class DataArguments:
         """
         from .data import task_source  # datasets is heavy: imported only when data is resolved
 
-        entries = dict(self.task_data or {})
+        entries: dict[str, Any] = dict(self.task_data or {})  # type: ignore[arg-type]
         unknown = set(entries) - set(tasks)
         if unknown:
             raise MultitaskConfigError(
@@ -481,7 +481,7 @@ def build_parser() -> HfArgumentParser:
     explains the config file and the ``--tasks.<task>.<key>`` overrides (parsed before it, in :func:`parse_args`).
     ``--bf16`` also takes ``auto`` (bf16 where this machine runs it faster, see :mod:`mtbert.precision`)."""
     parser = _OneLineParser(
-        ARGUMENT_CLASSES,
+        ARGUMENT_CLASSES,  # type: ignore[arg-type]
         usage=USAGE,
         description=HELP_DESCRIPTION,
         epilog=HELP_EPILOG,
@@ -637,7 +637,7 @@ def check_best_metric(metric: str | None, tasks: dict[str, Any]) -> None:
         return  # a kind of its own: its metrics are not known here
     names = ["average", "runtime", "epoch"]
     for task, kind in kinds.items():
-        names += [f"{task}_loss"] + [f"{task}_{name}" for name in KIND_METRICS[kind]]
+        names += [f"{task}_loss"] + [f"{task}_{name}" for name in KIND_METRICS[str(kind)]]
     name = metric[len("eval_") :] if metric.startswith("eval_") else metric
     if name not in names:
         hint = difflib.get_close_matches(name, names, n=1)
@@ -653,6 +653,8 @@ def check_teachers(distill: dict[str, Any], tasks: dict[str, Any]) -> None:
     from .loading import load_config
 
     settings = DistillationSettings.parse(distill)  # the command line has no teacher= to add one later
+    if settings is None:
+        return
     for path in settings.teacher:
         if not os.path.isdir(os.path.expanduser(path)) and _hub_offline():
             raise MultitaskConfigError(

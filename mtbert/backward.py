@@ -23,8 +23,8 @@ rank computes the same weights as one process holding whole gradients would.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
-from typing import NamedTuple
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -49,7 +49,7 @@ def is_sharded(param: Tensor) -> bool:
 
 
 def _local(tensor: Tensor) -> Tensor:
-    return tensor.to_local() if is_sharded(tensor) else tensor
+    return tensor.to_local() if is_sharded(tensor) else tensor  # type: ignore[attr-defined]
 
 
 class MTLBackwardResult(NamedTuple):
@@ -117,8 +117,9 @@ class TaskGradients:
 
                 local = _local(p)
                 view = flat[offset : offset + local.numel()].view_as(local)
+                d: Any = p  # a DTensor parameter
                 p.grad = DTensor.from_local(
-                    view, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride()
+                    view, d.device_mesh, d.placements, run_check=False, shape=p.shape, stride=p.stride()
                 )
                 offset += local.numel()
             else:
@@ -145,12 +146,13 @@ class TaskGradients:
 
         groups: dict[tuple, list[tuple[int, int]]] = {}
         offset = 0
-        for p in self.shared:
+        shards: list[Any] = list(self.shared)  # DTensor parameters
+        for p in shards:
             n = _local(p).numel()
             dims = tuple(d for d, placement in enumerate(p.placements) if isinstance(placement, Shard))
             groups.setdefault((id(p.device_mesh), dims), []).append((offset, n))
             offset += n
-        meshes = {id(p.device_mesh): p.device_mesh for p in self.shared}
+        meshes = {id(p.device_mesh): p.device_mesh for p in shards}
         gram = None
         for (mesh_id, dims), spans in groups.items():
             columns = torch.cat([self.buffer[:, start : start + n] for start, n in spans], dim=1)
@@ -158,13 +160,14 @@ class TaskGradients:
             for dim in dims:
                 dist.all_reduce(partial, group=meshes[mesh_id].get_group(dim))
             gram = partial if gram is None else gram + partial
+        assert gram is not None, "no shard group"
         return gram
 
     def backward(
         self,
         losses: Mapping[str, Tensor] | Sequence[Tensor],
         backward: Callable[..., None] | None = None,
-        no_sync: Callable[[], object] | None = None,
+        no_sync: Callable[[], AbstractContextManager] | None = None,
         scale: float = 1.0,
         retain_graph: bool | None = None,
     ) -> None:
@@ -298,7 +301,7 @@ def task_gradient_matrix(
     named = list(_named_losses(losses).values())
     rows = []
     for i, loss in enumerate(named):  # losses may share a graph (one forward pass): keep it until the last one
-        grads = torch.autograd.grad(loss, shared, allow_unused=True, retain_graph=i < len(named) - 1)
-        grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, shared)]
+        raw = torch.autograd.grad(loss, shared, allow_unused=True, retain_graph=i < len(named) - 1)
+        grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(raw, shared)]
         rows.append(torch.cat([g.reshape(-1).float() for g in grads]))
     return torch.stack(rows)

@@ -204,7 +204,7 @@ class MultitaskBertConfig(PretrainedConfig):
     model_type = "mtbert"
     #: pipeline tasks that the installed mtbert serves itself (``mtbert.hub.register_auto_classes`` sets this on the
     #: installed class; a class loaded as remote code keeps it empty), see :class:`LocalPipelines`
-    local_pipeline_tasks = ()
+    local_pipeline_tasks: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -243,7 +243,7 @@ class MultitaskBertConfig(PretrainedConfig):
                 raise MultitaskConfigError(f"{name} must be a string (or None), got {value!r}")
         self.encoder_name_or_path = encoder_name_or_path
         self.encoder_attn_implementation = encoder_attn_implementation
-        self.default_task = None
+        self.default_task: str | None = None
         kwargs.pop("hidden_size", None)
         saved = kwargs.pop("id2label", None)  # derived from the tasks (set_default_task), as are these two
         kwargs.pop("label2id", None)
@@ -273,7 +273,8 @@ class MultitaskBertConfig(PretrainedConfig):
             raise MultitaskConfigError(f"default_task {task!r} is not one of the tasks: {', '.join(self.tasks)}")
         self.default_task = task
         if saved_labels is None and isinstance(getattr(self, "id2label", None), dict):
-            saved_labels = [self.id2label[key] for key in sorted(self.id2label)]  # keep naming the same task
+            id2label: dict = self.id2label or {}
+            saved_labels = [id2label[key] for key in sorted(id2label)]  # keep naming the same task
         labelled = self.label_task(saved_labels)
         if labelled is not None:
             names = self.tasks[labelled]["label_names"]
@@ -295,7 +296,7 @@ class MultitaskBertConfig(PretrainedConfig):
             return default
         labelled = [name for name, spec in self.tasks.items() if spec["label_names"]]
         saved = [name for name in labelled if saved_labels and self.tasks[name]["label_names"] == list(saved_labels)]
-        return (saved or labelled or [None])[0]
+        return (saved or labelled or [None])[0]  # type: ignore[list-item]
 
     @property
     def encoder_config(self) -> PretrainedConfig:

@@ -210,9 +210,9 @@ def _validated_rows(
         if is_regression(spec):
             known, fix = f"scores in {spec['score_range']}", "set score_range (or label_scale) to match the data"
         else:
-            n = num_classes(spec)
-            names = f" or names {', '.join(map(str, label_names))}" if label_names else ""
-            known = f"class indices 0..{n - 1}{names}"
+            n_classes = num_classes(spec)
+            listed = f" or names {', '.join(map(str, label_names))}" if label_names else ""
+            known = f"class indices 0..{n_classes - 1}{listed}"
             fix = "set the task's num_labels and label_names to cover every class, or fix those rows"
         raise DataFileError(
             f"{report.source}: {bad} row(s) with labels the task does not know in column {label_column!r}, e.g. "
@@ -572,7 +572,7 @@ def hub_source(
         raise DataFileError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid keys are {', '.join(HUB_KEYS)}"
         )
-    fields = dict(base.__dict__) if base else {"name": None, "id_column": None}
+    fields: dict[str, Any] = dict(base.__dict__) if base else {"name": None, "id_column": None}
     if base is None and spec is not None:
         fields.update(text_columns=_default_text_columns(spec), label_column="label")
     user_splits = _split_mapping(override.pop("splits", None), f"{where}.splits")
@@ -583,7 +583,7 @@ def hub_source(
     if spec is not None:
         fields["text_columns"] = _check_text_columns(task, spec, fields["text_columns"], where)
     fields["text_columns"] = tuple(fields["text_columns"])
-    default_splits = HubSource.__dataclass_fields__["splits"].default_factory()
+    default_splits = HubSource.__dataclass_fields__["splits"].default_factory()  # type: ignore[operator]
     fields["splits"] = {**fields.get("splits", default_splits), **user_splits}
     fields["label_scale"] = float(fields.get("label_scale", 1.0))
     fields["required_splits"] = tuple(sorted({*REQUIRED_SPLITS, *user_splits}))
@@ -711,7 +711,7 @@ def _discover_split_files(data_dir: str, stems: dict[str, str], where: str) -> d
     if not os.path.isdir(data_dir):
         raise DataFileError(f"{where}.data_dir {data_dir!r} is not a folder")
     names = sorted(n for n in os.listdir(data_dir) if os.path.isfile(os.path.join(data_dir, n)))
-    out = {}
+    out: dict[str, tuple[str, ...]] = {}
     for split in SPLITS:
         wanted = (stems[split],) if split in stems else SPLIT_FILE_STEMS[split]
         matches = [
@@ -965,7 +965,7 @@ def tokenize_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any], max_
     """
     if "tokens" in batch and get_kind(spec).input == "tokens":
         return tokenize_token_batch(batch, tokenizer, spec, max_length)
-    out = encode_texts(tokenizer, spec, batch["text"], batch.get("text_pair"), max_length)
+    out: dict[str, list] = encode_texts(tokenizer, spec, batch["text"], batch.get("text_pair"), max_length)
     out["length"] = [max(len(a), len(b)) for a, b in zip(out["input_ids"], out.get("input_ids_b", out["input_ids"]))]
     return out
 

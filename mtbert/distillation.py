@@ -227,7 +227,7 @@ def check_teacher_task(
             f"distill: task {task!r} has {student_spec['num_labels']} labels in the student but "
             f"{teacher_spec['num_labels']} in the teacher {path}"
         )
-    names = student_spec.get("label_names"), teacher_spec.get("label_names")
+    names = student_spec.get("label_names") or [], teacher_spec.get("label_names") or []
     if all(names) and list(names[0]) != list(names[1]):
         raise MultitaskConfigError(
             f"distill: task {task!r} has labels {list(names[0])} in the student but {list(names[1])} in the teacher "

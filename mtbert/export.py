@@ -154,7 +154,7 @@ def _sample_rows(model, tasks, layout, tokenizer, max_length, which: int) -> dic
     texts = SAMPLE_TEXTS[which]
     pairs = SAMPLE_PAIRS[which] if model.task_head(tasks[0]).pair else None
     if layout == "tokens":  # a token task reads sentences split into words
-        texts = [text.split() for text in texts]
+        texts = [text.split() for text in texts]  # type: ignore[misc]
     if tokenizer is not None:
         from .heads_mtbert import encode_texts
 
@@ -240,6 +240,7 @@ def _onnx_graph(graph: LayoutGraph, batch: dict[str, torch.Tensor], max_position
         # Merge equal constants, then the encoder passes that became identical (a shared encoder read by several
         # tasks of one layout runs once). The passes read the weights as plain arrays: those of a proto (the
         # exporter's may be views of torch tensors).
+        assert program is not None, "torch.onnx.export returned no program"
         model = ir.serde.deserialize_model(ir.serde.serialize_model(program.model))
         del program
         for step in (
@@ -309,7 +310,7 @@ def _load(model_or_path, tokenizer):
     return model_or_path, tokenizer
 
 
-def _prepared(model) -> nn.Module:
+def _prepared(model) -> Any:
     """The model as exported: float32 on the CPU, in eval mode (a copy when it was not already so)."""
     from .modeling_mtbert import quantized_linear_count
 
@@ -515,7 +516,7 @@ def _verify(folder: str, checks: dict[str, tuple[dict, dict]], atol: float) -> d
     except ImportError as error:
         logger.warning("not verified: %s", error)
         return {"backend": None, "reason": str(error)}
-    worst = max(differences, key=differences.get)
+    worst = max(differences, key=lambda name: differences[name])
     if differences[worst] > atol:
         raise MultitaskConfigError(
             f"the exported {worst} differs from torch by {differences[worst]:.3g} (> atol {atol:g}); pass "

@@ -316,7 +316,10 @@ class HeadOutput:
                 return tuple(cut(x, part) for x in value)
             return value[:size] if part == 0 else value[size:]
 
-        return tuple(HeadOutput(**{f.name: cut(getattr(self, f.name), part) for f in fields(self)}) for part in (0, 1))
+        first, second = (
+            HeadOutput(**{f.name: cut(getattr(self, f.name), part) for f in fields(self)}) for part in (0, 1)
+        )
+        return first, second
 
 
 class ClassifierHead(nn.Module):
@@ -325,6 +328,7 @@ class ClassifierHead(nn.Module):
     def __init__(self, in_features: int, hidden_size: int, out_features: int, kind: str, dropout: float):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
+        self.dense: nn.Linear | None
         if kind == "mlp":
             self.dense = nn.Linear(in_features, hidden_size)
             self.activation = nn.GELU()
@@ -532,8 +536,10 @@ class _ClassifierLayers:
         if layers.dense is not None:
             self.activation = layers.activation
 
+    objective: Any
+
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        return ClassifierHead.forward(self, features)
+        return ClassifierHead.forward(self, features)  # type: ignore[arg-type]
 
     def squeeze(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.squeeze(-1) if self.objective.num_outputs == 1 else logits

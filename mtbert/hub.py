@@ -145,7 +145,9 @@ def load_pipeline(model, tokenizer=None, **kwargs) -> MultitaskTextPipeline:
             check_model_folder(model)
         model_kwargs = {"use_safetensors": True, **kwargs.pop("model_kwargs", {})}
         kwargs["model_kwargs"] = model_kwargs
-    return pipeline(PIPELINE_TASK, model=model, tokenizer=tokenizer, pipeline_class=MultitaskTextPipeline, **kwargs)
+    return pipeline(  # type: ignore[call-overload]
+        PIPELINE_TASK, model=model, tokenizer=tokenizer, pipeline_class=MultitaskTextPipeline, **kwargs
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[s
     for task in tasks:
         source = sources.get(task)
         label = DATASET_NAMES.get(task, task)
-        entry = {"dataset_config": None, "on_hub": False, "files": None, "origin": None}
+        entry: dict[str, Any] = {"dataset_config": None, "on_hub": False, "files": None, "origin": None}
         if isinstance(source, MinbertSource):
             dev_file = MINBERT_FILES[task].dev
             entry.update(

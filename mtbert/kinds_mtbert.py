@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -317,10 +317,10 @@ def kind_names() -> tuple[str, ...]:
     return tuple(TASK_KIND_CLASSES)
 
 
-def get_kind(name_or_spec: str | dict[str, Any], error: type[Exception] = ValueError) -> TaskKind:
+def get_kind(name_or_spec: str | dict[str, Any], error: Callable[[str], Exception] = ValueError) -> TaskKind:
     """The kind of a task (its name, or its settings' ``kind``)."""
     name = name_or_spec.get("kind") if isinstance(name_or_spec, dict) else name_or_spec
-    cls = TASK_KIND_CLASSES.get(name)
+    cls = TASK_KIND_CLASSES.get(str(name))
     if cls is None:
         hint = difflib.get_close_matches(str(name), TASK_KIND_CLASSES, n=1)
         suggestion = f" Did you mean {hint[0]!r}?" if hint else ""

@@ -198,9 +198,10 @@ def load_model(
     if is_local_path(path):
         path = check_model_folder(path)
     try:
-        model, info = MultitaskBertModel.from_pretrained(
+        loaded: Any = MultitaskBertModel.from_pretrained(
             path, dtype=dtype, use_safetensors=True, output_loading_info=True
         )
+        model, info = loaded
     except (MultitaskConfigError, OSError) as error:
         raise MultitaskConfigError(f"could not load the model {path!r}: {_one_line(error)}") from None
     except RuntimeError as error:  # e.g. a tensor whose shape differs from the configuration's

@@ -146,7 +146,7 @@ def encoder_class(encoder_config) -> type[PreTrainedModel]:
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     try:
-        return MODEL_MAPPING[type(encoder_config)]
+        return MODEL_MAPPING[type(encoder_config)]  # type: ignore[return-value]
     except KeyError:
         raise MultitaskConfigError(
             f"backbone model_type {encoder_config.model_type!r} has no AutoModel encoder class"
@@ -266,6 +266,9 @@ class MultitaskBertModel(PreTrainedModel):
 
     config_class = MultitaskBertConfig
     base_model_prefix = "mtbert"
+    config: MultitaskBertConfig
+    # an nn.ModuleDict of TaskHead: typed as Any because a ModuleDict's items are plain Modules to a type checker
+    heads: Any
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -411,7 +414,7 @@ class MultitaskBertModel(PreTrainedModel):
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
-    def task_encoders(self) -> dict[str, nn.Module]:
+    def task_encoders(self) -> dict[str, Any]:
         """The encoder each task uses (the same module for every task when the encoder is shared)."""
         if self.config.shared_encoder:
             return {task: self.encoder for task in self.config.tasks}
@@ -498,7 +501,7 @@ class MultitaskBertModel(PreTrainedModel):
         rdrop = self.training and labels is not None and spec["rdrop_alpha"] > 0
         if rdrop:  # R-Drop: the batch twice in one call, so the two halves see different dropout masks
             twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
-            input_ids, attention_mask, token_type_ids = map(twice, (input_ids, attention_mask, token_type_ids))
+            input_ids, attention_mask, token_type_ids = map(twice, (input_ids, attention_mask, token_type_ids))  # type: ignore[assignment]
         inputs = (input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)
         output = self._head_output(task, *inputs)
         logits, embeddings = output.logits, output.embeddings

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ def parameter_learning_rates(
 EMBEDDING_UPDATES = ("dense", "sparse", "frozen")
 
 
-def word_embedding_weights(model: nn.Module) -> list[nn.Parameter]:
+def word_embedding_weights(model: Any) -> list[nn.Parameter]:
     """The word-embedding matrix of each distinct encoder of a ``MultitaskBertModel`` (one when shared)."""
     encoders = {id(e): e for e in model.task_encoders().values()}.values()
     return [encoder.get_input_embeddings().weight for encoder in encoders]

@@ -183,11 +183,14 @@ class MultitaskTextPipeline(Pipeline):
     to the token tasks. The tasks share the encoder's passes over inputs they tokenize alike.
     """
 
-    _load_tokenizer = True
-    _load_processor = False
-    _load_image_processor = False
-    _load_feature_extractor = False
-    _load_video_processor = False
+    # the model is a MultitaskBertModel and the tokenizer is always set (checked in __init__)
+    model: Any
+    tokenizer: Any
+    _load_tokenizer = True  # type: ignore[assignment]
+    _load_processor = False  # type: ignore[assignment]
+    _load_image_processor = False  # type: ignore[assignment]
+    _load_feature_extractor = False  # type: ignore[assignment]
+    _load_video_processor = False  # type: ignore[assignment]
 
     def __init__(self, *args, quantize: str | None = None, **kwargs):
         # imported here: modeling_mtbert imports this module at its end (so that saving copies it)
@@ -404,7 +407,7 @@ class MultitaskTextPipeline(Pipeline):
                 self._check_top_k(name, specs[name])
             if function is not None:
                 self._check_function(name, specs[name], function)
-        settings = {
+        task_settings = {
             name: {k: v for k, v in postprocess.items() if (k in TOKEN_SETTINGS) == (name in token_tasks)}
             for name in tasks
         }
@@ -415,7 +418,7 @@ class MultitaskTextPipeline(Pipeline):
             outputs = self._forward_tasks(model_inputs)
             for name in tasks:
                 for row, answer in enumerate(answers[start : start + len(chunk)]):
-                    answer[name] = self.postprocess(row_of(outputs[name], row), task=name, **settings[name])
+                    answer[name] = self.postprocess(row_of(outputs[name], row), task=name, **task_settings[name])
         if isinstance(inputs, str) and not ranked:  # as a one-task call answers a string: a one-item list
             for name in sentence_tasks:
                 answers[0][name] = [answers[0][name]]
@@ -438,7 +441,9 @@ class MultitaskTextPipeline(Pipeline):
         )
         raise ValueError(f"function_to_apply={function!r} needs class logits; task {task!r} {what}: use 'none'")
 
-    def preprocess(self, inputs, task: str | None = None, max_length: int | None = None) -> dict[str, Any]:
+    def preprocess(  # type: ignore[override]
+        self, inputs, task: str | None = None, max_length: int | None = None
+    ) -> dict[str, Any]:
         task = self._resolve_task(task)
         spec = self.model.config.tasks[task]
         text, text_pair = normalize_input(inputs, task, spec)
@@ -470,7 +475,9 @@ class MultitaskTextPipeline(Pipeline):
         batch = collate_rows(rows, pad_token_id)
         return {key: value.to(self.device) for key, value in batch.items()}
 
-    def _forward(self, model_inputs: dict[str, Any], task: str | None = None) -> dict[str, torch.Tensor]:
+    def _forward(  # type: ignore[override]
+        self, model_inputs: dict[str, Any], task: str | None = None
+    ) -> dict[str, torch.Tensor]:
         task = self._resolve_task(task)
         batch = self._batch(model_inputs)
         from .modeling_mtbert import sdpa_kernels  # here: modeling_mtbert imports this module at its end
@@ -538,7 +545,7 @@ class MultitaskTextPipeline(Pipeline):
         from transformers.pipelines.token_classification import AggregationStrategy, TokenClassificationPipeline
 
         labels = self.model.config.tasks[task]["label_names"]
-        stock = TokenClassificationPipeline.__new__(TokenClassificationPipeline)  # only its post-processing
+        stock: Any = TokenClassificationPipeline.__new__(TokenClassificationPipeline)  # only its post-processing
         stock.tokenizer = self.tokenizer
         stock.model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels))))
         length = len(row["input_ids"])
@@ -553,8 +560,8 @@ class MultitaskTextPipeline(Pipeline):
         strategy = AggregationStrategy(aggregation_strategy or DEFAULT_AGGREGATION)
         return stock.postprocess([outputs], aggregation_strategy=strategy, ignore_labels=ignore_labels)
 
-    def postprocess(
-        self, model_outputs: dict[str, torch.Tensor], task: str | None = None, top_k=_NOT_GIVEN,
+    def postprocess(  # type: ignore[override]
+        self, model_outputs: dict[str, Any], task: str | None = None, top_k=_NOT_GIVEN,
         function_to_apply=None, aggregation_strategy=None, ignore_labels=None,
     ):  # fmt: skip
         task = self._resolve_task(task)

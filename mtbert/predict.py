@@ -16,7 +16,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -49,7 +49,7 @@ CAP_SETTINGS = {"dev": "max_eval_samples", "test": "max_predict_samples"}
 logger = logging.getLogger(__name__)
 
 
-class TaskSplits(dict):
+class TaskSplits(dict[str, Any]):
     """One task's ``{split: tokenized dataset}``, remembering the rows a split had before a cap (``full_rows``:
     ``{split: rows}``, only for the capped splits), so the leaderboard files can say they are partial."""
 
@@ -81,7 +81,7 @@ def task_logits(
     batch_size: int = 128,
     pad_token_id: int = 0,
     device: torch.device | str | None = None,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
     pad_to_multiple_of: int | None = None,
@@ -99,9 +99,9 @@ def task_logits(
     if autocast is not None and quantized_linear_count(model):
         logger.info("predicting %s without the bf16 autocast: the model's linear layers are int8-quantized", task)
         autocast = None
-    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    rows_at = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     columns = _model_columns(dataset)
-    rows = dataset.select_columns(columns)[indices.tolist()] if len(indices) else {c: [] for c in columns}
+    rows = dataset.select_columns(columns)[rows_at.tolist()] if len(rows_at) else {c: [] for c in columns}
     lengths = np.array([len(x) for x in rows["input_ids"]], dtype=np.int64)
     if "input_ids_b" in rows:
         lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
@@ -154,12 +154,12 @@ def predict_task(
 
     Returns ``{"index", "predictions", "scores"}`` arrays, in the order of ``indices`` (or of the dataset).
     """
-    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    rows_at = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     logits = task_logits(
-        model, task, dataset, batch_size, pad_token_id, device, indices, autocast, progress,
+        model, task, dataset, batch_size, pad_token_id, device, rows_at, autocast, progress,
         cudnn_attention=cudnn_attention,
     )  # fmt: skip
-    return task_results(model, task, dataset, indices, logits)
+    return task_results(model, task, dataset, rows_at, logits)
 
 
 def task_results(model, task: str, dataset, indices: np.ndarray, logits: torch.Tensor) -> dict[str, np.ndarray]:
@@ -192,7 +192,7 @@ def leaderboard_name(task: str, split: str) -> tuple[str, str]:
 def write_leaderboard_file(
     path: str,
     ids: Sequence[str],
-    predictions: Sequence[float],
+    predictions: Sequence[Any] | np.ndarray,
     kind: str,
     column: str,
     spec: dict[str, Any] | None = None,
@@ -212,7 +212,7 @@ def write_leaderboard_file(
 
 def write_predictions(
     model,
-    task_splits: dict[str, dict[str, Any]],
+    task_splits: Mapping[str, Mapping[str, Any]],
     output_dir: str,
     batch_size: int = 128,
     pad_token_id: int = 0,
@@ -310,8 +310,9 @@ def _input_records(path: str, fmt: str) -> list[dict[str, Any]]:
 
     with open(path, encoding="utf-8", newline="") as handle:
         if fmt != "jsonl":
-            options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-            return list(csv.DictReader(handle, **options))
+            if fmt == "tsv":
+                return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+            return list(csv.DictReader(handle))
         records = []
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -365,7 +366,7 @@ def read_inputs(path: str) -> InputRows:
         row_id = record.get("id")
         rows.ids.append(str(row_id).strip() if row_id not in (None, "") else str(number - 1))
         rows.text.append(text)
-        if pairs:
+        if rows.text_pair is not None and second:
             rows.text_pair.append(second)
         words = record.get("tokens")  # a token task's words: a list (JSON Lines) or one spaced string
         words = words.split() if isinstance(words, str) else words if isinstance(words, list) else None
@@ -411,7 +412,7 @@ def tokenize_inputs(rows: InputRows, tokenizer, specs: dict[str, dict[str, Any]]
     from .data import tokenize_task
 
     columns: dict[str, list] = {"id": rows.ids, "text": rows.text}
-    if rows.pairs:
+    if rows.text_pair is not None:
         columns["text_pair"] = rows.text_pair
     if any(get_kind(specs[task]).input == "tokens" for task in tasks):
         columns["tokens"] = rows.tokens
@@ -494,7 +495,7 @@ def prediction_value(spec: dict[str, Any], value: Any) -> Any:
     """A row's prediction as a predictions file holds it: a label name, a score, or a token task's tags."""
     names = spec.get("label_names")
     if get_kind(spec).label_is_sequence:
-        return [names[int(i)] for i in value]
+        return [names[int(i)] for i in value] if names else [int(i) for i in value]
     return names[int(value)] if names else float(value)
 
 

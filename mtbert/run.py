@@ -115,6 +115,8 @@ def check_output_dir(model_args: ModelArguments, training_args: MultitaskTrainin
     ``overwrite_output_dir`` is set, the training run resumes from a checkpoint, or it only scores the saved model of
     that very folder (its ``metrics.json``/``predictions/`` describe the same model)."""
     output_dir = training_args.output_dir
+    if output_dir is None:
+        return
     found = finished_run_files(output_dir)
     if not found or training_args.overwrite_output_dir:
         return
@@ -132,7 +134,7 @@ def check_output_dir(model_args: ModelArguments, training_args: MultitaskTrainin
 def remove_earlier_checkpoints(training_args: MultitaskTrainingArguments) -> list[str]:
     """With ``overwrite_output_dir`` and no resume: the earlier run's ``checkpoint-*`` folders, which would otherwise
     be rotated, resumed or averaged with the new run's. Call on the main process only, right before training."""
-    removed = checkpoint_folders(training_args.output_dir)
+    removed = checkpoint_folders(str(training_args.output_dir))
     for folder in removed:
         shutil.rmtree(folder)
     if removed:
@@ -155,7 +157,7 @@ def build_model(model_args: ModelArguments) -> MultitaskBertModel:
         return model
     return MultitaskBertModel.from_encoder_pretrained(
         path,
-        tasks=model_args.tasks,
+        tasks=model_args.tasks,  # type: ignore[arg-type]  # a mapping once ModelArguments has resolved it
         shared_encoder=model_args.shared_encoder,
         encoder_kwargs=model_args.encoder_kwargs(),
         default_task=model_args.default_task,
@@ -164,7 +166,7 @@ def build_model(model_args: ModelArguments) -> MultitaskBertModel:
 
 def load_tokenized(
     tasks: dict[str, dict[str, Any]], data_args: DataArguments, tokenizer, splits=("train", "dev", "test")
-) -> dict[str, dict[str, datasets.Dataset]]:
+) -> dict[str, TaskSplits]:
     """``{task: {split: tokenized Dataset}}`` for the tasks' heads."""
     out = {}
     sources = data_args.task_sources(tasks)  # each task's task_data entry, else data_source (test may be absent)

@@ -34,7 +34,10 @@ def read_conll(path: str) -> list[dict[str, Any]]:
 
     if not os.path.isfile(path):
         raise DataFileError(f"{path}: file not found")
-    records, tokens, tags, problems = [], [], [], 0
+    records: list[dict[str, Any]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    problems = 0
 
     def flush():
         if tokens:
@@ -188,7 +191,7 @@ def tokenize_token_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any]
     aligned ``token_labels`` (first sub-token of each word; every sub-token with ``label_all_tokens``)."""
     from .heads_mtbert import align_word_labels, tokenize_words
 
-    out = tokenize_words(tokenizer, batch["tokens"], max_length)
+    out: dict[str, list] = tokenize_words(tokenizer, batch["tokens"], max_length)
     out["length"] = [len(ids) for ids in out["input_ids"]]
     if "label" in batch:
         out["token_labels"] = [

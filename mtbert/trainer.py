@@ -61,7 +61,7 @@ class MultitaskDataLoader(DataLoader):
     """A DataLoader whose ``set_epoch`` reaches the multitask batch sampler (the Trainer calls it every epoch)."""
 
     def set_epoch(self, epoch: int) -> None:
-        self.batch_sampler.set_epoch(epoch)
+        self.batch_sampler.set_epoch(epoch)  # type: ignore[union-attr]
 
 
 class _TaskBatches:
@@ -102,6 +102,12 @@ class MultitaskTrainer(Trainer):
             and ``temperature`` come from ``args.distill`` (default 0.5 and 2.0). See :mod:`mtbert.distillation`.
         train_datasets, eval_datasets: deprecated names of ``train_dataset`` and ``eval_dataset``.
     """
+
+    # what __init__ makes of the stock attributes: multitask arguments, and datasets that may be {task: Dataset}
+    args: MultitaskTrainingArguments
+    model: Any
+    train_dataset: Any
+    eval_dataset: Any
 
     def __init__(
         self,
@@ -291,7 +297,8 @@ class MultitaskTrainer(Trainer):
         method = getattr(args, "task_weighting", "static") or "static"
         self.task_weighting = None
         if method != "static":
-            self.task_weighting = build_weighting(method, self._model_tasks, args.weighting_options)
+            options = args.weighting_options  # a mapping once the arguments' __post_init__ parsed it
+            self.task_weighting = build_weighting(method, self._model_tasks, options)  # type: ignore[arg-type]
         self._weighting_sums: dict[str, torch.Tensor] = {}
         self._weighting_counts: dict[str, int] = {}
         self._last_task_weights: dict[str, torch.Tensor] = {}
@@ -599,7 +606,7 @@ class MultitaskTrainer(Trainer):
         temperature."""
         if "teacher_targets" in batch and self.distillation is not None:
             settings = self.distillation
-            batch = {**batch, "distill_alpha": settings.alpha_for(task), "distill_temperature": settings.temperature}
+            batch = {**batch, "distill_alpha": settings.alpha_for(task), "distill_temperature": settings.temperature}  # type: ignore[dict-item]
         return model(task=task, **batch).loss
 
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -617,8 +624,9 @@ class MultitaskTrainer(Trainer):
 
     def _training_step(self, model, inputs) -> torch.Tensor:
         model.train()
-        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
-            self.optimizer.train()
+        optimizer: Any = self.optimizer  # schedule-free optimizers have train()/eval() modes
+        if hasattr(optimizer, "train") and callable(optimizer.train):
+            optimizer.train()
         inputs = {task: _to_device(batch, self.args.device) for task, batch in inputs.items()}
         shared = self._shared_parameters()
         if self.args.strategy == "pcgrad" and shared:
@@ -638,7 +646,7 @@ class MultitaskTrainer(Trainer):
         same set of parameters must hold gradients on every rank."""
         if not params:
             return
-        flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params]))
+        flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None]))
         offset = 0
         for p in params:
             p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
@@ -1000,7 +1008,7 @@ class MultitaskTrainer(Trainer):
                 "predictions": predictions.double().numpy(),
                 "scores": scores.float().double().numpy(),
             }
-        metrics = {k: v for k, v in output.metrics.items() if not k.endswith("model_preparation_time")}
+        metrics = {k: v for k, v in (output.metrics or {}).items() if not k.endswith("model_preparation_time")}
         if labels is not None and len(labels):
             references = dataset["label"] if words else labels
             scored = compute_task_metrics(
@@ -1024,8 +1032,8 @@ class MultitaskTrainer(Trainer):
 
     @staticmethod
     def _average(metrics: dict[str, float], kinds: dict[str, str], prefix: str) -> float | None:
-        primary = [metrics.get(f"{prefix}_{task}_{PRIMARY_METRIC[kind]}") for task, kind in kinds.items()]
-        primary = [float(v) for v in primary if v is not None]
+        found = [metrics.get(f"{prefix}_{task}_{PRIMARY_METRIC[kind]}") for task, kind in kinds.items()]
+        primary = [float(v) for v in found if v is not None]
         return float(np.mean(primary)) if primary else None
 
     def _datasets_for(self, dataset, task: str | None, what: str) -> dict[str, Any]:
@@ -1061,7 +1069,7 @@ class MultitaskTrainer(Trainer):
         metrics: dict[str, float] = {}
         for name, dataset in datasets_by_task.items():
             output, self.last_eval_predictions[name] = self._run_task(name, dataset, "Evaluation", metric_key_prefix)
-            metrics.update(output.metrics)
+            metrics.update(output.metrics or {})
         average = self._average(metrics, kinds, metric_key_prefix)
         if average is not None:
             metrics[f"{metric_key_prefix}_average"] = average
@@ -1084,7 +1092,8 @@ class MultitaskTrainer(Trainer):
         single = not isinstance(test_dataset, dict)
         datasets_by_task = self._datasets_for(test_dataset, task, "test_dataset")
         start = time.time()
-        outputs, metrics = {}, {}
+        outputs: dict[str, Any] = {}
+        metrics: dict[str, float] = {}
         for name, dataset in datasets_by_task.items():
             outputs[name], _ = self._run_task(name, dataset, "Prediction", metric_key_prefix)
             metrics.update(outputs[name].metrics)

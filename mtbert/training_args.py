@@ -507,7 +507,7 @@ class MultitaskTrainingArguments(TrainingArguments):
 
     def _stock_settings_given(self) -> list[str]:
         """The stock settings that differ from their defaults, named in a stock check's message that names none."""
-        unset = (None, False, "", "no", [], ())
+        unset: tuple[object, ...] = (None, False, "", "no", [], ())
         given = []
         for f in fields(TrainingArguments):
             if f.init and f.name != "output_dir" and hasattr(self, f.name):
@@ -638,7 +638,7 @@ class MultitaskTrainingArguments(TrainingArguments):
                 optimizer,
                 num_warmup_steps=0,
                 num_training_steps=10,
-                scheduler_specific_kwargs=dict(self.lr_scheduler_kwargs or {}),
+                scheduler_specific_kwargs=dict(self.lr_scheduler_kwargs or {}),  # type: ignore[arg-type]
             )
         except (ValueError, TypeError, KeyError, ZeroDivisionError) as error:
             raise MultitaskConfigError(
