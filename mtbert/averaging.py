@@ -52,7 +52,7 @@ def load_checkpoint_weights(checkpoint_dir: str) -> dict[str, torch.Tensor]:
             for shard in shards:
                 state.update(load_file(os.path.join(checkpoint_dir, shard)))
             return state
-    except Exception as error:
+    except Exception as error:  # a truncated or foreign file is the same problem for the user
         raise MultitaskConfigError(
             f"checkpoint {checkpoint_dir!r}: its weights are unreadable ({type(error).__name__}: {error})"
         ) from None

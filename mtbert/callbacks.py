@@ -99,7 +99,7 @@ class ModelCardCallback(TrainerCallback):
         if args.should_save and model is not None and os.path.isdir(folder):
             try:
                 self.write(model, args, state, folder=folder)
-            except Exception as error:
+            except Exception as error:  # a card is documentation: never lose a run over it
                 logger.warning("could not write the model card of %s: %s", folder, error)
         return control
 

@@ -46,9 +46,9 @@ def check_checkpoint(folder: str) -> None:
     elif weights[0] == "model.safetensors":
         try:
             with safe_open(os.path.join(folder, "model.safetensors"), framework="pt") as handle:
-                for key in handle:
+                for key in handle.keys():  # noqa: SIM118 (a safe_open handle is not iterable)
                     handle.get_slice(key)
-        except Exception as error:
+        except Exception as error:  # any unreadable file is the same problem for the user
             problems.append(f"model.safetensors is unreadable ({type(error).__name__}: {error})")
     state = os.path.join(folder, "trainer_state.json")
     if os.path.isfile(state):

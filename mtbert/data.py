@@ -600,7 +600,7 @@ def load_hub_task(
     dataset = f"{source.path}" + (f" ({source.name})" if source.name else "")
     try:
         loaded = datasets.load_dataset(source.path, source.name, cache_dir=cache_dir)
-    except Exception as error:
+    except Exception as error:  # every loader failure becomes one clear message
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataFileError(f"could not load {dataset} for task {task!r}: {first}") from None
     out = {}
@@ -609,7 +609,7 @@ def load_hub_task(
         if "[" in hub_split and hub_split.split("[")[0] in loaded:  # a slice such as train[:1000] (already cached)
             try:
                 piece = datasets.load_dataset(source.path, source.name, split=hub_split, cache_dir=cache_dir)
-            except Exception as error:
+            except Exception as error:  # a file the builder cannot parse becomes one clear message
                 raise DataFileError(f"{dataset}: split {hub_split!r} for task {task!r}: {error}") from None
         elif hub_split in loaded:
             piece = loaded[hub_split]

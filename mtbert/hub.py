@@ -207,7 +207,7 @@ def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[s
 
     try:
         sources = data_args.task_sources(tasks) if data_args is not None else dict(HUB_SOURCES)
-    except Exception:
+    except Exception:  # an unusable source leaves its task with an unrecorded source
         sources = {}
     out = {}
     for task in tasks:

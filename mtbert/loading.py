@@ -104,7 +104,7 @@ def _check_weights(path: str) -> None:
         try:
             with safe_open(file, framework="pt"):
                 pass
-        except Exception as error:
+        except Exception as error:  # SafetensorError and OSError mean the same to the user
             raise MultitaskConfigError(
                 f"{file} is unreadable ({_one_line(error)}): the weights are truncated or damaged; copy or save the "
                 "model again"

@@ -82,7 +82,7 @@ def _recorded_backbone(folder: Path) -> str | None:
             from mtbert.arguments import load_config_file
 
             backbone = load_config_file(arguments[0]).get("model_name_or_path")
-        except Exception:
+        except Exception:  # a moved or edited config only loses the note
             return None
     return backbone
 

@@ -131,7 +131,7 @@ class Flag:
     also: tuple[str, ...] = ()  # other names a refusal of this flag may give (the task it names, a related setting)
 
 
-def F(values, honoured=None) -> Flag:
+def F(values, honoured=None) -> Flag:  # a float setting
     return Flag(values, honoured, "float")
 
 
@@ -1194,7 +1194,7 @@ def test_pipeline_call_parameters_are_honoured_or_refused(kwargs, several, pipe)
         with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # return_all_scores is deprecated (tests/test_pipeline.py)
             result = pipe(inputs, **kwargs)
-    except Exception as error:
+    except Exception as error:  # the contract is on the kind and message of every refusal
         raise_names = list(kwargs) + (["task"] if "task" not in kwargs else [])
         raises_naming(error, raise_names)
         return
