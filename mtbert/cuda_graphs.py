@@ -107,12 +107,13 @@ class GraphPolicy:
     max_graphs: int = 32
     seen: dict = field(default_factory=dict)
     captured: set = field(default_factory=set)
+    failed: set = field(default_factory=set)
     eager_calls: int = 0
     replays: int = 0
 
     def action(self, key: tuple | None) -> str:
         """``"eager"``, ``"capture"`` or ``"replay"`` for a call with this key."""
-        if key is None:
+        if key is None or key in self.failed:
             self.eager_calls += 1
             return "eager"
         if key in self.captured:
@@ -125,8 +126,14 @@ class GraphPolicy:
         self.eager_calls += 1
         return "eager"
 
+    def fail(self, key: tuple) -> None:
+        """A capture of ``key`` failed: it runs eagerly from now on (and counts no more towards ``max_graphs``)."""
+        self.captured.discard(key)
+        self.failed.add(key)
+
     def summary(self) -> str:
-        return f"{len(self.captured)} graphs captured, {self.replays} replays, {self.eager_calls} eager calls"
+        failed = f", {len(self.failed)} captures failed" if self.failed else ""
+        return f"{len(self.captured)} graphs captured, {self.replays} replays, {self.eager_calls} eager calls{failed}"
 
 
 class TaskLoss(nn.Module):
@@ -173,7 +180,18 @@ class TrainingGraphs:
         tensors = tuple(batch[k] for k in keys)
         if action == "capture":
             start = time.perf_counter()
-            self.graphs[key] = self._capture(model, task, keys, tensors)
+            try:
+                self.graphs[key] = self._capture(model, task, keys, tensors)
+            except Exception as error:  # an op that cannot be captured: this shape runs eagerly from now on
+                self.policy.fail(key)
+                logger.warning(
+                    "cuda graphs: capturing %s at %s failed (%s: %s); that shape runs eagerly",
+                    task,
+                    tuple(batch["input_ids"].shape),
+                    type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "",
+                )
+                return eager()
             if self.first_capture_s is None:
                 self.first_capture_s = time.perf_counter() - start
                 logger.info("cuda graphs: first capture (%s) took %.2f s", key[0], self.first_capture_s)

@@ -122,3 +122,19 @@ def test_captured_step_equals_the_eager_step_on_cuda(make_model):  # pragma: no 
     torch.testing.assert_close(loss, eager.detach().float(), atol=1e-5, rtol=1e-5)
     for name, grad in reference.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)
+
+
+def test_a_failed_capture_leaves_that_shape_eager(make_model, monkeypatch, caplog):
+    model = make_model({"sst": {"classifier_dropout": 0.0}}).train()
+    batch = {"input_ids": torch.randint(5, 50, (2, 6)), "labels": torch.tensor([0, 1])}
+
+    def failing_capture(self, *args):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(TrainingGraphs, "_capture", failing_capture)
+    graphs = TrainingGraphs("on", policy=GraphPolicy(warmup=0))
+    with caplog.at_level("WARNING", logger="mtbert.cuda_graphs"):
+        losses = [graphs.loss(model, "sst", batch, lambda: model(task="sst", **batch).loss) for _ in range(3)]
+    assert all(torch.isfinite(loss) for loss in losses)
+    assert sum("failed" in r.getMessage() for r in caplog.records) == 1
+    assert graphs.policy.summary() == "0 graphs captured, 0 replays, 2 eager calls, 1 captures failed"
