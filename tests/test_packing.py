@@ -5,8 +5,11 @@ masks that are not right-padded) are refused in one line. A negative control sho
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+import torch.nn.functional as F
 from test_backbones import batch_of, make_model
 
 from mtbert.configuration_mtbert import MultitaskConfigError
@@ -150,3 +153,43 @@ def test_a_left_padded_mask_is_refused():
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@pytest.mark.parametrize("name", ["bert", "modernbert"])
+def test_the_varlen_kernel_call_is_laid_out_as_the_kernel_expects(name, monkeypatch):
+    """The CUDA branch (``varlen_attn`` on ``(total, heads, d)`` tensors with ``cu_seqlens``) run on the CPU against a
+    stand-in kernel that computes each sequence's attention on its own slice: the layout and window plumbing give
+    the padded path's logits. (The kernel itself is CUDA-only.)"""
+    import torch.nn.attention.varlen as varlen
+
+    import mtbert.packing as packing
+
+    calls = []
+
+    def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), **kwargs):
+        assert q.dim() == 3 and cu_q.dtype == torch.int32 and max_q >= int((cu_q[1:] - cu_q[:-1]).max())
+        calls.append(window_size)
+        out = torch.empty_like(q)
+        bounds = cu_q.tolist()
+        for start, end in itertools.pairwise(bounds):
+            qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))  # (heads, n, d)
+            mask = None
+            if window_size != (-1, -1):
+                steps = torch.arange(end - start)
+                mask = (steps[:, None] - steps[None, :]).abs() <= window_size[0]
+            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale).transpose(0, 1)
+        return out
+
+    monkeypatch.setattr(varlen, "varlen_attn", reference_varlen)
+    monkeypatch.setattr(packing, "uses_varlen_kernel", lambda query, dropout: True)
+    model = make_model(name).eval()
+    batch = batch_of(name, ALL_HEADS["sst"])
+    logits = model(task="sst", **batch).logits
+    hooks = enable_packing(model)
+    packed = model(task="sst", **batch).logits
+    for hook in hooks:
+        hook.remove()
+    assert calls
+    if name == "modernbert":  # its local layers pass their window
+        assert any(window != (-1, -1) for window in calls)
+    torch.testing.assert_close(packed, logits, atol=1e-5, rtol=1e-5)
