@@ -10,8 +10,8 @@ padding-mask check, the optimizer step, and everything that varies per call (dis
 mixing weights: such batches run eagerly). A shape is captured only after it has been seen ``warmup`` times (rare
 shapes, such as an epoch's last partial batch, stay eager) and at most ``max_graphs`` are kept.
 
-``cuda_graphs``: ``false``; ``true`` (CUDA only: one line refuses it elsewhere, with DDP, with gradient
-checkpointing or with packed rows, whose packing is not capturable); ``auto``: off except on one CUDA GPU with
+``cuda_graphs``: ``false``; ``true`` (CUDA only: one line refuses it elsewhere, with DDP, gradient checkpointing,
+gradient accumulation, or packed rows, whose packing is not capturable); ``auto``: off except on one CUDA GPU with
 ``static_shapes``, where the first captured shape is timed against the eager step and graphs stay on only if they
 are at least :data:`MIN_SPEEDUP` times faster (the result is logged).
 """
@@ -61,6 +61,7 @@ def decide(
     world_size: int = 1,
     gradient_checkpointing: bool = False,
     packed_batches: bool = False,
+    accumulation_steps: int = 1,
 ) -> tuple[str, str]:
     """``("off" | "on" | "measure", why)``: what a run does with ``cuda_graphs``, before any step. ``true`` with a
     setting graphs cannot serve raises one line; ``auto`` falls back to off with the reason."""
@@ -75,6 +76,11 @@ def decide(
         blockers.append("several processes (DDP's gradient hooks are not captured)")
     if gradient_checkpointing:
         blockers.append("gradient checkpointing (its recompute runs outside the captured backward)")
+    if accumulation_steps > 1:
+        blockers.append(
+            "gradient_accumulation_steps > 1 (a replay rewrites the gradient buffers the previous micro-batch's "
+            "gradients still live in)"
+        )
     if packed_batches:
         blockers.append("packed_batches (packing indexes by data-dependent counts, which a graph cannot capture)")
     if blockers:
@@ -199,11 +205,15 @@ class TrainingGraphs:
                 self._measure(model, task, batch, eager, self.graphs[key], tensors)
                 if not self.active:
                     return eager()
-        return self.graphs[key](*tensors)
+        # a copy: the graph's output buffer is rewritten by the next replay of this shape
+        return self.graphs[key](*tensors).clone()
 
     def _capture(self, model, task, keys, tensors) -> Callable:  # pragma: no cover - CUDA only
         module = TaskLoss(model, task, keys, self.autocast_dtype)
-        return torch.cuda.make_graphed_callables(module, tensors, allow_unused_input=True)
+        dtype = self.autocast_dtype
+        # the trainer's own autocast (Accelerate's) keeps a cast cache, which capture refuses: turned off here
+        with torch.autocast("cuda", dtype=dtype or torch.bfloat16, enabled=dtype is not None, cache_enabled=False):
+            return torch.cuda.make_graphed_callables(module, tensors, allow_unused_input=True)
 
     def _measure(self, model, task, batch, eager, graphed, tensors, steps: int = 5) -> None:  # pragma: no cover
         """Time ``steps`` eager forward+backward passes against ``steps`` replays of the graph; gradients are put
@@ -245,6 +255,7 @@ def training_graphs(args, model: nn.Module) -> TrainingGraphs | None:
         world_size=args.world_size,
         gradient_checkpointing=args.gradient_checkpointing,
         packed_batches=getattr(args, "packed_batches", False),
+        accumulation_steps=args.gradient_accumulation_steps,
     )
     if mode == "off":
         if str(getattr(args, "cuda_graphs", "false")) != "false" and torch.device(args.device).type == "cuda":

@@ -34,9 +34,12 @@ def test_decisions():
     assert decide("auto", "cuda", True)[0] == "measure"
     assert decide("auto", "cuda", True, world_size=2)[0] == "off"
     assert decide("auto", "cuda", True, packed_batches=True)[0] == "off"
+    assert decide("auto", "cuda", True, accumulation_steps=2)[0] == "off"
     if torch.cuda.is_available():
         assert decide("true", "cuda", True)[0] == "on"
-        for blocker in ({"world_size": 2}, {"gradient_checkpointing": True}, {"packed_batches": True}):
+        blockers = ({"world_size": 2}, {"gradient_checkpointing": True}, {"packed_batches": True},
+                    {"accumulation_steps": 2})  # fmt: skip
+        for blocker in blockers:
             with pytest.raises(MultitaskConfigError, match="cuda_graphs: true cannot run"):
                 decide("true", "cuda", True, **blocker)
 
