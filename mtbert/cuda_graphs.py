@@ -156,8 +156,12 @@ class TaskLoss(nn.Module):
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         batch = dict(zip(self.keys, tensors))
         dtype = self.autocast_dtype
+        # Accelerate wraps a prepared model's forward in an autocast with a cast cache: a graph captured through it
+        # would replay weight casts cached before the capture (stale after the optimizer's step), so the forward
+        # as defined runs here, under this autocast without a cache
+        forward = getattr(self.model, "_original_forward", None) or self.model
         with torch.autocast("cuda", dtype=dtype or torch.bfloat16, enabled=dtype is not None, cache_enabled=False):
-            return self.model(task=self.task, **batch).loss.float()
+            return forward(task=self.task, **batch).loss.float()
 
 
 class TrainingGraphs:
