@@ -28,6 +28,7 @@ deadline=$(( $(date +%s) + ${GPU_DEADLINE_S:-520} ))
 common=(--model "$MTBERT_GPU_MODEL" --data_dir "$MTBERT_GPU_DATA")
 device=${GPU_DEVICE:-cuda}  # GPU_DEVICE=cpu: a dry run of the script here
 graphs=true; [ "$device" = cpu ] && graphs=false  # cuda_graphs true is refused off CUDA
+tiny=(); [ -n "${GPU_TINY:-}" ] && tiny=(--tiny)  # GPU_TINY=1: gpu_graphs.py's base-size part at 2 x 32 (dry runs)
 
 part() {  # part NAME CAP_SECONDS COMMAND...: run under min(CAP, time left before the deadline)
   local name=$1 cap=$2; shift 2
@@ -42,7 +43,7 @@ part() {  # part NAME CAP_SECONDS COMMAND...: run under min(CAP, time left befor
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 part "graphs, static shapes, packed: steps" 150 python benchmarks/gpu_graphs.py "${common[@]}" --device "$device" \
-  --parts 2,3 --batch_size 32 --length 128 --steps 30 --warmup 5
+  "${tiny[@]}" --parts 2,3 --batch_size 32 --length 128 --steps 30 --warmup 5
 # 1000 rows per task: six sides now (an H200 ran three sides of 2000 rows x 3 repeats in about 130 s)
 part "train throughput" 170 python benchmarks/train_throughput.py "${common[@]}" --device "$device" --stock_bf16 \
   --mtbert_embedding_updates dense --batch_size 32 --rows 1000 --repeats 3 \

@@ -141,3 +141,20 @@ def test_a_failed_capture_leaves_that_shape_eager(make_model, monkeypatch, caplo
     assert all(torch.isfinite(loss) for loss in losses)
     assert sum("failed" in r.getMessage() for r in caplog.records) == 1
     assert graphs.policy.summary() == "0 graphs captured, 0 replays, 2 eager calls, 1 captures failed"
+
+
+def test_the_captured_forward_bypasses_accelerates_autocast_wrapper(make_model):
+    """Accelerate replaces a prepared model's forward by one inside a cached autocast; the graph must capture the
+    forward as defined (kept as ``_original_forward``), under an autocast without a cache."""
+    from mtbert.cuda_graphs import TaskLoss
+
+    model = make_model({"sst": {"classifier_dropout": 0.0}}).eval()
+    original = model.forward
+
+    def wrapped(*args, **kwargs):
+        raise AssertionError("the cached-autocast wrapper ran inside the graph")
+
+    model._original_forward, model.forward = original, wrapped
+    batch = {"input_ids": torch.randint(5, 50, (2, 6)), "labels": torch.tensor([0, 1])}
+    loss = TaskLoss(model, "sst", tuple(batch), None)(*batch.values())
+    torch.testing.assert_close(loss, original(task="sst", **batch).loss)
