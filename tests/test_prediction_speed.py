@@ -4,6 +4,8 @@ padding."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_pcgrad_step import make_data, make_model, tok  # noqa: F401  (tok is a fixture)
@@ -49,3 +51,20 @@ def test_length_buckets_in_prediction_change_no_logit(tok, task):  # noqa: F811
     dynamic = mtbert.predict.task_logits(model, task, data[task], batch_size=4, progress=False)
     static = mtbert.predict.task_logits(model, task, data[task], batch_size=4, progress=False, length_buckets=[32, 64])
     torch.testing.assert_close(static, dynamic, atol=1e-5, rtol=1e-5)
+
+
+def test_predict_inputs_with_bf16_weights(tok, tmp_path):  # noqa: F811
+    from mtbert.run import check_weights, predict_inputs
+
+    model = make_model(tok)
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    inputs = tmp_path / "inputs.csv"
+    inputs.write_text("text\ngood film\ndull plot\n")
+    written = predict_inputs(str(tmp_path / "model"), str(inputs), str(tmp_path / "out"), ["sst"], weights="bf16")
+    assert (tmp_path / "out").is_dir() and written.endswith("predictions.csv")
+    assert len(Path(written).read_text().splitlines()) == 3
+    with pytest.raises(MultitaskConfigError, match="exclude each other"):
+        check_weights("bf16", "int8")
+    with pytest.raises(MultitaskConfigError, match="weights"):
+        check_weights("fp8")
