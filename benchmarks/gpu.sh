@@ -37,7 +37,7 @@ part() {  # part NAME CAP_SECONDS COMMAND...: run under min(CAP, time left befor
   if (( cap < 20 )); then echo "== $name: skipped, ${left} s left"; return; fi
   echo "== $name (at most $cap s)"
   local start=$(date +%s)
-  timeout "$cap" "$@"
+  timeout -k 10 "$cap" "$@"  # -k: a process slow to stop on TERM is killed 10 s later
   echo "== $name: rc $?, $(( $(date +%s) - start )) s"
 }
 

@@ -11,9 +11,11 @@ Attention runs through transformers' ``AttentionInterface`` under the name :data
 
 - on CUDA, with bf16/fp16 activations and no attention dropout, ``torch.nn.attention.varlen.varlen_attn``
   (FlashAttention-2's variable-length kernel, torch >= 2.10);
-- elsewhere (the CPU, fp32, attention dropout in training), a reference path: scaled-dot-product attention over
-  the packed row with a block-diagonal mask built from ``cu_seqlens`` (plus ModernBERT's sliding window), which
-  computes exactly what the padded path computes for the real tokens.
+- elsewhere (the CPU, fp32, attention dropout in training), a reference path: the packed queries, keys and values
+  scattered back to the padded ``(B, heads, L, d)`` layout for scaled-dot-product attention with the padding mask
+  (plus ModernBERT's sliding window), then gathered again; it computes exactly what the padded path computes, at
+  the padded path's attention cost (the linear layers still run on the real tokens only). Without the batch's
+  layout at hand (a packed row built by hand), a block-diagonal mask over the packed row is used instead.
 
 The encoder's output is unpacked to the padded ``(B, L, hidden)`` layout before pooling and the heads (padding
 positions hold zeros), so CLS/MEAN pooling and token heads read the same positions as without packing.
@@ -25,6 +27,7 @@ takes ``position_ids``). Other families (MPNet's relative position buckets, DeBE
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -153,6 +156,42 @@ def unpack(hidden_states: torch.Tensor, rows: PackedRows) -> torch.Tensor:
 
 # -- attention ---------------------------------------------------------------------------------------------------
 
+# the packed batches whose encoder pass is running (matched to an attention call by its cu_seqlens tensor)
+_running = threading.local()
+
+
+def _rows_for(cu_seqlens: torch.Tensor) -> PackedRows | None:
+    for rows in getattr(_running, "rows", ()):
+        if rows.cu_seqlens is cu_seqlens:
+            return rows
+    return None
+
+
+def padded_attention(query, key, value, rows: PackedRows, scaling, dropout: float, window: int | None):
+    """The reference path: ``(1, heads, total, d)`` packed tensors attended in the padded ``(B, heads, L, d)``
+    layout with the padding mask (and a ``window``), returned packed as ``(1, total, heads, d)``."""
+    batch, length = rows.shape
+    heads, dim = query.shape[1], query.shape[3]
+
+    def to_padded(t):
+        flat = t[0, :, : rows.real_tokens].transpose(0, 1)  # (real, heads, d)
+        out = flat.new_zeros(batch * length, heads, dim).index_copy(0, rows.index, flat)
+        return out.view(batch, length, heads, dim).transpose(1, 2)
+
+    valid = torch.zeros(batch * length, dtype=torch.bool, device=query.device)
+    valid = valid.index_fill(0, rows.index, True).view(batch, 1, 1, length)
+    if window is not None:
+        steps = torch.arange(length, device=query.device)
+        valid = valid & ((steps[:, None] - steps[None, :]).abs() <= window)
+    out = F.scaled_dot_product_attention(
+        to_padded(query), to_padded(key), to_padded(value), attn_mask=valid, dropout_p=dropout, scale=scaling
+    )
+    packed = out.transpose(1, 2).reshape(batch * length, heads, dim)[rows.index]
+    extra = query.shape[2] - rows.real_tokens
+    if extra:  # a token budget's padding: attends to nothing real, read by nobody
+        packed = torch.cat([packed, packed.new_zeros(extra, heads, dim)])
+    return packed.unsqueeze(0)
+
 
 def block_diagonal_mask(cu_seqlens: torch.Tensor, total: int, window: int | None = None) -> torch.Tensor:
     """``(1, 1, total, total)`` boolean mask: a token sees the tokens of its own sequence (within ``window``
@@ -217,6 +256,9 @@ def packed_attention_forward(
             window_size=(-1, -1) if window is None else (window, window),
         )
         return out.unsqueeze(0), None
+    rows = _rows_for(cu_seq_lens_q)
+    if rows is not None:
+        return padded_attention(query, key, value, rows, scaling, dropout, window), None
     mask = block_diagonal_mask(cu_seq_lens_q, query.shape[2], window)
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
@@ -277,6 +319,9 @@ class PackedEncoder:
             total_tokens=self.total_tokens,
         )
         self._rows.append(rows)
+        if not hasattr(_running, "rows"):
+            _running.rows = []
+        _running.rows.append(rows)
         self._implementations.append(module.config._attn_implementation)
         module.config._attn_implementation = ATTENTION_NAME
         packed = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
@@ -289,6 +334,7 @@ class PackedEncoder:
         if not self._rows:  # the pre-hook let the call through unpacked
             return None
         rows = self._rows.pop()
+        _running.rows = [r for r in getattr(_running, "rows", []) if r is not rows]
         module.config._attn_implementation = self._implementations.pop()
         if output is None:
             return None

@@ -98,16 +98,36 @@ def test_without_restricted_attention_packing_differs():
     model = make_model("bert").eval()
     batch = batch_of("bert", ALL_HEADS["sst"])
     logits = model(task="sst", **batch).logits
-    original = packing.block_diagonal_mask
+    original, rows_for = packing.block_diagonal_mask, packing._rows_for
+    packing._rows_for = lambda cu: None  # the block-diagonal path, with its mask let open
     packing.block_diagonal_mask = lambda cu, total, window=None: torch.ones(1, 1, total, total, dtype=torch.bool)
     try:
         hooks = enable_packing(model)
         leaked = model(task="sst", **batch).logits
     finally:
-        packing.block_diagonal_mask = original
+        packing.block_diagonal_mask, packing._rows_for = original, rows_for
         for hook in hooks:
             hook.remove()
     assert (leaked - logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["bert", "distilbert", "modernbert"])
+def test_the_block_diagonal_path_is_exact_too(name, monkeypatch):
+    """Without the batch's padded layout at hand, attention runs over the packed row with a block-diagonal mask."""
+    import mtbert.packing as packing
+
+    monkeypatch.setattr(packing, "_rows_for", lambda cu: None)
+    model = make_model(name).eval()
+    for task in ("sst", "dual"):
+        batch = batch_of(name, ALL_HEADS[task])
+        logits, grads = _run(model, task, batch)
+        hooks = enable_packing(model)
+        packed_logits, packed_grads = _run(model, task, batch)
+        for hook in hooks:
+            hook.remove()
+        torch.testing.assert_close(packed_logits, logits, atol=1e-5, rtol=1e-5)
+        for key in grads:
+            torch.testing.assert_close(packed_grads[key], grads[key], atol=1e-5, rtol=1e-4)
 
 
 def test_pack_layout_positions_and_unpack():
