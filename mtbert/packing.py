@@ -212,9 +212,23 @@ def varlen_available() -> bool:
     return True
 
 
-def uses_varlen_kernel(query: torch.Tensor, dropout: float) -> bool:
-    """Whether the FlashAttention varlen kernel serves this call (CUDA, half precision, no dropout)."""
-    return query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0 and varlen_available()
+def varlen_parameters() -> frozenset[str]:
+    """The keyword parameters this torch's ``varlen_attn`` takes (its signature changed between releases)."""
+    import inspect
+
+    from torch.nn.attention.varlen import varlen_attn
+
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def uses_varlen_kernel(query: torch.Tensor, dropout: float, window: int | None = None) -> bool:
+    """Whether the FlashAttention varlen kernel serves this call: CUDA, half precision, no dropout (the kernel has
+    none), and a sliding window only where this torch's kernel takes one."""
+    if not (query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0):
+        return False
+    if not varlen_available():
+        return False
+    return window is None or "window_size" in varlen_parameters()
 
 
 def packed_attention_forward(
@@ -240,21 +254,14 @@ def packed_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
     window = None if sliding_window is None else int(sliding_window) - 1
-    if uses_varlen_kernel(query, dropout):
+    if uses_varlen_kernel(query, dropout, window) and ("scale" in varlen_parameters() or scaling is None):
         from torch.nn.attention.varlen import varlen_attn
 
-        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (total, heads, d)
-        out = varlen_attn(
-            q,
-            k,
-            v,
-            cu_seq_lens_q,
-            cu_seq_lens_q,
-            max_length_q,
-            max_length_q,
-            scale=scaling,
-            window_size=(-1, -1) if window is None else (window, window),
-        )
+        q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # (total, heads, d)
+        options = {} if scaling is None else {"scale": scaling}
+        if window is not None:
+            options["window_size"] = (window, window)
+        out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, **options)
         return out.unsqueeze(0), None
     rows = _rows_for(cu_seq_lens_q)
     if rows is not None:

@@ -201,7 +201,7 @@ def test_the_varlen_kernel_call_is_laid_out_as_the_kernel_expects(name, monkeypa
         return out
 
     monkeypatch.setattr(varlen, "varlen_attn", reference_varlen)
-    monkeypatch.setattr(packing, "uses_varlen_kernel", lambda query, dropout: True)
+    monkeypatch.setattr(packing, "uses_varlen_kernel", lambda query, dropout, window=None: True)
     model = make_model(name).eval()
     batch = batch_of(name, ALL_HEADS["sst"])
     logits = model(task="sst", **batch).logits
