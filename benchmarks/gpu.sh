@@ -3,9 +3,10 @@
 #   source .gpu/bootstrap.sh && bash benchmarks/gpu.sh
 # In order of priority (issue 26 first), each under its own time cap and all under one deadline (GPU_DEADLINE_S,
 # default 520 s), so a slow part costs the ones after it, never the whole call:
-#   1. gpu_graphs.py parts 2-3: a BERT-base-sized step (random weights, batch 32 x 128, bf16) with cuda_graphs off
-#      and on (first-pass cost, warm ms/step, share of the measured bf16 matmul rate); MiniLM steps with dynamic
-#      padding, static_shapes, static_shapes + cuda_graphs and packed_batches
+#   1. gpu_graphs.py parts 1-3: packed vs padded and graphs vs eager on this GPU (largest differences); a
+#      BERT-base-sized step (random weights, batch 32 x 128, bf16) with cuda_graphs off and on (first-pass cost,
+#      warm ms/step, share of the measured bf16 matmul rate); MiniLM steps with dynamic padding, static_shapes,
+#      static_shapes + cuda_graphs and packed_batches
 #   2. train_throughput.py: training against the stock recipe (default with bf16, and at its best), with mtbert as
 #      shipped and with static shapes, static shapes + graphs, packed rows as extra sides of the same rotation
 #   3. predict_throughput.py: prediction against the stock pipelines, with bf16 weights cast once, length buckets
@@ -42,8 +43,8 @@ part() {  # part NAME CAP_SECONDS COMMAND...: run under min(CAP, time left befor
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
-part "graphs, static shapes, packed: steps" 150 python benchmarks/gpu_graphs.py "${common[@]}" --device "$device" \
-  "${tiny[@]}" --parts 2,3 --batch_size 32 --length 128 --steps 30 --warmup 5
+part "graphs, static shapes, packed: exactness and steps" 170 python benchmarks/gpu_graphs.py "${common[@]}" \
+  --device "$device" "${tiny[@]}" --parts 1,2,3 --batch_size 32 --length 128 --steps 30 --warmup 5
 # 1000 rows per task: six sides now (an H200 ran three sides of 2000 rows x 3 repeats in about 130 s)
 part "train throughput" 170 python benchmarks/train_throughput.py "${common[@]}" --device "$device" --stock_bf16 \
   --mtbert_embedding_updates dense --batch_size 32 --rows 1000 --repeats 3 \
