@@ -48,4 +48,37 @@ def report_ratios(results: dict[str, list[float]], unit: str, what: str) -> None
     print(f"{what} throughput ratio mtbert/stock-at-best: {median['mtbert'] / median['stock-at-best']:.2f}")
 
 
-__all__ = ["choose_bf16", "cpu_flags", "machine_line", "measure_bf16_speedup", "report_ratios"]
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``NAME=key:value,key:value`` (``--mtbert_variant``): an extra mtbert side run beside the others with these
+    settings (values read as YAML: ``true``, ``32``, ``[32, 64]`` without commas inside: use ``32 64``)."""
+    import yaml
+
+    name, _, body = text.partition("=")
+    if not name or not body:
+        raise SystemExit(f"--mtbert_variant {text!r}: write NAME=key:value,key:value")
+    settings = {}
+    for item in body.split(","):
+        key, _, value = item.partition(":")
+        settings[key.strip()] = yaml.safe_load(value.strip())
+    return name.strip(), settings
+
+
+def report_variants(results: dict[str, list[float]], unit: str, names: list[str]) -> None:
+    """For each extra mtbert side: its median and its ratio of medians to mtbert as shipped and to stock-at-best."""
+    median = {name: statistics.median(values) for name, values in results.items()}
+    for name in names:
+        print(
+            f"{name} {unit}: median {median[name]:.1f}; ratio to mtbert {median[name] / median['mtbert']:.2f}, "
+            f"to stock-at-best {median[name] / median['stock-at-best']:.2f}"
+        )
+
+
+__all__ = [
+    "choose_bf16",
+    "cpu_flags",
+    "machine_line",
+    "measure_bf16_speedup",
+    "parse_variant",
+    "report_ratios",
+    "report_variants",
+]

@@ -12,7 +12,9 @@ mtbert: ``mtbert.predict.predict_task`` for each task of one MultitaskBertModel 
         by token length so batches pad little, one model for all three tasks, bf16 autocast by the bf16 rule
         (``--mtbert_bf16``); ``--mtbert_quantize int8`` predicts with int8 dynamic quantization instead (opt-in in
         mtbert, as ``predict.py --quantize int8``: float32 inputs, so no bf16; its dev-metric cost is in
-        docs/performance.md).
+        docs/performance.md). ``--mtbert_variant NAME=key:value,...`` adds mtbert sides with other prediction
+        settings (``weights: bf16`` cast once instead of autocast, ``length_buckets``, ``packed``), each with its
+        ratios printed before the last lines.
 
 bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
 CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
@@ -30,15 +32,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import time
 
+import numpy as np
 import torch
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios
+from common import (
+    DEFAULT_DATA_DIR,
+    NUM_LABELS,
+    TASKS,
+    choose_bf16,
+    machine_line,
+    parse_variant,
+    report_ratios,
+    report_variants,
+)
 
 from mtbert import MultitaskBertModel
 from mtbert.arguments import resolve_model_path
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.predict import predict_task
+from mtbert.packing import enable_packing
+from mtbert.predict import task_logits, task_results
+from mtbert.prediction_speed import cast_weights
+from mtbert.static_shapes import choose_buckets, parse_buckets
 
 
 def main():
@@ -59,7 +75,15 @@ def main():
         help="int8 dynamic quantization of mtbert's linear layers (predict.py --quantize int8; then no bf16)",
     )
     parser.add_argument("--best_bf16", default="auto", choices=bf16_modes, help="bf16 for stock-at-best")
+    parser.add_argument(
+        "--mtbert_variant",
+        action="append",
+        default=[],
+        help="an extra mtbert side, NAME=key:value,... with keys weights (float32|bf16: cast once, no autocast), "
+        "length_buckets (auto or lengths: static shapes) and packed (true: packed rows); repeatable",
+    )
     args = parser.parse_args()
+    variants = dict(parse_variant(text) for text in args.mtbert_variant)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
     from transformers.utils import logging as hf_logging
 
@@ -134,29 +158,48 @@ def main():
             for position, i in enumerate(order):
                 in_file_order[i] = outputs[position]
 
-    def mtbert():
-        autocast = autocast_for(bf16)
+    def mtbert(which=model, settings=None):
+        settings = settings or {}
+        autocast = autocast_for(bf16 and settings.get("weights", "float32") == "float32")
         for task, ds in tests.items():
-            tokenized = tokenize_task(ds, tokenizer, model.config.tasks[task], args.max_length)
-            predict_task(
-                model,
+            tokenized = tokenize_task(ds, tokenizer, which.config.tasks[task], args.max_length)
+            buckets = settings.get("length_buckets")
+            buckets = None if buckets is None else parse_buckets(buckets)
+            if buckets == "auto":
+                buckets = choose_buckets([len(ids) for ids in tokenized["input_ids"]])
+            logits = task_logits(
+                which,
                 task,
                 tokenized,
                 batch_size=args.batch_size,
                 device=args.device,
                 autocast=autocast,
                 progress=False,
+                length_buckets=buckets,
             )
+            task_results(which, task, tokenized, np.arange(len(tokenized)), logits)
+
+    variant_models = {}
+    for name, settings in variants.items():
+        unknown = set(settings) - {"weights", "length_buckets", "packed"}
+        if unknown:
+            raise SystemExit(f"--mtbert_variant {name}: unknown keys {sorted(unknown)}")
+        variant = cast_weights(copy.deepcopy(model), settings.get("weights", "float32"))
+        if settings.get("packed"):
+            enable_packing(variant)
+        variant_models[name] = variant
 
     import datasets
 
     datasets.disable_caching()  # tokenization is timed every repeat, not read from a cache
     datasets.disable_progress_bars()
     sides = {"stock-default": stock, "stock-at-best": lambda: stock(at_best=True), "mtbert": mtbert}
+    for name, settings in variants.items():
+        sides[f"mtbert+{name}"] = lambda m=variant_models[name], s=settings: mtbert(m, s)
     names = list(sides)
     results = {name: [] for name in names}
     for repeat in range(args.repeats):
-        for name in names[repeat % 3 :] + names[: repeat % 3]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             fn = sides[name]
             start = time.perf_counter()
             with torch.inference_mode():
@@ -175,7 +218,10 @@ def main():
         f"{args.repeats} repeats; bf16: mtbert {bf16}, stock-at-best {best_bf16}, stock-default False; "
         f"mtbert quantize {args.mtbert_quantize}"
     )
-    report_ratios(results, "rows/s", "predict")
+    for name, settings in variants.items():
+        print(f"mtbert+{name}: {settings}")
+    report_variants(results, "rows/s", [f"mtbert+{name}" for name in variants])
+    report_ratios({k: results[k] for k in ("stock-default", "stock-at-best", "mtbert")}, "rows/s", "predict")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ mtbert: one MultitaskTrainer run over the same rows (strategy round_robin, the q
         QQP [SEP]-joined, STS cosine of separately encoded sentences), with mtbert's speed settings
         (length-bucketed batches; bf16 autocast by the bf16 rule, see --mtbert_bf16; word-embedding rows updated
         only where a batch touched them, ``embedding_updates: sparse``, see --mtbert_embedding_updates).
+        ``--mtbert_variant NAME=key:value,...`` adds mtbert sides with other training settings (e.g.
+        ``static_shapes``, ``cuda_graphs``, ``packed_batches``), each with its ratios printed before the last lines.
 
 bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
 CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
@@ -33,7 +35,16 @@ import tempfile
 import time
 
 import torch
-from common import DEFAULT_DATA_DIR, NUM_LABELS, TASKS, choose_bf16, machine_line, report_ratios
+from common import (
+    DEFAULT_DATA_DIR,
+    NUM_LABELS,
+    TASKS,
+    choose_bf16,
+    machine_line,
+    parse_variant,
+    report_ratios,
+    report_variants,
+)
 
 from mtbert import MultitaskBertModel
 from mtbert.arguments import resolve_model_path
@@ -87,7 +98,7 @@ def run_stock(path, tokenizer, data, args, use_cpu, bf16=False, grouped=False) -
     return seconds, rows
 
 
-def run_mtbert(path, tokenizer, data, args, use_cpu, bf16=False) -> tuple[float, int]:
+def run_mtbert(path, tokenizer, data, args, use_cpu, bf16=False, **settings) -> tuple[float, int]:
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS)
     tokenized = {
         t: tokenize_task(ds, tokenizer, model.config.tasks[t], args.max_length) for t, (_, ds) in data.items()
@@ -106,7 +117,7 @@ def run_mtbert(path, tokenizer, data, args, use_cpu, bf16=False) -> tuple[float,
         task_sampling="proportional",
         group_by_length=True,
         bf16=bf16,
-        embedding_updates=args.mtbert_embedding_updates,
+        **{"embedding_updates": args.mtbert_embedding_updates, **settings},
     )
     trainer = MultitaskTrainer(model=model, args=targs, train_dataset=tokenized, processing_class=tokenizer)
     start = time.perf_counter()
@@ -140,7 +151,15 @@ def main():
         "--best_bf16", default="auto", choices=bf16_modes, help="bf16 for stock-at-best (same rule as mtbert)"
     )
     parser.add_argument("--stock_bf16", action="store_true", help="give stock-default bf16 too (GPU comparison)")
+    parser.add_argument(
+        "--mtbert_variant",
+        action="append",
+        default=[],
+        help="an extra mtbert side with other training settings, NAME=key:value,key:value (e.g. "
+        "graphs=static_shapes:true,cuda_graphs:true); repeatable; each reports its ratios before the last lines",
+    )
     args = parser.parse_args()
+    variants = dict(parse_variant(text) for text in args.mtbert_variant)
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -166,10 +185,12 @@ def main():
         "stock-at-best": lambda: run_stock(path, tokenizer, data, args, use_cpu, bf16=best_bf16, grouped=True),
         "mtbert": lambda: run_mtbert(path, tokenizer, data, args, use_cpu, bf16=mtbert_bf16),
     }
+    for name, settings in variants.items():
+        sides[f"mtbert+{name}"] = lambda s=settings: run_mtbert(path, tokenizer, data, args, use_cpu, mtbert_bf16, **s)
     names = list(sides)
     results = {name: [] for name in names}
     for repeat in range(args.repeats):
-        order = names[repeat % 3 :] + names[: repeat % 3]
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
             torch.manual_seed(repeat)
             seconds, rows = sides[name]()
@@ -184,7 +205,10 @@ def main():
         f"{args.repeats} repeats; bf16: mtbert {mtbert_bf16}, stock-at-best {best_bf16}, "
         f"stock-default {args.stock_bf16}; mtbert embedding_updates {args.mtbert_embedding_updates}"
     )
-    report_ratios(results, "samples/s", "train")
+    for name, settings in variants.items():
+        print(f"mtbert+{name}: {settings}")
+    report_variants(results, "samples/s", [f"mtbert+{name}" for name in variants])
+    report_ratios({k: results[k] for k in ("stock-default", "stock-at-best", "mtbert")}, "samples/s", "train")
 
 
 if __name__ == "__main__":

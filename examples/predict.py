@@ -20,6 +20,8 @@ are replaced; other files there are kept).
 
 --quantize int8 predicts with every model's linear layers quantized to int8 (dynamic quantization, CPU only; off by
 default): faster on most CPUs, predictions move a little (docs/guides/serving.md, "Faster CPU prediction").
+--weights bf16 casts one model's weights to bf16 once before predicting (for GPUs: no autocast on every call); the
+logits are still returned as float32. Not with --quantize int8.
 
 --input_file predicts every task of one model for a file of your own inputs instead, into one file with a column per
 task (<output_dir>/predictions.csv, .tsv or .jsonl, as the input): a CSV, TSV or JSON Lines file with a text column
@@ -43,7 +45,7 @@ from mtbert.loading import load_config
 from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
 from mtbert.predict import PARTIAL_NOTE, input_tasks, read_inputs
 from mtbert.publish import discard, fresh_staging_dir, publish
-from mtbert.run import check_device, check_output_folder, main_guard, predict, predict_inputs
+from mtbert.run import check_device, check_output_folder, check_weights, main_guard, predict, predict_inputs
 
 
 def check_models(models: list[str]) -> None:
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8: dynamic int8 quantization of the linear layers for CPU prediction (default: none, float32)",
     )
     parser.add_argument(
+        "--weights",
+        default="float32",
+        choices=["float32", "bf16"],
+        help="bf16: the model's weights cast to bf16 once (GPU prediction; no autocast per call). Default float32",
+    )
+    parser.add_argument(
         "--input_file",
         default=None,
         help="a .csv/.tsv/.jsonl file of inputs (text, and text_pair for pairs) to predict instead of the leaderboard "
@@ -153,6 +161,9 @@ def main(argv=None):
         parser.error("the following arguments are required: --model_name_or_path")
     check_input_file_flags(parser, args)
     quantize = main_guard(resolve_quantize, args.quantize, args.device)  # CPU only: refused before any work
+    main_guard(check_weights, args.weights, quantize)
+    if args.weights != "float32" and len(models) > 1:
+        parser.error("--weights bf16 predicts with one model (not an ensemble)")
     main_guard(check_device, args.device)  # a device this machine has: refused before any model loads
     capped = args.max_eval_samples is not None or args.max_predict_samples is not None
     if len(models) > 1 and capped:
@@ -179,6 +190,7 @@ def main(argv=None):
                 args.device,
                 quantize,
                 max_seq_length,
+                args.weights,
             )
         )
         return
@@ -193,7 +205,9 @@ def main(argv=None):
     )
     main_guard(check_models, models)  # saved mtbert models, each: refused before any weights load
     if len(models) == 1:
-        written = main_guard(predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize)
+        written = main_guard(
+            predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize, args.weights
+        )
         metrics = None
     else:
         from mtbert.ensemble import predict_ensemble

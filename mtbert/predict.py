@@ -30,7 +30,9 @@ from .configuration_mtbert import MultitaskConfigError
 from .heads_mtbert import head_class, input_layout
 from .kinds_mtbert import get_kind
 from .modeling_mtbert import quantized_linear_count, sdpa_kernels
+from .prediction_speed import prefetched
 from .publish import discard, fresh_staging_dir, publish
+from .static_shapes import StaticShapeCollator
 from .token_data import token_results
 
 # minBERT's leaderboard files: task -> (file prefix, header column), spelled as the leaderboard spells them.
@@ -87,6 +89,7 @@ def task_logits(
     pad_to_multiple_of: int | None = None,
     cudnn_attention: bool = False,
     desc: str | None = None,
+    length_buckets: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """A model's raw float32 logits (on the CPU) for the rows ``indices`` of a tokenized split (default: all), in
     that order. Rows are batched longest first so each batch pads little (to a multiple of ``pad_to_multiple_of``
@@ -94,7 +97,10 @@ def task_logits(
     classification, ``(rows,)`` for pair tasks. A model with int8-quantized linear layers
     (``modeling_mtbert.quantize_int8``) runs without ``autocast`` (its kernels take float32 inputs; a logged line).
     On CUDA, attention runs without cuDNN's kernel, which would build a plan for each new batch shape
-    (``modeling_mtbert.sdpa_kernels``), unless ``cudnn_attention``."""
+    (``modeling_mtbert.sdpa_kernels``), unless ``cudnn_attention``. ``length_buckets``: pad each batch to the
+    smallest of these lengths that holds it (``mtbert.static_shapes``: few shapes, for graphs or compiled kernels).
+    On CUDA the next batches are collated in a background thread and the logits copied back once at the end
+    (``mtbert.prediction_speed``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if autocast is not None and quantized_linear_count(model):
         logger.info("predicting %s without the bf16 autocast: the model's linear layers are int8-quantized", task)
@@ -106,23 +112,33 @@ def task_logits(
     if "input_ids_b" in rows:
         lengths = np.maximum(lengths, [len(x) for x in rows["input_ids_b"]])
     order = np.argsort(-lengths, kind="stable")
-    collate = TaskCollator(pad_token_id, pad_to_multiple_of)
+    collate: Callable = TaskCollator(pad_token_id, pad_to_multiple_of)
+    if length_buckets:
+        collate = StaticShapeCollator(collate, length_buckets, pad_token_id)
     autocast = autocast or contextlib.nullcontext
     was_training = model.training
     model.eval()
     pieces = []
+    starts = range(0, len(order), batch_size)
+
+    def batches():
+        for start in starts:
+            batch = collate([{c: rows[c][i] for c in columns} for i in order[start : start + batch_size]])
+            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
     try:
-        for start in tqdm(
-            range(0, len(order), batch_size), desc=desc or f"Predicting {task}", disable=not progress, leave=False
+        for batch in tqdm(
+            prefetched(batches(), enabled=device.type == "cuda"),
+            total=len(starts),
+            desc=desc or f"Predicting {task}",
+            disable=not progress,
+            leave=False,
         ):
-            chunk = order[start : start + batch_size]
-            batch = collate([{c: rows[c][i] for c in columns} for i in chunk])
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast(), sdpa_kernels(device, cudnn_attention):
-                pieces.append(model(task=task, **batch).logits.float().cpu())
+                pieces.append(model(task=task, **batch).logits.float())
     finally:
         model.train(was_training)
-    return _in_row_order(model, task, pieces, order)
+    return _in_row_order(model, task, [piece.cpu() for piece in pieces], order)
 
 
 def _in_row_order(model, task: str, pieces: list[torch.Tensor], order: np.ndarray) -> torch.Tensor:

@@ -25,6 +25,7 @@ from .data import DataFileError, load_task_data, tokenize_task
 from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
 from .modeling_mtbert import MultitaskBertModel, quantize_int8, resolve_quantize
 from .predict import TaskSplits, cap_splits, predict_file, write_predictions
+from .prediction_speed import WEIGHT_DTYPES, cast_weights
 from .training_args import MultitaskTrainingArguments
 
 logger = logging.getLogger("mtbert")
@@ -308,14 +309,18 @@ def predict(
     batch_size: int = 128,
     device=None,
     quantize: str | None = None,
+    weights: str = "float32",
 ) -> list[str]:
     """Write the leaderboard files of a saved model for any data folder (dev and test splits). ``quantize="int8"``
     predicts with the model's linear layers quantized to int8 (CPU only, checked before loading;
-    ``modeling_mtbert.quantize_int8``)."""
+    ``modeling_mtbert.quantize_int8``); ``weights="bf16"`` with its weights cast to bf16 once
+    (``mtbert.prediction_speed.cast_weights``, for GPUs)."""
     quantize = resolve_quantize(quantize, device)
+    check_weights(weights, quantize)
     model, tokenizer = load_model_and_tokenizer(model_path, device=device)
     if quantize == "int8":
         model = quantize_int8(model, device=device, inplace=True)
+    model = cast_weights(model, weights)
     data = load_tokenized(model.config.tasks, data_args, tokenizer, splits=("dev", "test"))
     data = {task: splits for task, splits in data.items() if "test" in splits}  # files only for tasks with a test
     return write_predictions(model, data, output_dir, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
@@ -330,15 +335,26 @@ def predict_inputs(
     device=None,
     quantize: str | None = None,
     max_seq_length: int = 128,
+    weights: str = "float32",
 ) -> str:
     """Predict the tasks ``tasks`` (``None`` or ``["all"]``: every task that fits) of a saved model for every row
     of ``input_file`` into ``<output_dir>/predictions.<ext>``, a column per task, the tasks sharing encoder passes
     (``mtbert.predict.predict_file``); returns the file's path."""
     quantize = resolve_quantize(quantize, device)
+    check_weights(weights, quantize)
     model, tokenizer = load_model_and_tokenizer(model_path, device=device)
     if quantize == "int8":
         model = quantize_int8(model, device=device, inplace=True)
+    model = cast_weights(model, weights)
     return predict_file(model, tokenizer, input_file, output_dir, tasks, batch_size, max_seq_length)
+
+
+def check_weights(weights: str, quantize: str | None = None) -> None:
+    """``weights`` (``float32`` or ``bf16``) checked before any model loads; bf16 with int8 quantization refused."""
+    if weights not in WEIGHT_DTYPES:
+        raise MultitaskConfigError(f"weights: {weights!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+    if weights != "float32" and quantize:
+        raise MultitaskConfigError(f"weights {weights} and quantize {quantize} exclude each other: pick one")
 
 
 def check_device(device) -> None:

@@ -38,12 +38,15 @@ from .aggregators import check_aggregator_options, conflict_statistics, get_aggr
 from .backward import TaskGradients, is_sharded, task_gradient_matrix
 from .callbacks import CheckpointAveragingCallback, CheckpointMarkerCallback, ModelCardCallback
 from .collators import ENCODER_INPUT_KEYS, MODEL_COLUMNS, MultitaskCollator, TaskCollator
+from .cuda_graphs import training_graphs
 from .distillation import DistillationSettings, label_training_data
 from .kinds_mtbert import get_kind
 from .metrics import PRIMARY_METRIC, compute_task_metrics
 from .modeling_mtbert import sdpa_kernels
 from .optimization import RowSparseAdamW, parameter_learning_rates, word_embedding_weights
+from .packing import enable_packing
 from .sampling import MultitaskBatchSampler, MultitaskDataset
+from .static_shapes import training_collator
 from .token_data import token_results
 from .training_args import MultitaskTrainingArguments
 from .weighting import LossWeighting, build_weighting
@@ -188,6 +191,10 @@ class MultitaskTrainer(Trainer):
             **kwargs,
         )
         self._model_tasks = list(tasks)
+        if args.packed_batches and model_init is not None:
+            raise ValueError("packed_batches needs model= (its hooks go on the model), not model_init=")
+        self._packing = enable_packing(model) if args.packed_batches else []  # mtbert.packing
+        self._cuda_graphs = training_graphs(self.args, model)
         self.task_weighting: LossWeighting | None = None
         self._build_task_weighting()
         self.task_compute_metrics = compute_metrics
@@ -495,10 +502,12 @@ class MultitaskTrainer(Trainer):
                     f"{drawn:,}",
                     len(sampler),
                 )
+        log = logger if args.should_log else None
+        collate = training_collator(self.data_collator, args, self.train_dataset, sampler, self.pad_token_id, log)
         return MultitaskDataLoader(
             self.train_dataset,
             batch_sampler=sampler,
-            collate_fn=self.data_collator,
+            collate_fn=collate,
             num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory and torch.cuda.is_available(),
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
@@ -607,6 +616,8 @@ class MultitaskTrainer(Trainer):
         if "teacher_targets" in batch and self.distillation is not None:
             settings = self.distillation
             batch = {**batch, "distill_alpha": settings.alpha_for(task), "distill_temperature": settings.temperature}  # type: ignore[dict-item]
+        if self._cuda_graphs is not None:  # a captured graph per batch shape (mtbert.cuda_graphs), else eager
+            return self._cuda_graphs.loss(model, task, batch, lambda: model(task=task, **batch).loss)
         return model(task=task, **batch).loss
 
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

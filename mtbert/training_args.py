@@ -118,6 +118,40 @@ class MultitaskTrainingArguments(TrainingArguments):
             "slower with it). predict.py and the pipeline always leave it out. No effect off CUDA."
         },
     )
+    static_shapes: bool = field(
+        default=False,
+        metadata={
+            "help": "Pad every training batch to one of a few lengths (length_buckets) instead of its longest row, "
+            "so that a CUDA graph or compiled kernel captured per shape serves many batches. Costs padding: the "
+            "padded share under static and dynamic padding is logged once at the start of training."
+        },
+    )
+    length_buckets: str = field(
+        default="auto",
+        metadata={
+            "help": "The lengths static_shapes pads to: auto (4 lengths chosen from the training rows' length "
+            'distribution to pad least) or a list such as [32, 64, 128] ("32,64,128" on the command line); rows '
+            "longer than the largest pad to their own length."
+        },
+    )
+    packed_batches: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the encoder on packed rows: a batch's real tokens in one row with per-sequence position ids "
+            "and attention kept inside each sequence (torch's variable-length FlashAttention kernel on a CUDA GPU in "
+            "bf16; an exact block-diagonal reference elsewhere). BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT and "
+            "ModernBERT backbones; refused for others."
+        },
+    )
+    cuda_graphs: str = field(
+        default="auto",
+        metadata={
+            "help": "Capture each task's forward and backward in CUDA graphs, one per batch shape (use with "
+            "static_shapes): true, false, or auto (on only on a CUDA GPU with static_shapes, where a start-up "
+            "measurement finds it faster). true off CUDA is refused.",
+            "choices": ["auto", "true", "false"],
+        },
+    )
     eval_only: bool = field(
         default=False,
         metadata={
@@ -236,6 +270,14 @@ class MultitaskTrainingArguments(TrainingArguments):
         for name, (is_set, why) in refused.items():
             if is_set:
                 raise MultitaskConfigError(f"{name} is not supported by MultitaskTrainer ({why}): leave it unset")
+
+    def _check_shape_settings(self) -> None:
+        """static_shapes / length_buckets / packed_batches / cuda_graphs (issue 26), one-line errors."""
+        from .cuda_graphs import check_cuda_graphs_setting
+        from .static_shapes import parse_buckets
+
+        self.length_buckets = parse_buckets(self.length_buckets)  # type: ignore[assignment]  # lengths or "auto"
+        self.cuda_graphs = check_cuda_graphs_setting(self.cuda_graphs, use_cpu=self.use_cpu)
 
     def _check_ranges_and_combinations(self) -> None:
         """Ranges and combinations the stock ``__post_init__`` lets through (or reports as a bare ``ValueError``),
@@ -364,6 +406,7 @@ class MultitaskTrainingArguments(TrainingArguments):
         if self.average_checkpoints < 0 or self.average_checkpoints == 1:
             raise MultitaskConfigError(f"average_checkpoints must be 0 (off) or >= 2, got {self.average_checkpoints}")
         self._check_ranges_and_combinations()
+        self._check_shape_settings()
         settings = DistillationSettings.parse(self.distill, require_teacher=False)  # or MultitaskTrainer(teacher=)
         self.distill = settings.as_dict() if settings else None
         self._resolve_bf16()
@@ -436,7 +479,15 @@ class MultitaskTrainingArguments(TrainingArguments):
         def refuse(name: str, rule: str) -> None:
             raise MultitaskConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
-        for name in ("group_by_length", "cudnn_attention", "eval_only", "gradient_telemetry", "overwrite_output_dir"):
+        for name in (
+            "group_by_length",
+            "cudnn_attention",
+            "eval_only",
+            "gradient_telemetry",
+            "overwrite_output_dir",
+            "static_shapes",
+            "packed_batches",
+        ):
             if not isinstance(getattr(self, name), bool):  # "false" would read as true
                 raise MultitaskConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in (

@@ -4,6 +4,7 @@ CPU measurement is not lost to a broken script. ``gpu_step.py`` runs here with `
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -18,11 +19,39 @@ NUMBER = r"[0-9]+(\.[0-9]+)?"
 
 RUNS = {
     "train_throughput.py": (
-        ["--rows", "8", "--batch_size", "4", "--repeats", "1", "--mtbert_bf16", "false", "--best_bf16", "false"],
+        [
+            "--rows",
+            "8",
+            "--batch_size",
+            "4",
+            "--repeats",
+            "1",
+            "--mtbert_bf16",
+            "false",
+            "--best_bf16",
+            "false",
+            "--mtbert_variant",
+            "static_packed=static_shapes:true,packed_batches:true,cuda_graphs:false",
+        ],
         rf"train throughput ratio mtbert/stock-at-best: {NUMBER}",
     ),
     "predict_throughput.py": (
-        ["--rows", "8", "--batch_size", "4", "--repeats", "1", "--mtbert_bf16", "false", "--best_bf16", "false"],
+        [
+            "--rows",
+            "8",
+            "--batch_size",
+            "4",
+            "--repeats",
+            "1",
+            "--mtbert_bf16",
+            "false",
+            "--best_bf16",
+            "false",
+            "--mtbert_variant",
+            "bf16w=weights:bf16,length_buckets:auto",
+            "--mtbert_variant",
+            "packed=packed:true",
+        ],
         rf"predict throughput ratio mtbert/stock-at-best: {NUMBER}",
     ),
     "pcgrad_overhead.py": (
@@ -32,6 +61,28 @@ RUNS = {
     "gpu_step.py": (
         ["--device", "cpu", "--batch_sizes", "4,8", "--steps", "2", "--warmup", "1"],
         rf"share of the measured bf16 matmul rate at batch 4: {NUMBER}%",
+    ),
+    "gpu_graphs.py": (  # its dry run: a tiny encoder for the base-size part, graphs off (no CUDA)
+        [
+            "--device",
+            "cpu",
+            "--tiny",
+            "--batch_size",
+            "4",
+            "--length",
+            "16",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--rows",
+            "16",
+            "--dev_rows",
+            "8",
+            "--dev_steps",
+            "2",
+        ],
+        rf"base-size step share of the measured bf16 matmul rate, graphs on: {NUMBER}%",
     ),
     "profile_step.py": (["--steps", "2", "--batch_size", "4", "--bf16"], r"2 steps: [0-9]+ ms/step .*"),
 }
@@ -50,6 +101,9 @@ def test_benchmark_runs_and_ends_with_its_promised_line(script, tiny_backbone, s
     assert "profile failed" not in done.stdout  # gpu_step.py goes on without its profile; here it must not need to
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert re.fullmatch(last_line, lines[-1]), lines[-5:]
+    variants = [b.split("=")[0] for a, b in itertools.pairwise(args) if a == "--mtbert_variant"]
+    for name in variants:  # each extra side reports its ratios
+        assert any(line.startswith(f"mtbert+{name} ") and "ratio to mtbert" in line for line in lines), name
 
 
 def test_gpu_step_runs_the_step_the_trainer_runs_in_bf16(tiny_backbone, small_minbert):
