@@ -517,17 +517,22 @@ class MultitaskTrainer(Trainer):
             return sum(s["sampled"] for s in sampler.epoch_summary().values())
         return super().num_examples(dataloader)
 
-    @staticmethod
-    def _encoder_token_ids(inputs: dict[str, Any]) -> list[torch.Tensor]:
+    def _encoder_token_ids(self, inputs: dict[str, Any]) -> list[torch.Tensor]:
         """Every token-id tensor the encoder reads in a step: each task's ``input_ids`` and, for a dual head, its
-        second pass over the two sentences (``pair_input_ids``)."""
-        return [
-            batch[key]
-            for batch in inputs.values()
-            if isinstance(batch, dict)
-            for key in ENCODER_INPUT_KEYS
-            if key in batch
-        ]
+        second pass over the two sentences (``pair_input_ids``); a joint group's rows once (one shared pass)."""
+        shared = getattr(self.accelerator.unwrap_model(self.model).config, "shared_encoder", True)
+        seen_groups = set()
+        out = []
+        for task, batch in inputs.items():
+            if not isinstance(batch, dict):
+                continue
+            group = self._joint_task_groups.get(task) if shared else None
+            if group is not None:
+                if group in seen_groups:
+                    continue
+                seen_groups.add(group)
+            out += [batch[key] for key in ENCODER_INPUT_KEYS if key in batch]
+        return out
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """6 × tokens × non-embedding parameters, summed over every encoder pass in the step (the stock formula)."""

@@ -172,6 +172,8 @@ def test_one_encoder_pass_per_shared_batch_and_losses_equal_the_tasks_apart(join
     assert len(calls) == 1
     torch.testing.assert_close(loss, (apart["intent"] + apart["slots"]).detach(), rtol=1e-6, atol=1e-7)
     assert set(trainer._pop_task_losses()) >= {"loss_intent", "loss_slots"}
+    tokens = batch["intent"]["input_ids"].numel()  # the floating-point count sees one pass, not two
+    assert trainer.floating_point_ops(batch) == 6 * tokens * model.num_parameters(exclude_embeddings=True)
 
 
 def test_share_rows_false_keeps_each_task_apart(joint, tmp_path, tokenizer):
