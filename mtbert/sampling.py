@@ -201,6 +201,11 @@ class MultitaskBatchSampler(Sampler[list[int]]):
                     summary[task]["batches"] += 1
         return summary
 
+    def rows_drawn(self, epoch: int | None = None, steps: int | None = None) -> int:
+        """Rows the plan draws (all ranks together), a joint group's shared rows counted once."""
+        summary = self.epoch_summary(epoch, steps)
+        return sum(summary[t]["sampled"] for t in self.units)
+
     def describe(self, epoch: int | None = None) -> str:
         """One line on the epoch's plan: per task, rows sampled of rows available and batches."""
         summary = self.epoch_summary(epoch)
@@ -210,7 +215,7 @@ class MultitaskBatchSampler(Sampler[list[int]]):
             note = f", max_train_samples {cap:,}" if cap and cap < s["available"] else ""
             parts.append(f"{task} {s['sampled']:,} of {s['available']:,} rows in {s['batches']:,} batches{note}")
         how = "one batch of every task per step" if self.all_tasks_per_step else f"{self.task_sampling} task order"
-        total = sum(summary[t]["sampled"] for t in self.units)  # a joint group's rows count once
+        total = sum(summary[t]["sampled"] for t in self.units)  # a joint group's rows count once (rows_drawn)
         joint = [" + ".join(g) for g in self.members.values() if len(g) > 1]
         if joint:
             how += "; rows shared by " + ", ".join(joint)

@@ -478,9 +478,9 @@ class MultitaskTrainer(Trainer):
             logger.info("training data: %s", sampler.describe())
             if args.max_steps > 0:
                 batches = args.max_steps * args.gradient_accumulation_steps
-                drawn = sum(s["sampled"] for s in sampler.epoch_summary(steps=batches).values())
+                drawn = sampler.rows_drawn(steps=batches)
                 if batches > len(sampler):  # several epochs: the first one's rate
-                    total = sum(s["sampled"] for s in sampler.epoch_summary().values())
+                    total = sampler.rows_drawn()
                     drawn = round(total * batches / len(sampler))
                 logger.info(
                     "max_steps %d: training stops after %d batches, %s%s rows (an epoch has %d batches)",
@@ -514,7 +514,7 @@ class MultitaskTrainer(Trainer):
         epoch (capped tasks count their ``max_train_samples``), not the rows of every task pooled."""
         sampler = getattr(dataloader, "batch_sampler", None)
         if isinstance(sampler, MultitaskBatchSampler):
-            return sum(s["sampled"] for s in sampler.epoch_summary().values())
+            return sampler.rows_drawn()  # rows shared by a joint group's tasks count once
         return super().num_examples(dataloader)
 
     def _encoder_token_ids(self, inputs: dict[str, Any]) -> list[torch.Tensor]:

@@ -126,6 +126,8 @@ def test_joint_plan_shares_rows_and_leaves_other_tasks_batches_alone(sampling):
     summary = together.epoch_summary()
     assert summary["slots"] == summary["intent"] and summary["intent"]["batches"] >= 6
     assert "rows shared by intent + slots" in together.describe()
+    if sampling != "temperature":  # (temperature sampling draws a different number of each unit's batches)
+        assert together.rows_drawn() == apart.rows_drawn() - summary["slots"]["sampled"]  # shared rows count once
     with pytest.raises(ValueError, match="same number of rows"):
         MultitaskBatchSampler(sizes, batch_size=4, joint=[("sst", "intent")])
 
