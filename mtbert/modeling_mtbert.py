@@ -27,7 +27,7 @@ import copy
 import inspect
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -114,6 +114,11 @@ def _same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor
         a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
         for a, b in ((first[k], second[k]) for k in first)
     )
+
+
+def _labelled_loss(loss: Callable[[HeadOutput], torch.Tensor], keep: torch.Tensor, output: HeadOutput) -> torch.Tensor:
+    """``loss`` over the rows ``keep`` marks as labelled; zero (still part of the graph) when none is."""
+    return loss(output.rows(keep)) if bool(keep.any()) else output.logits.float().sum() * 0.0
 
 
 class EncoderPasses:
@@ -527,8 +532,7 @@ class MultitaskBertModel(PreTrainedModel):
                     temperature=distill_temperature,
                 )
             if keep is not None:  # the loss over the labelled rows only (zero, graph kept, when there is none)
-                gold_loss = task_loss
-                task_loss = lambda out: gold_loss(out.rows(keep)) if keep.any() else out.logits.float().sum() * 0.0  # noqa: E731
+                task_loss = partial(_labelled_loss, task_loss, keep)
             if rdrop:
                 first, second = output.halves(input_ids.shape[0] // 2)
                 loss = 0.5 * (task_loss(first) + task_loss(second))
