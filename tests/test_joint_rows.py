@@ -325,3 +325,22 @@ def test_tasks_reading_one_file_keep_rows_labelled_for_the_other_task_only(tmp_p
     assert dataset.task_rows["intent"][1]["label"] == IGNORE_INDEX
     assert set(dataset.task_rows["slots"][2]["token_labels"]) == {IGNORE_INDEX}
     assert set(dataset.task_rows["slots"][1]["token_labels"]) != {IGNORE_INDEX}
+
+
+def test_data_parallel_ranks_split_a_joint_batch_alike_for_every_member():
+    sizes = {"sst": 37, "intent": 24, "slots": 24}
+    dataset = MultitaskDataset({t: [{"input_ids": [t, i]} for i in range(n)] for t, n in sizes.items()})
+    one = MultitaskBatchSampler(sizes, batch_size=8, seed=5, joint=[("intent", "slots")])
+    ranks = [
+        MultitaskBatchSampler(sizes, batch_size=4, seed=5, joint=[("intent", "slots")], num_replicas=2, rank=r)
+        for r in (0, 1)
+    ]
+    for whole, *parts in zip(one, *ranks):
+        rows = [[dataset[i] for i in part] for part in parts]
+        for items in rows:  # each rank's slice holds both members over the same rows
+            assert [r["input_ids"][1] for t, r in items if t == "intent"] == [
+                r["input_ids"][1] for t, r in items if t == "slots"
+            ]
+        # the ranks together take the single process's global batch (a short last one topped up with other rows)
+        together = [i for part in parts for i in part]
+        assert sorted(together) == sorted(whole) if len(together) == len(whole) else set(whole) < set(together)
