@@ -164,8 +164,12 @@ def _validated_rows(
     max_text_chars: int = 100_000,
     label_names: list[str] | None = None,
     strict_labels: bool = False,
+    keep_unlabelled: bool = False,
 ) -> dict[str, list]:
     """Check each record; keep good rows as ``id``/``text``/``text_pair``/``label`` columns, count bad ones.
+
+    ``keep_unlabelled``: a row without a label (an empty cell) is kept with label ``None`` instead of skipped: in a
+    data set shared by several tasks it still trains the tasks it has labels for.
 
     ``strict_labels``: a label the task does not know (outside ``0..num_labels-1``, not in ``label_names``, a score
     outside ``score_range``) raises a :class:`DataFileError` after the whole split is read, instead of being skipped.
@@ -189,6 +193,8 @@ def _validated_rows(
             if label_scale != 1.0 and raw is not None and not isinstance(raw, str):
                 raw = float(raw) * label_scale
             label, reason = parse_label(raw, spec, label_names)
+            if keep_unlabelled and reason == "empty label":
+                reason = None
             if reason is not None and reason.startswith(LABEL_VALUE_REASONS):
                 if len(report.bad_label_examples) < 3:
                     report.bad_label_examples.append((row_number, raw))
@@ -443,6 +449,7 @@ def _dataset_split(
     id_column: str | None,
     label_scale: float = 1.0,
     id_required: bool = False,
+    keep_unlabelled: bool = False,
 ) -> datasets.Dataset:
     """One loaded split → ``id``/``text``/``text_pair``/``label``; unknown label values are errors (strict)."""
     found = raw.column_names
@@ -468,6 +475,7 @@ def _dataset_split(
         label_scale=label_scale,
         label_names=None if is_regression(spec) else spec.get("label_names"),
         strict_labels=True,
+        keep_unlabelled=keep_unlabelled,
     )
     return _to_dataset(columns, spec, report)
 
@@ -489,6 +497,7 @@ def _token_split(
     tokens_column: str,
     tags_column: str,
     id_column: str | None,
+    keep_unlabelled: bool = False,
 ) -> datasets.Dataset:
     """One loaded split of a token task (words and tags columns) → ``id``/``tokens``/``text``/``label``."""
     found = raw.column_names
@@ -510,7 +519,7 @@ def _token_split(
             spec["label_names"], spec["num_labels"] = list(tag_names), len(tag_names)
             logger.info("task %s: %d tags from the dataset's ClassLabel names", task, len(tag_names))
     if labelled and split == "train":
-        complete_label_names(task, spec, raw[tags_column])
+        complete_label_names(task, spec, [tags for tags in raw[tags_column] if tags is not None])
     if labelled:
         _need_label_names(task, spec, split)
     return token_rows(
@@ -522,6 +531,7 @@ def _token_split(
         tags_column if labelled else None,
         id_column if id_column in found else None,
         tag_names,
+        keep_unlabelled=keep_unlabelled,
     )
 
 
@@ -591,11 +601,18 @@ def hub_source(
 
 
 def load_hub_task(
-    task: str, spec: dict[str, Any], source: HubSource, splits: Iterable[str] = SPLITS, cache_dir: str | None = None
+    task: str,
+    spec: dict[str, Any],
+    source: HubSource,
+    splits: Iterable[str] = SPLITS,
+    cache_dir: str | None = None,
+    unlabelled_rows: Iterable[str] = (),
 ) -> dict[str, datasets.Dataset]:
     """The splits of a task from a Hub dataset, columns mapped to ``id``/``text``/``text_pair``/``label``.
 
     The dataset is loaded once; a ``test`` split it lacks is left out (unless ``splits`` names one explicitly).
+    ``unlabelled_rows``: splits whose rows without the task's label are kept (label ``None``), see
+    :func:`load_task_data`.
     """
     dataset = f"{source.path}" + (f" ({source.name})" if source.name else "")
     try:
@@ -632,6 +649,7 @@ def load_hub_task(
                 source.tokens_column,
                 source.tags_column,
                 source.id_column or "id",
+                keep_unlabelled=split in unlabelled_rows,
             )
             continue
         out[split] = _dataset_split(
@@ -644,6 +662,7 @@ def load_hub_task(
             source.label_column,
             source.id_column,
             source.label_scale,
+            keep_unlabelled=split in unlabelled_rows,
         )
     return out
 
@@ -808,9 +827,15 @@ def file_source(task: str, spec: dict[str, Any], entry: dict[str, Any], where: s
 
 
 def load_file_task(
-    task: str, spec: dict[str, Any], source: FileSource, splits: Iterable[str] = SPLITS, cache_dir: str | None = None
+    task: str,
+    spec: dict[str, Any],
+    source: FileSource,
+    splits: Iterable[str] = SPLITS,
+    cache_dir: str | None = None,
+    unlabelled_rows: Iterable[str] = (),
 ) -> dict[str, datasets.Dataset]:
-    """The splits of a task from local files, read by ``datasets.load_dataset`` (csv / json / parquet builders)."""
+    """The splits of a task from local files, read by ``datasets.load_dataset`` (csv / json / parquet builders).
+    ``unlabelled_rows``: splits whose rows without the task's label are kept (see :func:`load_task_data`)."""
     out = {}
     for split in splits:
         paths = source.data_files.get(split)
@@ -840,7 +865,15 @@ def load_file_task(
         id_column = source.id_column or "id"
         if get_kind(spec).input == "tokens":
             out[split] = _token_split(
-                task, spec, raw, split, where, source.tokens_column, source.tags_column, id_column
+                task,
+                spec,
+                raw,
+                split,
+                where,
+                source.tokens_column,
+                source.tags_column,
+                id_column,
+                keep_unlabelled=split in unlabelled_rows,
             )
             continue
         out[split] = _dataset_split(
@@ -854,6 +887,7 @@ def load_file_task(
             id_column,
             source.label_scale,
             id_required=source.id_column is not None,
+            keep_unlabelled=split in unlabelled_rows,
         )
     return out
 
@@ -927,13 +961,34 @@ def load_task_data(
     source: MinbertSource | FileSource | HubSource,
     splits: Iterable[str] = SPLITS,
     cache_dir: str | None = None,
+    unlabelled_rows: Iterable[str] = (),
 ) -> dict[str, datasets.Dataset]:
-    """``{split: Dataset}`` of one task from its resolved source (see :func:`task_source`); test may be absent."""
+    """``{split: Dataset}`` of one task from its resolved source (see :func:`task_source`); test may be absent.
+
+    ``unlabelled_rows`` (``files`` and ``hub`` sources): the splits whose rows without this task's label are kept,
+    with label ``None``, instead of skipped; for a data set shared with other tasks (:func:`shared_sources`), whose
+    rows then stay aligned and train the tasks they have labels for."""
     if isinstance(source, MinbertSource):
         return load_minbert_task(task, spec, source.data_dir, splits)
     if isinstance(source, HubSource):
-        return load_hub_task(task, spec, source, splits, cache_dir)
-    return load_file_task(task, spec, source, splits, cache_dir)
+        return load_hub_task(task, spec, source, splits, cache_dir, unlabelled_rows)
+    return load_file_task(task, spec, source, splits, cache_dir, unlabelled_rows)
+
+
+def shared_sources(sources: dict[str, MinbertSource | FileSource | HubSource]) -> set[str]:
+    """The tasks whose ``task_data`` reads the same files (or Hub dataset and splits) as another task's: their
+    rows can carry labels for several tasks (:meth:`mtbert.sampling.MultitaskDataset.joint_groups`)."""
+
+    def where(source):
+        if isinstance(source, FileSource):
+            return ("files", tuple(sorted(source.data_files.items())), source.format)
+        if isinstance(source, HubSource):
+            return ("hub", source.path, source.name, tuple(sorted(source.splits.items())))
+        return None
+
+    keys = {task: where(source) for task, source in sources.items()}
+    counts = Counter(k for k in keys.values() if k is not None)
+    return {task for task, key in keys.items() if key is not None and counts[key] > 1}
 
 
 def load_task_splits(

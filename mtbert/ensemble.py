@@ -4,7 +4,9 @@ Members are combined by averaging what each predicts, on the scale the predictio
 - sentence classification: the mean of the softmax probabilities, then the argmax (score: its mean probability);
 - paraphrase with a classifier head: the mean sigmoid probability, positive above 0.5;
 - paraphrase with a cosine head: the mean cosine, positive above the first member's ``cosine_threshold``;
-- similarity (pair regression): the mean predicted score.
+- similarity (pair regression): the mean predicted score;
+- token classification: per sub-token, the mean of the softmax probabilities, then each word takes its first
+  sub-token's argmax (one list of tags per row, as ``predict_task`` gives it).
 
 Every member must have the same tasks, with the same kinds (and label counts, score ranges, cosine-or-not paraphrase
 heads); they may differ in everything else, input layout included: each member reads its task's rows tokenized for
@@ -13,6 +15,7 @@ its own head. An ensemble costs one forward pass per member; ``mtbert.averaging`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,8 +27,10 @@ import torch
 
 from .configuration_mtbert import MultitaskConfigError
 from .heads_mtbert import CosineThreshold, input_layout, objective
+from .kinds_mtbert import get_kind
 from .metrics import score_tasks
 from .predict import leaderboard_name, task_logits, write_leaderboard_file
+from .token_data import token_results
 
 logger = logging.getLogger("mtbert")
 
@@ -103,6 +108,25 @@ def combine_logits(spec: dict[str, Any], member_logits: Sequence[torch.Tensor]) 
     return predictions.double().numpy(), scores.double().numpy()
 
 
+def _pad_token_logits(member_logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """A token task's ``(rows, length, tags)`` logits of every member padded to one length (members batch alike, but
+    their padded lengths need not agree); the padding is never read (no word starts there)."""
+    longest = max(x.shape[1] for x in member_logits)
+    return [torch.nn.functional.pad(x, (0, 0, 0, longest - x.shape[1]), value=-100.0) for x in member_logits]
+
+
+def combine_results(spec: dict[str, Any], member_logits: Sequence[torch.Tensor], dataset) -> tuple[Any, Any]:
+    """``(predictions, scores)`` of the ensemble for the rows of a tokenized split: :func:`combine_logits`, and for a
+    token task the combined sub-token tags put back on the words (``dataset``'s ``word_ids``/``tokens``), one list
+    per row."""
+    if get_kind(spec).target != "tags":
+        return combine_logits(spec, member_logits)
+    member_logits = _pad_token_logits(member_logits)
+    rows = dataset.select_columns(["word_ids", "tokens"])
+    result = token_results(rows, member_logits[0], lambda _: objective(spec).combine(member_logits), spec)
+    return result["predictions"], result["scores"]
+
+
 def _datasets_per_member(models: Sequence[Any], task: str, dataset) -> list:
     if isinstance(dataset, (list, tuple)):
         if len(dataset) != len(models):
@@ -143,7 +167,7 @@ def ensemble_predict_task(
         task_logits(m, task, d, batch_size=batch_size, pad_token_id=pad_token_id, device=device, progress=progress)
         for m, d in zip(models, member_data)
     ]
-    predictions, scores = combine_logits(models[0].config.tasks[task], member_logits)
+    predictions, scores = combine_results(models[0].config.tasks[task], member_logits, member_data[0])
     return {"index": np.arange(len(member_data[0])), "predictions": predictions, "scores": scores}
 
 
@@ -165,6 +189,21 @@ def _check_same_tokenizer(first, other, first_path: str, path: str) -> None:
         raise MultitaskConfigError(
             f"{path!r} uses another tokenizer than {first_path!r}: an ensemble reads every row through one tokenizer"
         )
+
+
+def _for_task(data_args, task: str):
+    """``data_args`` with only ``task``'s ``task_data`` entry: each task is loaded on its own here, and the other
+    entries would name tasks it does not know."""
+    entries = data_args.task_data
+    if not isinstance(entries, dict) or set(entries) <= {task}:
+        return data_args
+    return dataclasses.replace(data_args, task_data={task: entries[task]} if task in entries else None)
+
+
+def _object_array(rows: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(rows), dtype=object)
+    out[:] = [list(r) for r in rows]
+    return out
 
 
 def predict_ensemble(
@@ -206,7 +245,8 @@ def predict_ensemble(
         for task, spec in config.tasks.items():
             key = (task, input_layout(spec))
             if key not in data:
-                data[key] = load_tokenized({task: spec}, data_args, tokenizer, splits=("dev", "test"))[task]
+                task_args = _for_task(data_args, task)
+                data[key] = load_tokenized({task: spec}, task_args, tokenizer, splits=("dev", "test"))[task]
     splits = {}  # a task of your own may have no test split
     for task in tasks:
         variants = [d for (t, _), d in data.items() if t == task]
@@ -228,7 +268,8 @@ def predict_ensemble(
                 dataset = data[(task, input_layout(spec))][split]
                 out = task_logits(model, task, dataset, batch_size=batch_size, pad_token_id=pad_token_id)
                 logits[(task, split)].append(out)
-            member_dev[task] = model.postprocess(task, logits[(task, "dev")][-1])[0].double().numpy()
+            dev = data[(task, input_layout(spec))]["dev"]
+            member_dev[task] = combine_results(spec, logits[(task, "dev")][-1:], dev)[0]  # the member alone
         member_dev_metrics.append(member_dev)
         del model
 
@@ -237,18 +278,20 @@ def predict_ensemble(
     for task, spec in tasks.items():
         reference = data[(task, input_layout(spec))]
         for split in splits[task]:
-            predictions, _ = combine_logits(spec, logits[(task, split)])
+            predictions, _ = combine_results(spec, logits[(task, split)], reference[split])
             name, column = leaderboard_name(task, split)
             path = os.path.join(output_dir, name)
-            write_leaderboard_file(path, reference[split]["id"], predictions, spec["kind"], column)
+            write_leaderboard_file(path, reference[split]["id"], predictions, spec["kind"], column, spec)
             written.append(path)
             if split == "dev":
                 dev_predictions[task] = predictions
-                dev_labels[task] = np.asarray(reference["dev"]["label"])
+                labels = reference["dev"]["label"]
+                dev_labels[task] = _object_array(labels) if get_kind(spec).label_is_sequence else np.asarray(labels)
 
-    metrics = score_tasks(kinds, dev_predictions, dev_labels)
+    label_names = {task: spec.get("label_names") for task, spec in tasks.items()}
+    metrics = score_tasks(kinds, dev_predictions, dev_labels, label_names=label_names)
     for path, member_dev in zip(model_paths, member_dev_metrics):
-        member = score_tasks(kinds, member_dev, dev_labels)
+        member = score_tasks(kinds, member_dev, dev_labels, label_names=label_names)
         logger.info("dev average of %s alone: %.4f", path, member["eval_average"])
     logger.info("dev average of the ensemble of %d models: %.4f", len(model_paths), metrics["eval_average"])
     os.makedirs(output_dir, exist_ok=True)

@@ -321,6 +321,26 @@ class HeadOutput:
         )
         return first, second
 
+    def rows(self, keep: torch.Tensor) -> HeadOutput:
+        """The rows where the boolean ``keep`` is true (the labelled rows of a batch)."""
+
+        def take(value):
+            if value is None:
+                return None
+            return tuple(take(x) for x in value) if isinstance(value, tuple) else value[keep]
+
+        return HeadOutput(**{f.name: take(getattr(self, f.name)) for f in fields(self)})
+
+
+def labelled_rows(labels: torch.Tensor) -> torch.Tensor | None:
+    """Which rows of a batch carry a label: not ``-100`` (classes), not NaN (scores), at least one tag that is not
+    ``-100`` (token tasks); ``None`` when every row does. A row shared by several tasks may be labelled for some only.
+    """
+    has = ~torch.isnan(labels) if labels.is_floating_point() else labels != IGNORE_INDEX
+    if has.dim() > 1:
+        has = has.reshape(has.shape[0], -1).any(dim=-1)
+    return None if bool(has.all()) else has
+
 
 class ClassifierHead(nn.Module):
     """``linear``: dropout → linear (the paper's 1-layer). ``mlp``: dropout → d×d → GELU → linear (2-layer)."""

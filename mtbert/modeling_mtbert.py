@@ -27,7 +27,7 @@ import copy
 import inspect
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -47,6 +47,7 @@ from .heads_mtbert import (
     angle_similarity,
     build_head,
     cosent_loss,
+    labelled_rows,
 )
 
 
@@ -113,6 +114,11 @@ def _same_tensors(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor
         a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
         for a, b in ((first[k], second[k]) for k in first)
     )
+
+
+def _labelled_loss(loss: Callable[[HeadOutput], torch.Tensor], keep: torch.Tensor, output: HeadOutput) -> torch.Tensor:
+    """``loss`` over the rows ``keep`` marks as labelled; zero (still part of the graph) when none is."""
+    return loss(output.rows(keep)) if bool(keep.any()) else output.logits.float().sum() * 0.0
 
 
 class EncoderPasses:
@@ -481,6 +487,7 @@ class MultitaskBertModel(PreTrainedModel):
         teacher_targets: torch.Tensor | None = None,
         distill_alpha: float = 0.5,
         distill_temperature: float = 1.0,
+        encoder_passes: EncoderPasses | None = None,
     ) -> MultitaskOutput | tuple:
         r"""Run one task's batch.
 
@@ -493,6 +500,10 @@ class MultitaskBertModel(PreTrainedModel):
         With ``teacher_targets`` (a teacher's log-probabilities or scores for the batch, see
         :mod:`mtbert.distillation`) the loss is ``(1 − distill_alpha) · gold loss + distill_alpha · soft loss``, the
         soft loss at ``distill_temperature`` as the head's objective defines it.
+
+        Rows without a label (``-100`` for classes, NaN for a score, every tag ``-100`` for a token task: a shared
+        row labelled for another task only) add nothing to the loss. ``encoder_passes``: an :class:`EncoderPasses`
+        shared with other tasks' batches of the same rows (training several heads from one encoder pass).
         """
         task = self._resolve_task(task)
         spec = self.config.tasks[task]
@@ -503,11 +514,15 @@ class MultitaskBertModel(PreTrainedModel):
             twice = lambda t: None if t is None else torch.cat([t, t])  # noqa: E731
             input_ids, attention_mask, token_type_ids = map(twice, (input_ids, attention_mask, token_type_ids))  # type: ignore[assignment]
         inputs = (input_ids, attention_mask, token_type_ids, pair_input_ids, pair_attention_mask)
-        output = self._head_output(task, *inputs)
+        output = self._head_output(task, *inputs, passes=encoder_passes)
         logits, embeddings = output.logits, output.embeddings
 
         loss = None
         if labels is not None:
+            keep = labelled_rows(labels)  # None: every row has a label (the usual case, left as it is)
+            if keep is not None:
+                labels = labels[keep]
+                teacher_targets = None if teacher_targets is None else teacher_targets[keep]
             if teacher_targets is None:
                 task_loss = partial(head.loss, labels=labels)
             else:
@@ -519,8 +534,10 @@ class MultitaskBertModel(PreTrainedModel):
                     alpha=distill_alpha,
                     temperature=distill_temperature,
                 )
+            if keep is not None:  # the loss over the labelled rows only (zero, graph kept, when there is none)
+                task_loss = partial(_labelled_loss, task_loss, keep)
             if rdrop:
-                first, second = output.halves(labels.shape[0])
+                first, second = output.halves(input_ids.shape[0] // 2)
                 loss = 0.5 * (task_loss(first) + task_loss(second))
                 loss = loss + spec["rdrop_alpha"] * head.divergence(first.logits, second.logits)
                 logits, embeddings = first.logits, first.embeddings

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer
 from .arguments import DataArguments, ModelArguments
 from .checkpoints import CheckpointError, checkpoint_folders
 from .configuration_mtbert import MultitaskConfigError
-from .data import DataFileError, load_task_data, tokenize_task
+from .data import DataFileError, load_task_data, shared_sources, tokenize_task
 from .loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
 from .modeling_mtbert import MultitaskBertModel, quantize_int8, resolve_quantize
 from .predict import TaskSplits, cap_splits, predict_file, write_predictions
@@ -172,7 +172,15 @@ def load_tokenized(
     out = {}
     sources = data_args.task_sources(tasks)  # each task's task_data entry, else data_source (test may be absent)
     # every task's files are read and checked before any is tokenized: a bad file fails fast
-    raws = {task: load_task_data(task, spec, sources[task], splits=splits) for task, spec in tasks.items()}
+    # tasks reading one data set keep its training rows that lack their label (None): the rows stay aligned, so the
+    # tasks share them (MultitaskTrainer: one encoder pass per batch), each learning from the rows labelled for it
+    shared = shared_sources(sources)
+    raws = {
+        task: load_task_data(
+            task, spec, sources[task], splits=splits, unlabelled_rows=("train",) if task in shared else ()
+        )
+        for task, spec in tasks.items()
+    }
     for task, spec in tasks.items():
         raw = raws[task]
         caps = {"dev": data_args.max_eval_samples, "test": getattr(data_args, "max_predict_samples", None)}

@@ -14,6 +14,12 @@ The plan depends only on ``(seed, epoch)``, so the Trainer's "skip the first k b
 Under data parallelism, every rank takes the same step's task and its own contiguous slice of the global batch,
 so a global batch equals the single-process batch of the same size.
 
+Tasks whose training rows are the same rows (``joint``: an utterance with an intent label and slot tags, read by an
+intent task and a slot task) are one unit of the plan: the group's first task draws the batches as a task on its own
+would, and every member takes the same rows, so the step holds one batch per member over the same inputs, encoded
+once (:meth:`MultitaskDataset.joint_groups` finds such groups). Under ``round_robin`` the group is one slot of the
+rotation; the other tasks' batches are the ones they would get without the group.
+
 With ``group_by_length`` (length bucketing), each task's rows are regrouped by token length within windows of 50
 batches and the batches shuffled, which cuts padding (and time) substantially on sentence tasks; batch contents
 then depend on the batch size, so gradient accumulation no longer reproduces a larger batch exactly.
@@ -28,6 +34,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from .collators import MODEL_COLUMNS, TEACHER_COLUMN
+from .kinds_mtbert import IGNORE_INDEX
 
 TASK_SAMPLINGS = ("round_robin", "proportional", "temperature")
 
@@ -48,11 +55,16 @@ class MultitaskDataset(Dataset):
     @classmethod
     def from_datasets(cls, task_datasets: dict, columns=(*MODEL_COLUMNS, "label", TEACHER_COLUMN)):
         """Materialise the model-facing columns of tokenized ``datasets.Dataset`` objects as Python rows (fast
-        access)."""
+        access). A missing label (``None``) becomes ``-100`` (``NaN`` for scores): the row trains the other tasks
+        that share it, not this one."""
         task_rows = {}
         for task, ds in task_datasets.items():
             keep = [c for c in columns if c in ds.column_names]
             data = ds.select_columns(keep).to_dict()
+            if "label" in data and None in data["label"]:  # a shared row labelled for other tasks only
+                dtype = getattr(ds.features["label"], "dtype", "int64")
+                missing = float("nan") if dtype.startswith("float") else IGNORE_INDEX
+                data["label"] = [missing if v is None else v for v in data["label"]]
             task_rows[task] = [dict(zip(keep, values)) for values in zip(*(data[c] for c in keep))]
         return cls(task_rows)
 
@@ -64,6 +76,28 @@ class MultitaskDataset(Dataset):
             if index >= self.offsets[task]:
                 return task, self.task_rows[task][index - self.offsets[task]]
         raise IndexError(index)
+
+    def joint_groups(self, caps: dict[str, int] | None = None) -> list[tuple[str, ...]]:
+        """Groups of tasks (two or more, in task order) whose training rows are the same rows in the same order: equal
+        encoder inputs row by row (a shared ``task_data`` file read through the same text) and the same
+        ``max_train_samples`` cap in ``caps``. Such tasks can share each batch and its encoder pass."""
+        caps = caps or {}
+        groups: list[list[str]] = []
+        for task in self.tasks:
+            for group in groups:
+                if caps.get(task) == caps.get(group[0]) and self._same_inputs(group[0], task):
+                    group.append(task)
+                    break
+            else:
+                groups.append([task])
+        return [tuple(g) for g in groups if len(g) > 1]
+
+    def _same_inputs(self, first: str, second: str) -> bool:
+        rows_a, rows_b = self.task_rows[first], self.task_rows[second]
+        if len(rows_a) != len(rows_b) or not rows_a:
+            return False
+        keys = [k for k in MODEL_COLUMNS if k != "token_labels"]
+        return all(a.get(k) == b.get(k) for a, b in zip(rows_a, rows_b) for k in keys)
 
     def lengths(self) -> dict[str, list[int]]:
         """Token length of each row (the longer sentence of a separately encoded pair), for length bucketing."""
@@ -92,6 +126,7 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         lengths: dict[str, Sequence[int]] | None = None,
         bucket_batches: int = 50,
+        joint: Sequence[Sequence[str]] = (),
     ):
         if task_sampling not in TASK_SAMPLINGS:
             raise ValueError(f"task_sampling must be one of {', '.join(TASK_SAMPLINGS)}, got {task_sampling!r}")
@@ -104,6 +139,17 @@ class MultitaskBatchSampler(Sampler[list[int]]):
             raise ValueError(f"task(s) {', '.join(empty)} have no training rows")
         self.tasks = list(task_sizes)
         self.sizes = dict(task_sizes)
+        # the plan's units: each task on its own, or a joint group under its first task (members share the rows)
+        self.members: dict[str, tuple[str, ...]] = {t: (t,) for t in self.tasks}
+        for group in joint:
+            group = tuple(group)
+            unknown = [t for t in group if t not in self.members]
+            if len(group) < 2 or unknown or len({self.sizes[t] for t in group}) > 1:
+                raise ValueError(f"joint group {group}: two or more distinct tasks with the same number of rows")
+            for task in group[1:]:
+                del self.members[task]
+            self.members[group[0]] = group
+        self.units = list(self.members)
         self.offsets = {}
         offset = 0
         for task in self.tasks:
@@ -135,7 +181,7 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         return math.ceil(self.rows_per_epoch(task) / self.global_batch_size)
 
     def __len__(self) -> int:
-        counts = [self.batches_per_epoch(t) for t in self.tasks]
+        counts = [self.batches_per_epoch(t) for t in self.units]
         return max(counts) if self.all_tasks_per_step else sum(counts)
 
     def set_epoch(self, epoch: int) -> None:
@@ -149,10 +195,16 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         task cycled under ``sum``/``pcgrad`` or drawn often under ``temperature`` sampling."""
         summary = {t: {"available": self.sizes[t], "sampled": 0, "batches": 0} for t in self.tasks}
         for step in self.plan(epoch)[:steps]:
-            for task, rows in step:
-                summary[task]["sampled"] += len(rows)
-                summary[task]["batches"] += 1
+            for unit, rows in step:
+                for task in self.members[unit]:
+                    summary[task]["sampled"] += len(rows)
+                    summary[task]["batches"] += 1
         return summary
+
+    def rows_drawn(self, epoch: int | None = None, steps: int | None = None) -> int:
+        """Rows the plan draws (all ranks together), a joint group's shared rows counted once."""
+        summary = self.epoch_summary(epoch, steps)
+        return sum(summary[t]["sampled"] for t in self.units)
 
     def describe(self, epoch: int | None = None) -> str:
         """One line on the epoch's plan: per task, rows sampled of rows available and batches."""
@@ -163,7 +215,10 @@ class MultitaskBatchSampler(Sampler[list[int]]):
             note = f", max_train_samples {cap:,}" if cap and cap < s["available"] else ""
             parts.append(f"{task} {s['sampled']:,} of {s['available']:,} rows in {s['batches']:,} batches{note}")
         how = "one batch of every task per step" if self.all_tasks_per_step else f"{self.task_sampling} task order"
-        total = sum(s["sampled"] for s in summary.values())
+        total = sum(summary[t]["sampled"] for t in self.units)  # a joint group's rows count once (rows_drawn)
+        joint = [" + ".join(g) for g in self.members.values() if len(g) > 1]
+        if joint:
+            how += "; rows shared by " + ", ".join(joint)
         return (
             f"{total:,} rows and {len(self):,} steps per epoch ({how}, global batch {self.global_batch_size}): "
             + "; ".join(parts)
@@ -197,27 +252,31 @@ class MultitaskBatchSampler(Sampler[list[int]]):
         return out
 
     def plan(self, epoch: int | None = None) -> list[list[tuple[str, np.ndarray]]]:
-        """The epoch's steps; each step is a list of ``(task, global batch row numbers)``."""
+        """The epoch's steps; each step is a list of ``(task, global batch row numbers)`` (a joint group's first
+        task stands for the group: its members take the same row numbers)."""
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch])
-        streams = {
-            t: self._task_stream(t, np.random.default_rng([self.seed, epoch, i])) for i, t in enumerate(self.tasks)
+        units = self.units  # every task, unless joint groups made some the rows of another
+        streams = {  # a task's stream is seeded by its place among all tasks, joint groups or not
+            t: self._task_stream(t, np.random.default_rng([self.seed, epoch, i]))
+            for i, t in enumerate(self.tasks)
+            if t in self.members
         }
-        counts = {t: self.batches_per_epoch(t) for t in self.tasks}
+        counts = {t: self.batches_per_epoch(t) for t in units}
         if self.all_tasks_per_step:
-            return [[(t, next(streams[t])) for t in self.tasks] for _ in range(len(self))]
+            return [[(t, next(streams[t])) for t in units] for _ in range(len(self))]
         if self.task_sampling == "round_robin":
-            order = [t for k in range(max(counts.values())) for t in self.tasks if k < counts[t]]
+            order = [t for k in range(max(counts.values())) for t in units if k < counts[t]]
         elif self.task_sampling == "proportional":
-            order = [t for t in self.tasks for _ in range(counts[t])]
+            order = [t for t in units for _ in range(counts[t])]
             rng.shuffle(order)
         else:
-            weights = np.array([self.rows_per_epoch(t) ** (1.0 / self.temperature) for t in self.tasks], dtype=float)
-            picks = rng.choice(len(self.tasks), size=len(self), p=weights / weights.sum())
-            order = [self.tasks[i] for i in picks]
+            weights = np.array([self.rows_per_epoch(t) ** (1.0 / self.temperature) for t in units], dtype=float)
+            picks = rng.choice(len(units), size=len(self), p=weights / weights.sum())
+            order = [units[i] for i in picks]
         return [[(t, next(streams[t]))] for t in order]
 
     def __iter__(self) -> Iterator[list[int]]:
         lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         for step in self.plan():
-            yield [self.offsets[t] + int(i) for t, rows in step for i in rows[lo:hi]]
+            yield [self.offsets[t] + int(i) for unit, rows in step for t in self.members[unit] for i in rows[lo:hi]]

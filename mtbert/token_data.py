@@ -20,7 +20,7 @@ from typing import Any
 
 import datasets
 
-from .kinds_mtbert import get_kind
+from .kinds_mtbert import IGNORE_INDEX, get_kind
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +123,12 @@ def token_rows(
     tags_column: str | None = "tags",
     id_column: str | None = "id",
     tag_names: list[str] | None = None,
+    keep_unlabelled: bool = False,
 ) -> datasets.Dataset:
     """Checked rows of a token task as a ``Dataset``; sentences with no word, or with a tag count that differs from
-    the word count, are skipped and counted; a tag the task does not know stops the run with one clear line."""
+    the word count, are skipped and counted; a tag the task does not know stops the run with one clear line.
+    ``keep_unlabelled``: a sentence without tags (none given) is kept with label ``None`` (no loss for this task;
+    a row shared with other tasks)."""
     from .data import DataFileError, LoadReport
 
     kind = get_kind(spec)
@@ -141,15 +144,16 @@ def token_rows(
             continue
         label = None
         if tags_column is not None:
-            raw = record.get(tags_column)
+            raw: Any = record.get(tags_column)
             if isinstance(raw, str):
                 raw = raw.split()
-            if raw is None or len(raw) != len(words):
+            unlabelled = keep_unlabelled and not raw  # no tags given: a row shared with other tasks
+            if not unlabelled and (raw is None or len(raw) != len(words)):
                 report.skipped["tag count differs from word count"] += 1
                 continue
-            if tag_names is not None:  # ids of a ClassLabel sequence: its names
+            if tag_names is not None and not unlabelled:  # ids of a ClassLabel sequence: its names
                 raw = [tag_names[int(t)] if isinstance(t, int) and 0 <= t < len(tag_names) else t for t in raw]
-            label, reason = kind.parse_label(list(raw), spec)
+            label, reason = (None, None) if unlabelled else kind.parse_label(list(raw), spec)
             if reason is not None:
                 for tag in raw:
                     if str(tag) not in spec["label_names"]:
@@ -193,9 +197,11 @@ def tokenize_token_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any]
 
     out: dict[str, list] = tokenize_words(tokenizer, batch["tokens"], max_length)
     out["length"] = [len(ids) for ids in out["input_ids"]]
-    if "label" in batch:
+    if "label" in batch:  # a row without tags (shared with other tasks) has none to learn: -100 everywhere
         out["token_labels"] = [
             align_word_labels(word_ids, labels, spec.get("label_all_tokens", False))
+            if labels is not None
+            else [IGNORE_INDEX] * len(word_ids)
             for word_ids, labels in zip(out["word_ids"], batch["label"])
         ]
     return out

@@ -42,7 +42,7 @@ from .cuda_graphs import training_graphs
 from .distillation import DistillationSettings, label_training_data
 from .kinds_mtbert import get_kind
 from .metrics import PRIMARY_METRIC, compute_task_metrics
-from .modeling_mtbert import sdpa_kernels
+from .modeling_mtbert import EncoderPasses, sdpa_kernels
 from .optimization import RowSparseAdamW, parameter_learning_rates, word_embedding_weights
 from .packing import enable_packing
 from .sampling import MultitaskBatchSampler, MultitaskDataset
@@ -205,6 +205,7 @@ class MultitaskTrainer(Trainer):
         self._telemetry_logs: dict[str, torch.Tensor] = {}
         self._last_task_batches: dict[str, dict[str, torch.Tensor]] = {}
         self._task_gradients: TaskGradients | None = None
+        self._joint_task_groups: dict[str, tuple[str, ...]] = {}  # task → its joint group (rows shared)
         self._eval_loaders: dict[tuple, tuple[DataLoader, np.ndarray]] = {}
         self._nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
@@ -485,14 +486,15 @@ class MultitaskTrainer(Trainer):
             num_replicas=args.world_size,
             rank=args.process_index,
             lengths=self.train_dataset.lengths() if args.group_by_length else None,
+            joint=self._find_joint_groups(),
         )
         if args.should_log:
             logger.info("training data: %s", sampler.describe())
             if args.max_steps > 0:
                 batches = args.max_steps * args.gradient_accumulation_steps
-                drawn = sum(s["sampled"] for s in sampler.epoch_summary(steps=batches).values())
+                drawn = sampler.rows_drawn(steps=batches)
                 if batches > len(sampler):  # several epochs: the first one's rate
-                    total = sum(s["sampled"] for s in sampler.epoch_summary().values())
+                    total = sampler.rows_drawn()
                     drawn = round(total * batches / len(sampler))
                 logger.info(
                     "max_steps %d: training stops after %d batches, %s%s rows (an epoch has %d batches)",
@@ -513,25 +515,40 @@ class MultitaskTrainer(Trainer):
             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
         )
 
+    def _find_joint_groups(self) -> list[tuple[str, ...]]:
+        """The training tasks that share rows (``share_rows``): the same rows, encoded alike, under the same cap
+        (:meth:`MultitaskDataset.joint_groups`). Each of their steps then feeds all of them from one encoder pass."""
+        dataset = self.train_dataset
+        groups = dataset.joint_groups(self.max_train_samples) if self.args.share_rows else []
+        self._joint_task_groups = {task: group for group in groups for task in group}
+        if groups and self.args.should_log:
+            logger.info("tasks sharing their rows and each batch's encoder pass: %s", "; ".join(map(str, groups)))
+        return groups
+
     def num_examples(self, dataloader: DataLoader) -> int:
         """The stock banner's ``Num examples``: for the training loader, the rows the multitask plan samples per
         epoch (capped tasks count their ``max_train_samples``), not the rows of every task pooled."""
         sampler = getattr(dataloader, "batch_sampler", None)
         if isinstance(sampler, MultitaskBatchSampler):
-            return sum(s["sampled"] for s in sampler.epoch_summary().values())
+            return sampler.rows_drawn()  # rows shared by a joint group's tasks count once
         return super().num_examples(dataloader)
 
-    @staticmethod
-    def _encoder_token_ids(inputs: dict[str, Any]) -> list[torch.Tensor]:
+    def _encoder_token_ids(self, inputs: dict[str, Any]) -> list[torch.Tensor]:
         """Every token-id tensor the encoder reads in a step: each task's ``input_ids`` and, for a dual head, its
-        second pass over the two sentences (``pair_input_ids``)."""
-        return [
-            batch[key]
-            for batch in inputs.values()
-            if isinstance(batch, dict)
-            for key in ENCODER_INPUT_KEYS
-            if key in batch
-        ]
+        second pass over the two sentences (``pair_input_ids``); a joint group's rows once (one shared pass)."""
+        shared = getattr(self.accelerator.unwrap_model(self.model).config, "shared_encoder", True)
+        seen_groups = set()
+        out = []
+        for task, batch in inputs.items():
+            if not isinstance(batch, dict):
+                continue
+            group = self._joint_task_groups.get(task) if shared else None
+            if group is not None:
+                if group in seen_groups:
+                    continue
+                seen_groups.add(group)
+            out += [batch[key] for key in ENCODER_INPUT_KEYS if key in batch]
+        return out
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """6 × tokens × non-embedding parameters, summed over every encoder pass in the step (the stock formula)."""
@@ -610,21 +627,31 @@ class MultitaskTrainer(Trainer):
         of the two."""
         return sdpa_kernels(self.args.device, self.args.cudnn_attention)
 
-    def _task_loss(self, model, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _task_loss(self, model, task: str, batch: dict[str, torch.Tensor], passes=None) -> torch.Tensor:
         """One task's training loss; a batch with a teacher's targets mixes them in at ``distill``'s alpha and
-        temperature."""
+        temperature. ``passes``: the step's encoder passes of the task's joint group (shared rows)."""
         if "teacher_targets" in batch and self.distillation is not None:
             settings = self.distillation
             batch = {**batch, "distill_alpha": settings.alpha_for(task), "distill_temperature": settings.temperature}  # type: ignore[dict-item]
+        if passes is not None:
+            batch = {**batch, "encoder_passes": passes}
         if self._cuda_graphs is not None:  # a captured graph per batch shape (mtbert.cuda_graphs), else eager
             return self._cuda_graphs.loss(model, task, batch, lambda: model(task=task, **batch).loss)
         return model(task=task, **batch).loss
 
+    def _encoder_passes(self, tasks) -> dict[str, EncoderPasses]:
+        """One :class:`EncoderPasses` per joint group present in the step, for its members: tasks that share rows
+        run the encoder once over them; every other task keeps its own pass."""
+        groups = self._joint_task_groups
+        shared: dict[tuple[str, ...], EncoderPasses] = {}
+        return {t: shared.setdefault(groups[t], EncoderPasses()) for t in tasks if t in groups}
+
     def _task_losses(self, model, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         losses = {}
+        passes = self._encoder_passes(inputs)
         with self.compute_loss_context_manager():
             for task, batch in inputs.items():
-                losses[task] = self._task_loss(model, task, batch)
+                losses[task] = self._task_loss(model, task, batch, passes.get(task))
         return losses
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
@@ -748,9 +775,10 @@ class MultitaskTrainer(Trainer):
             self._sync_each_task(model)
         no_sync = model.no_sync if hasattr(model, "no_sync") and not sharded else nullcontext
         losses = {}
+        passes = self._encoder_passes(inputs)
         for task, batch in inputs.items():
             with no_sync(), self.compute_loss_context_manager():
-                losses[task] = self._task_loss(model, task, batch)
+                losses[task] = self._task_loss(model, task, batch, passes.get(task))
         if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
             if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
                 self._task_gradients = TaskGradients(shared, list(inputs))
@@ -759,7 +787,8 @@ class MultitaskTrainer(Trainer):
                 backward=self.accelerator.backward,
                 no_sync=no_sync,
                 scale=1.0 / self.current_gradient_accumulation_steps,
-                retain_graph=False,  # one forward per task
+                # one forward per task, or one shared by a joint group: keep the graph for all but the last loss
+                retain_graph=None if passes else False,
             )
             losses = {task: loss.detach() for task, loss in losses.items()}
         else:  # a non-finite loss: this micro-batch adds nothing
@@ -798,8 +827,9 @@ class MultitaskTrainer(Trainer):
         module = self.accelerator.unwrap_model(model)
         shared_ids = {id(p) for p in shared}
         params = [p for p in module.parameters() if p.requires_grad]
+        passes = self._encoder_passes(inputs)
         with self.compute_loss_context_manager():
-            losses = {task: self._task_loss(module, task, batch) for task, batch in inputs.items()}
+            losses = {task: self._task_loss(module, task, batch, passes.get(task)) for task, batch in inputs.items()}
         if self._task_gradients is None or not self._task_gradients.matches(shared, list(inputs)):
             self._task_gradients = TaskGradients(shared, list(inputs))
         if self._loss_is_finite(torch.stack(list(losses.values())).sum(), losses):
@@ -808,8 +838,8 @@ class MultitaskTrainer(Trainer):
                 self._weighted(losses),
                 others,
                 scale=1.0 / self.current_gradient_accumulation_steps,
-                retain_graph=False,
-            )  # one forward per task
+                retain_graph=None if passes else False,  # a joint group's tasks share one forward
+            )
             losses = {task: loss.detach() for task, loss in losses.items()}
         else:
             losses = {t: torch.zeros((), device=self.args.device) for t in inputs}

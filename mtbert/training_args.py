@@ -100,6 +100,15 @@ class MultitaskTrainingArguments(TrainingArguments):
             "The same as transformers' train_sampling_strategy=group_by_length (kept as an alias)."
         },
     )
+    share_rows: bool = field(
+        default=True,
+        metadata={
+            "help": "Tasks whose training rows are the same rows, encoded alike (one data set with labels for several "
+            "heads, e.g. an intent and slot tags per utterance) share each batch: one encoder pass per step feeds "
+            "every such task's loss (pcgrad still takes each task's gradient apart). false: each task draws its own "
+            "batches, as before this option existed."
+        },
+    )
     embedding_updates: str = field(
         default="dense",
         metadata={
@@ -481,6 +490,7 @@ class MultitaskTrainingArguments(TrainingArguments):
 
         for name in (
             "group_by_length",
+            "share_rows",
             "cudnn_attention",
             "eval_only",
             "gradient_telemetry",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import evaluate
@@ -180,12 +180,15 @@ def score_tasks(
     predictions: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
     prefix: str = "eval",
+    label_names: Mapping[str, Sequence[str] | None] | None = None,
 ) -> dict[str, float]:
     """Every task's metrics plus their average, keyed as Trainer logs them: ``{prefix}_{task}_{metric}`` and
-    ``{prefix}_average`` (the paper's mean of the tasks' primary metrics)."""
+    ``{prefix}_average`` (the paper's mean of the tasks' primary metrics). ``label_names``: per task, the names of
+    its tags (token tasks' entity metrics need them)."""
     per_task, metrics = {}, {}
     for task, kind in kinds.items():
-        per_task[task] = compute_task_metrics(kind, predictions[task], np.asarray(labels[task]))
+        names = (label_names or {}).get(task)
+        per_task[task] = compute_task_metrics(kind, predictions[task], np.asarray(labels[task]), label_names=names)
         for name, value in per_task[task].items():
             metrics[f"{prefix}_{task}_{name}"] = float(value)
     metrics[f"{prefix}_average"] = average_score(per_task, kinds)
