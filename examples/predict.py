@@ -21,6 +21,10 @@ are replaced; other files there are kept).
 --quantize int8 predicts with every model's linear layers quantized to int8 (dynamic quantization, CPU only; off by
 default): faster on most CPUs, predictions move a little (docs/guides/serving.md, "Faster CPU prediction").
 
+--backend onnx|openvino runs the model's encoder passes on an ONNX Runtime / OpenVINO export of it (the one in
+--export_dir, made by mtbert-export from this model, else one made on first use in a cache folder); the outputs
+equal torch's to ~1e-5 (docs/guides/serving.md). CPU only, one model.
+
 --input_file predicts every task of one model for a file of your own inputs instead, into one file with a column per
 task (<output_dir>/predictions.csv, .tsv or .jsonl, as the input): a CSV, TSV or JSON Lines file with a text column
 (and text_pair for sentence pairs; an optional id column is kept). --tasks all (the default) picks every task whose
@@ -44,6 +48,7 @@ from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
 from mtbert.predict import PARTIAL_NOTE, input_tasks, read_inputs
 from mtbert.publish import discard, fresh_staging_dir, publish
 from mtbert.run import check_device, check_output_folder, main_guard, predict, predict_inputs
+from mtbert.serving import resolve_backend
 
 
 def check_models(models: list[str]) -> None:
@@ -109,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8: dynamic int8 quantization of the linear layers for CPU prediction (default: none, float32)",
     )
     parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx", "openvino"],
+        help="onnx/openvino: run an export of the model with ONNX Runtime / OpenVINO (default: torch)",
+    )
+    parser.add_argument(
+        "--export_dir",
+        default=None,
+        help="with --backend: the export to run (made there if missing; default: a cache folder)",
+    )
+    parser.add_argument(
         "--input_file",
         default=None,
         help="a .csv/.tsv/.jsonl file of inputs (text, and text_pair for pairs) to predict instead of the leaderboard "
@@ -153,6 +169,13 @@ def main(argv=None):
         parser.error("the following arguments are required: --model_name_or_path")
     check_input_file_flags(parser, args)
     quantize = main_guard(resolve_quantize, args.quantize, args.device)  # CPU only: refused before any work
+    backend = main_guard(resolve_backend, args.backend)  # a runtime that is installed: refused before any work
+    if backend is not None and len(models) > 1:
+        parser.error(f"--backend {backend} predicts with one model; pass one --model_name_or_path")
+    if backend is None and args.export_dir is not None:
+        parser.error("--export_dir goes with --backend onnx or openvino")
+    if backend is not None and quantize is not None:
+        parser.error(f"--quantize int8 is torch's dynamic int8; --backend {backend} runs an export instead")
     main_guard(check_device, args.device)  # a device this machine has: refused before any model loads
     capped = args.max_eval_samples is not None or args.max_predict_samples is not None
     if len(models) > 1 and capped:
@@ -179,6 +202,8 @@ def main(argv=None):
                 args.device,
                 quantize,
                 max_seq_length,
+                backend,
+                args.export_dir,
             )
         )
         return
@@ -193,7 +218,9 @@ def main(argv=None):
     )
     main_guard(check_models, models)  # saved mtbert models, each: refused before any weights load
     if len(models) == 1:
-        written = main_guard(predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize)
+        written = main_guard(
+            predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize, backend, args.export_dir
+        )
         metrics = None
     else:
         from mtbert.ensemble import predict_ensemble
