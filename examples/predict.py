@@ -23,6 +23,10 @@ default): faster on most CPUs, predictions move a little (docs/guides/serving.md
 --weights bf16 casts one model's weights to bf16 once before predicting (for GPUs: no autocast on every call); the
 logits are still returned as float32. Not with --quantize int8.
 
+--backend onnx|openvino runs the model's encoder passes on an ONNX Runtime / OpenVINO export of it (the one in
+--export_dir, made by mtbert-export from this model, else one made on first use in a cache folder); the outputs
+equal torch's to ~1e-5 (docs/guides/serving.md). CPU only, one model.
+
 --input_file predicts every task of one model for a file of your own inputs instead, into one file with a column per
 task (<output_dir>/predictions.csv, .tsv or .jsonl, as the input): a CSV, TSV or JSON Lines file with a text column
 (and text_pair for sentence pairs; an optional id column is kept). --tasks all (the default) picks every task whose
@@ -46,6 +50,7 @@ from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
 from mtbert.predict import PARTIAL_NOTE, input_tasks, read_inputs
 from mtbert.publish import discard, fresh_staging_dir, publish
 from mtbert.run import check_device, check_output_folder, check_weights, main_guard, predict, predict_inputs
+from mtbert.serving import resolve_backend
 
 
 def check_models(models: list[str]) -> None:
@@ -117,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="bf16: the model's weights cast to bf16 once (GPU prediction; no autocast per call). Default float32",
     )
     parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx", "openvino"],
+        help="onnx/openvino: run an export of the model with ONNX Runtime / OpenVINO (default: torch)",
+    )
+    parser.add_argument(
+        "--export_dir",
+        default=None,
+        help="with --backend: the export to run (made there if missing; default: a cache folder)",
+    )
+    parser.add_argument(
         "--input_file",
         default=None,
         help="a .csv/.tsv/.jsonl file of inputs (text, and text_pair for pairs) to predict instead of the leaderboard "
@@ -164,6 +180,15 @@ def main(argv=None):
     main_guard(check_weights, args.weights, quantize)
     if args.weights != "float32" and len(models) > 1:
         parser.error("--weights bf16 predicts with one model (not an ensemble)")
+    backend = main_guard(resolve_backend, args.backend)  # a runtime that is installed: refused before any work
+    if backend is not None and len(models) > 1:
+        parser.error(f"--backend {backend} predicts with one model; pass one --model_name_or_path")
+    if backend is None and args.export_dir is not None:
+        parser.error("--export_dir goes with --backend onnx or openvino")
+    if backend is not None and quantize is not None:
+        parser.error(f"--quantize int8 is torch's dynamic int8; --backend {backend} runs an export instead")
+    if backend is not None and args.weights != "float32":
+        parser.error(f"--weights {args.weights} casts torch weights; --backend {backend} runs an export instead")
     main_guard(check_device, args.device)  # a device this machine has: refused before any model loads
     capped = args.max_eval_samples is not None or args.max_predict_samples is not None
     if len(models) > 1 and capped:
@@ -191,6 +216,8 @@ def main(argv=None):
                 quantize,
                 max_seq_length,
                 args.weights,
+                backend,
+                args.export_dir,
             )
         )
         return
@@ -206,7 +233,16 @@ def main(argv=None):
     main_guard(check_models, models)  # saved mtbert models, each: refused before any weights load
     if len(models) == 1:
         written = main_guard(
-            predict, models[0], data_args, args.output_dir, batch_size, args.device, quantize, args.weights
+            predict,
+            models[0],
+            data_args,
+            args.output_dir,
+            batch_size,
+            args.device,
+            quantize,
+            args.weights,
+            backend,
+            args.export_dir,
         )
         metrics = None
     else:

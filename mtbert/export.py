@@ -35,6 +35,12 @@ was traced with (``verify=True``); the largest differences are recorded in the m
 sentence-transformers folder: ``SentenceTransformer(out_dir).encode(texts)`` equals the task's pooled sentence
 embeddings (see its docstring for the pooling and why no ``Normalize`` module is added by default).
 
+Static int8 (``int8="static"``, ``--int8 static --data_dir DATA``): the graphs quantized after calibration on
+training rows (``calibration_rows`` per graph, one row per sample), the heads and pooling kept in float: NNCF's
+``nncf.quantize`` (``ModelType.TRANSFORMER``, the heads in ``ignored_scope``) for OpenVINO, ONNX Runtime's
+``quantize_static`` (QDQ, per-channel int8 weights, the heads in ``nodes_to_exclude``) for ONNX. The manifest's
+``int8`` entry records it; ``mtbert.serving`` and ``ExportedModel`` run it like any export.
+
 Command line: ``mtbert-export --format onnx|openvino|sentence-transformers MODEL OUT`` (or ``python -m
 mtbert.export``).
 """
@@ -65,6 +71,10 @@ from .runtime_mtbert import MANIFEST_NAME, ExportedModel, ExportError, collate
 logger = logging.getLogger("mtbert.export")  # the same name when run as python -m mtbert.export
 
 EXPORT_FORMATS = ("onnx", "openvino")
+#: ``int8=`` of ``export_model``: static (calibrated) int8 through NNCF (OpenVINO) or ONNX Runtime's quantize_static
+INT8_MODES = ("static",)
+#: training rows a static int8 export is calibrated on, by default
+CALIBRATION_ROWS = 300
 CLI_FORMATS = (*EXPORT_FORMATS, "sentence-transformers")
 #: the shared weights file of an ONNX export
 WEIGHTS_FILE = "weights.bin"
@@ -293,6 +303,129 @@ def _convert_openvino(onnx_file: str, xml_file: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Static (calibrated) int8
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _training_rows(model, task: str, calibration, data_dir: str | None) -> tuple[list[str], list[str] | None]:
+    """``(texts, text_pairs)`` of a task's calibration rows: ``calibration[task]``, else its minBERT train file."""
+    if calibration is not None:
+        if task not in calibration:
+            return [], None
+        rows = calibration[task]
+    else:
+        from .data import load_task_splits
+
+        rows = load_task_splits(task, model.config.tasks[task], "minbert", data_dir, splits=("train",))["train"]
+    texts = list(rows["text"])
+    pairs = list(rows["text_pair"]) if model.task_head(task).pair else None
+    return texts, pairs
+
+
+def calibration_feeds(model, tokenizer, groups, graphs, max_length, pad_token_id, calibration, rows, data_dir):
+    """``{layout: [graph inputs of one row]}``: ``rows`` training rows per graph (drawn with a fixed seed, shared
+    among the graph's tasks), tokenized as the graph's tasks tokenize them, one row per calibration sample (no
+    padding in the statistics)."""
+    from .heads_mtbert import encode_texts
+
+    if tokenizer is None:
+        raise MultitaskConfigError("int8='static' calibrates on text: export with the model's tokenizer")
+    rng = np.random.default_rng(0)
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {}
+    for layout, tasks in groups.items():
+        texts, pairs = [], []
+        share = -(-int(rows) // len(tasks))
+        for task in tasks:
+            task_texts, task_pairs = _training_rows(model, task, calibration, data_dir)
+            picked = rng.permutation(len(task_texts))[:share]
+            texts += [task_texts[i] for i in picked]
+            pairs += [task_pairs[i] for i in picked] if task_pairs is not None else []
+        if not texts:
+            raise MultitaskConfigError(f"no calibration rows for the tasks {', '.join(tasks)} (layout {layout!r})")
+        texts, pairs = texts[: int(rows)], (pairs[: int(rows)] if pairs else None)
+        if layout == "tokens":
+            texts = [text.split() for text in texts]
+        spec = model.config.tasks[tasks[0]]
+        encoded = encode_texts(tokenizer, spec, texts, pairs, max_length)
+        names = graphs[layout]["inputs"]
+        feeds[layout] = []
+        for i in range(len(texts)):
+            batch = collate({key: [values[i]] for key, values in encoded.items()}, pad_token_id)
+            feeds[layout].append({name: batch[name] for name in names})
+    return feeds
+
+
+def _head_nodes(proto) -> list[str]:
+    """The names of the graph's nodes outside the encoder (heads, pooling): what static int8 keeps in float."""
+    kept = []
+    for node in proto.graph.node:
+        scopes = next((e.value for e in node.metadata_props if e.key == "pkg.torch.onnx.name_scopes"), "")
+        if "encoder" not in scopes:
+            kept.append(node.name)
+    return kept
+
+
+def _fold_weight_transposes(proto):
+    """The graph with each ``Transpose`` of a weight replaced by the transposed weight: the exporter writes a linear
+    layer as ``MatMul(x, Transpose(W))``, which ONNX Runtime's quantizer would take for an activation (quantized
+    per tensor, at every run) instead of a weight (int8 once, per channel)."""
+    from onnx import numpy_helper
+
+    weights = {tensor.name: tensor for tensor in proto.graph.initializer}
+    for node in list(proto.graph.node):
+        if node.op_type != "Transpose" or node.input[0] not in weights:
+            continue
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        array = np.transpose(numpy_helper.to_array(weights[node.input[0]]), perm)
+        proto.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), node.output[0]))
+        proto.graph.node.remove(node)
+    used = {name for node in proto.graph.node for name in node.input} | {o.name for o in proto.graph.output}
+    for tensor in [t for t in proto.graph.initializer if t.name not in used]:
+        proto.graph.initializer.remove(tensor)
+    return proto
+
+
+def _quantize_openvino(onnx_file: str, xml_file: str, feeds: list[dict], keep_float: list[str]) -> None:
+    """NNCF post-training quantization of the IR: the transformer preset (softmax, layer norms... stay float), the
+    heads ignored, statistics from the calibration rows."""
+    ov = _require("openvino", "openvino")
+    nncf = _require("nncf", "openvino")
+    log = logging.getLogger("nncf")  # a line per operation it leaves unquantized
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantized = nncf.quantize(
+                ov.Core().read_model(onnx_file), nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(names=keep_float, validate=False),
+            )  # fmt: skip
+    finally:
+        log.setLevel(level)
+    ov.save_model(quantized, xml_file, compress_to_fp16=False)
+
+
+def _quantize_onnx(onnx_file: str, out_file: str, feeds: list[dict], keep_float: list[str]) -> None:
+    """ONNX Runtime static quantization: QDQ, per-channel int8 weights, the heads excluded; one self-contained file
+    (int8 weights are a quarter of the encoder's)."""
+    _require("onnxruntime", "onnx")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.rows = iter(feeds)
+
+        def get_next(self):
+            return next(self.rows, None)
+
+    quantize_static(
+        onnx_file, out_file, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
+        op_types_to_quantize=["MatMul", "Gemm"], extra_options={"ActivationSymmetric": True},
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # export_model
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -381,6 +514,10 @@ def export_model(
     verify: bool = True,
     atol: float = 1e-4,
     overwrite: bool = False,
+    int8: str | None = None,
+    calibration: dict[str, Any] | None = None,
+    calibration_rows: int = CALIBRATION_ROWS,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Export a multitask BERT (a ``MultitaskBertModel`` or a saved model folder) for ONNX Runtime / OpenVINO.
 
@@ -398,14 +535,27 @@ def export_model(
       and compare every output with torch; a difference above ``atol`` raises :class:`MultitaskConfigError`. The
       differences are recorded under ``verified`` in the manifest.
 
+    - ``int8="static"``: calibrated int8 (see :func:`quantize_static_graphs`): ``calibration`` is ``{task: rows}``
+      (a ``datasets.Dataset`` or a dict with ``text`` and, for pairs, ``text_pair`` lists: training rows), else the
+      minBERT training files in ``data_dir``; ``calibration_rows`` rows per graph. ``verify`` then records the
+      differences from torch without refusing them (int8 moves logits by more than ``atol``).
+
     Returns the manifest (a dict). The model itself is left as it was (exported in eval mode, float32, on the CPU:
     a copy when it was not). Without a tokenizer the export runs on token ids only (``ExportedModel.run``).
     """
     if format not in EXPORT_FORMATS:
         raise MultitaskConfigError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    if int8 is not None and int8 not in INT8_MODES:
+        raise MultitaskConfigError(f"int8: {int8!r} is not one of {', '.join(INT8_MODES)} (or None: float32)")
+    if int8 is not None and calibration is None and data_dir is None:
+        raise MultitaskConfigError("int8='static' calibrates on training rows: pass data_dir=... (or calibration=)")
+    if int8 is not None and (isinstance(calibration_rows, bool) or int(calibration_rows) < 1):
+        raise MultitaskConfigError(f"calibration_rows must be >= 1, got {calibration_rows!r}")
     out_dir = os.fspath(out_dir)
     earlier = _check_out_dir(out_dir, overwrite)
     _require("onnx", "onnx" if format == "onnx" else "openvino")
+    if int8 is not None:
+        _require("nncf" if format == "openvino" else "onnxruntime", format)
     if format == "openvino":
         _require("openvino", "openvino")
     model, tokenizer = _load(model_or_path, tokenizer)
@@ -449,13 +599,31 @@ def export_model(
                 }
                 for task in names:
                     tasks[task] = _task_entry(model, task, layout, layout)
-        if format == "onnx":
+        feeds: dict[str, list[dict[str, np.ndarray]]] = {}
+        if int8 is not None:
+            feeds = calibration_feeds(
+                model, tokenizer, groups, graphs, max_length, pad_token_id, calibration, calibration_rows, data_dir
+            )
+        keep_float = {layout: _head_nodes(proto) for layout, proto in protos.items()}
+        if format == "onnx" and int8 is not None:
+            protos = {layout: _fold_weight_transposes(proto) for layout, proto in protos.items()}
+        if format == "onnx" and int8 is None:
             _save_onnx_graphs(protos, staging)
         else:
             with tempfile.TemporaryDirectory(dir=staging) as scratch:
                 _save_onnx_graphs(protos, scratch)
                 for layout in protos:
-                    _convert_openvino(os.path.join(scratch, f"{layout}.onnx"), os.path.join(staging, f"{layout}.xml"))
+                    source = os.path.join(scratch, f"{layout}.onnx")
+                    if format == "onnx":
+                        _quantize_onnx(
+                            source, os.path.join(staging, f"{layout}.onnx"), feeds[layout], keep_float[layout]
+                        )
+                    elif int8 is None:
+                        _convert_openvino(source, os.path.join(staging, f"{layout}.xml"))
+                    else:
+                        _quantize_openvino(
+                            source, os.path.join(staging, f"{layout}.xml"), feeds[layout], keep_float[layout]
+                        )
         tokenizer_file = None
         truncation_side = "right"
         if tokenizer is not None:
@@ -481,12 +649,20 @@ def export_model(
             "hidden_size": model.config.hidden_size,
             "encoder_model_type": model.config.encoder.get("model_type"),
             "shared_encoder": model.config.shared_encoder,
+            "int8": None
+            if int8 is None
+            else {
+                "mode": int8,
+                "tool": "nncf" if format == "openvino" else "onnxruntime.quantization",
+                "calibration_rows": {layout: len(rows) for layout, rows in feeds.items()},
+                "kept_float": "heads",
+            },
             "exported_with": {"torch": torch.__version__, "opset": _opset(next(iter(protos.values())))},
         }
         _write_manifest(staging, manifest)
         shutil.copyfile(os.path.join(os.path.dirname(__file__), RUNTIME_FILE), os.path.join(staging, RUNTIME_FILE))
         if verify:
-            manifest["verified"] = _verify(staging, checks, atol)
+            manifest["verified"] = _verify(staging, checks, atol if int8 is None else float("inf"))
             _write_manifest(staging, manifest)
     except BaseException:
         discard(staging)
@@ -672,6 +848,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, help="sentence-transformers: whose encoder and pooling")
     parser.add_argument("--normalize", action="store_true", help="sentence-transformers: add a Normalize module")
     parser.add_argument("--overwrite", action="store_true", help="replace what out_dir holds")
+    parser.add_argument(
+        "--int8", choices=INT8_MODES, default=None,
+        help="static: calibrated int8 (NNCF for openvino, ONNX Runtime quantize_static for onnx), heads in float",
+    )  # fmt: skip
+    parser.add_argument("--calibration_rows", type=int, default=CALIBRATION_ROWS, help="--int8: rows per graph")
+    parser.add_argument("--data_dir", default=None, help="--int8: the minBERT data folder (its train files)")
     return parser
 
 
@@ -688,7 +870,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         manifest = export_model(
             args.model, args.out_dir, format=args.format, max_length=args.max_length, opset=args.opset,
-            verify=not args.no_verify, overwrite=args.overwrite,
+            verify=not args.no_verify, overwrite=args.overwrite, int8=args.int8, data_dir=args.data_dir,
+            calibration_rows=args.calibration_rows,
         )  # fmt: skip
     except (MultitaskConfigError, ExportError) as error:
         print(f"mtbert-export: error: {error}", file=sys.stderr)
@@ -696,7 +879,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _name, graph in manifest["graphs"].items():
         print(f"{graph['file']}: inputs {', '.join(graph['inputs'])}; tasks {', '.join(graph['tasks'])}")
     verified = manifest.get("verified") or {}
-    if verified.get("max_abs_diff"):
+    if verified.get("max_abs_diff") and args.int8:
+        worst = max(verified["max_abs_diff"].values())
+        print(f"int8 {args.int8}: largest difference from torch fp32 {worst:.2g} (score the dev sets)")
+    elif verified.get("max_abs_diff"):
         worst = max(verified["max_abs_diff"].values())
         print(f"verified with {verified['backend']}: largest difference from torch {worst:.2g}")
     return 0
@@ -704,9 +890,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "EXPORT_FORMATS",
+    "INT8_MODES",
     "ExportError",
     "ExportedModel",
     "LayoutGraph",
+    "calibration_feeds",
     "default_max_length",
     "export_model",
     "layout_groups",

@@ -122,17 +122,42 @@ def register_auto_classes() -> None:
     _registered = True
 
 
-def load_pipeline(model, tokenizer=None, **kwargs) -> MultitaskTextPipeline:
+def load_pipeline(
+    model, tokenizer=None, backend: str | None = None, export_dir=None, **kwargs
+) -> MultitaskTextPipeline:
     """The ``multitask-text-bert`` pipeline with mtbert's own code (no ``trust_remote_code``): what
     ``transformers.pipeline(model=path)`` builds once mtbert is imported, with the folder checked first and the
     weights read from safetensors only.
 
     ``model`` is a folder, a Hub id or a loaded :class:`MultitaskBertModel`; other arguments go to
     ``transformers.pipeline`` (``device``, ``batch_size``, ``revision``, ...). Weights load from safetensors only.
+
+    ``backend="onnx"`` or ``"openvino"`` (a saved folder): the encoder passes run on an ONNX Runtime / OpenVINO
+    export of the model (``mtbert.serving.load_runtime_model``): the one in ``export_dir``, else one made on first
+    use in a cache folder; same inputs, same answers (to ~1e-5). ``backend="torch"`` (or ``None``): the model itself.
     """
     from transformers import pipeline
 
     register_auto_classes()
+    from .serving import resolve_backend
+
+    backend = resolve_backend(backend)  # an unknown backend or a missing runtime: one line, before loading
+    if backend is not None:
+        if not isinstance(model, (str, os.PathLike)):
+            raise ValueError(f"load_pipeline: backend={backend!r} takes a saved mtbert folder, got {model!r}")
+        if kwargs.get("quantize") is not None:
+            raise ValueError(f"load_pipeline: quantize= is torch's int8; backend={backend!r} runs an export instead")
+        if kwargs.get("device") not in (None, "cpu", -1):
+            raise ValueError(f"load_pipeline: backend={backend!r} runs on the CPU, device={kwargs['device']!r}")
+        from .serving import load_runtime_model
+
+        model, loaded = load_runtime_model(model, backend, export_dir=export_dir)
+        tokenizer = tokenizer if tokenizer is not None else loaded
+        return pipeline(  # type: ignore[call-overload]
+            PIPELINE_TASK, model=model, tokenizer=tokenizer, pipeline_class=MultitaskTextPipeline, **kwargs
+        )
+    if export_dir is not None:
+        raise ValueError("load_pipeline: export_dir goes with backend='onnx' or 'openvino'")
     if model is None or not isinstance(model, (str, os.PathLike, MultitaskBertModel)):
         raise ValueError(
             f"load_pipeline: model must be a saved mtbert folder, a Hub id or a MultitaskBertModel, got {model!r}"

@@ -310,6 +310,34 @@ def push_final_model(trainer, metrics: dict[str, float], data_args: DataArgument
     )
 
 
+def load_for_prediction(model_path: str, device=None, quantize: str | None = None, backend: str | None = None,
+                        export_dir: str | None = None, weights: str = "float32"):  # fmt: skip
+    """``(model, tokenizer)`` to predict with: the saved model (``quantize="int8"``: its linear layers int8, CPU
+    only; ``weights="bf16"``: its weights cast to bf16 once), or with ``backend="onnx"|"openvino"`` the model whose
+    passes run an export of it (``mtbert.serving``)."""
+    from .serving import load_runtime_model, resolve_backend
+
+    quantize = resolve_quantize(quantize, device)
+    check_weights(weights, quantize)
+    if backend not in (None, "torch") and weights != "float32":
+        raise MultitaskConfigError(f"weights: {weights} casts torch weights; backend {backend} runs an export instead")
+    backend = resolve_backend(backend)
+    if backend is not None:
+        if quantize is not None:
+            raise MultitaskConfigError(
+                f"quantize: int8 is torch's dynamic int8; backend {backend} runs an export (export it with --int8)"
+            )
+        if device is not None and torch.device(device).type != "cpu":
+            raise MultitaskConfigError(f"backend {backend} runs on the CPU, not on device {device!r}")
+        return load_runtime_model(model_path, backend, export_dir=export_dir)
+    if export_dir is not None:
+        raise MultitaskConfigError("export_dir goes with backend onnx or openvino")
+    model, tokenizer = load_model_and_tokenizer(model_path, device=device)
+    if quantize == "int8":
+        model = quantize_int8(model, device=device, inplace=True)
+    return cast_weights(model, weights), tokenizer
+
+
 def predict(
     model_path: str,
     data_args: DataArguments,
@@ -318,17 +346,14 @@ def predict(
     device=None,
     quantize: str | None = None,
     weights: str = "float32",
+    backend: str | None = None,
+    export_dir: str | None = None,
 ) -> list[str]:
     """Write the leaderboard files of a saved model for any data folder (dev and test splits). ``quantize="int8"``
     predicts with the model's linear layers quantized to int8 (CPU only, checked before loading;
     ``modeling_mtbert.quantize_int8``); ``weights="bf16"`` with its weights cast to bf16 once
-    (``mtbert.prediction_speed.cast_weights``, for GPUs)."""
-    quantize = resolve_quantize(quantize, device)
-    check_weights(weights, quantize)
-    model, tokenizer = load_model_and_tokenizer(model_path, device=device)
-    if quantize == "int8":
-        model = quantize_int8(model, device=device, inplace=True)
-    model = cast_weights(model, weights)
+    (``mtbert.prediction_speed.cast_weights``, for GPUs); ``backend="onnx"|"openvino"`` with an export of it."""
+    model, tokenizer = load_for_prediction(model_path, device, quantize, backend, export_dir, weights)
     data = load_tokenized(model.config.tasks, data_args, tokenizer, splits=("dev", "test"))
     data = {task: splits for task, splits in data.items() if "test" in splits}  # files only for tasks with a test
     return write_predictions(model, data, output_dir, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
@@ -344,16 +369,13 @@ def predict_inputs(
     quantize: str | None = None,
     max_seq_length: int = 128,
     weights: str = "float32",
+    backend: str | None = None,
+    export_dir: str | None = None,
 ) -> str:
     """Predict the tasks ``tasks`` (``None`` or ``["all"]``: every task that fits) of a saved model for every row
     of ``input_file`` into ``<output_dir>/predictions.<ext>``, a column per task, the tasks sharing encoder passes
     (``mtbert.predict.predict_file``); returns the file's path."""
-    quantize = resolve_quantize(quantize, device)
-    check_weights(weights, quantize)
-    model, tokenizer = load_model_and_tokenizer(model_path, device=device)
-    if quantize == "int8":
-        model = quantize_int8(model, device=device, inplace=True)
-    model = cast_weights(model, weights)
+    model, tokenizer = load_for_prediction(model_path, device, quantize, backend, export_dir, weights)
     return predict_file(model, tokenizer, input_file, output_dir, tasks, batch_size, max_seq_length)
 
 

@@ -54,6 +54,23 @@ RUNS = {
         ],
         rf"predict throughput ratio mtbert/stock-at-best: {NUMBER}",
     ),
+    "serve_all_tasks.py": (
+        [
+            "--rows",
+            "8",
+            "--batch_size",
+            "4",
+            "--repeats",
+            "1",
+            "--best_bf16",
+            "false",
+            "--calibration_rows",
+            "8",
+            "--routes",
+            "torch,openvino-int8,stock-torch",
+        ],
+        rf"serve-all-tasks ratio mtbert/stock-best: {NUMBER}",
+    ),
     "pcgrad_overhead.py": (
         ["--batch_size", "4", "--rounds", "2", "--warmup", "1", "--bf16"],
         rf"pcgrad/sum step-time ratio: {NUMBER}",

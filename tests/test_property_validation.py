@@ -487,6 +487,8 @@ PREDICT_FLAGS: dict[str, Flag] = {
     "--task_data": Flag(as_json({"sst": {"source": "minbert", "data_dir": "@DATA@"}}, {"nli": {"source": "minbert"}})),
     "--device": Flag(choice("cpu", "cuda", "cuda:1", "mps", "meta", "cpu:0", "-1", "0", "tpu")),
     "--quantize": Flag(choice("none", "int8", "int4")),
+    "--backend": Flag(choice("torch", "onnx", "openvino", "tensorrt")),
+    "--export_dir": Flag(PATH),
     "--input_file": Flag(st.one_of(st.sampled_from(["@INPUTS@", "@PAIR_INPUTS@"]), PATH)),
     "--tasks": Flag(st.one_of(st.sampled_from(["all", "sst", "qqp", "sst sts", "sst sst", "all sst", "nli"]), TEXT)),
 }
@@ -937,7 +939,8 @@ def predict_stops(scripts):
     predict = scripts["predict"]
 
     def single(got):
-        def reached(model_path, data_args, output_dir, batch_size=128, device=None, quantize=None):
+        def reached(model_path, data_args, output_dir, batch_size=128, device=None, quantize=None, backend=None,
+                    export_dir=None):  # fmt: skip
             got["args"] = {
                 "models": [model_path],
                 "data_args": data_args,
@@ -945,6 +948,8 @@ def predict_stops(scripts):
                 "batch_size": batch_size,
                 "device": device,
                 "quantize": quantize,
+                "backend": backend,
+                "export_dir": export_dir,
             }
             raise Reached()
 
@@ -966,8 +971,10 @@ def predict_stops(scripts):
 
     def inputs(got):
         def reached(model_path, input_file, output_dir, tasks=None, batch_size=128, device=None, quantize=None,
-                    max_seq_length=128):  # fmt: skip
+                    max_seq_length=128, backend=None, export_dir=None):  # fmt: skip
             got["args"] = {
+                "backend": backend,
+                "export_dir": export_dir,
                 "models": [model_path],
                 "input_file": input_file,
                 "output_dir": output_dir,
@@ -1034,6 +1041,10 @@ def predict_honoured(flag: str, raw: str, got: dict, place: Place) -> None:
         assert got["device"] is not None and torch.device(got["device"]).type == "cpu", got["device"]
     elif flag == "--quantize":
         assert got["quantize"] == (None if raw == "none" else raw)
+    elif flag == "--backend":
+        assert got["backend"] == (None if raw == "torch" else raw)
+    elif flag == "--export_dir":
+        assert got["export_dir"] == raw and got["backend"] is not None
     elif flag in ("--data_dir", "--data_source"):
         assert getattr(data_args, flag[2:]) == raw
     elif flag == "--task_data":
