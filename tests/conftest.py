@@ -51,10 +51,26 @@ def load_example_script(name: str):
 TINY_VOCAB_SIZE = 100
 
 # Tiny models run several times faster on one intra-op thread: on a small, busy CPU the extra OpenMP threads only
-# spin and wait. MTBERT_TEST_THREADS=<n> picks another count (0 keeps torch's default); OMP_NUM_THREADS is respected.
-_threads = os.environ.get("MTBERT_TEST_THREADS", "0" if "OMP_NUM_THREADS" in os.environ else "1")
+# spin and wait. MTBERT_TEST_THREADS=<n> picks another count (0 keeps torch's default); OMP_NUM_THREADS is respected,
+# except in a pytest-xdist worker (`-n N`), where each worker keeps to one thread so that N workers fill N cores.
+_one_worker_of_several = "PYTEST_XDIST_WORKER" in os.environ
+_threads = os.environ.get(
+    "MTBERT_TEST_THREADS", "0" if "OMP_NUM_THREADS" in os.environ and not _one_worker_of_several else "1"
+)
 if int(_threads) > 0:
     torch.set_num_threads(int(_threads))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``) the tests of one file stay on one worker, so that a
+    module-scoped fixture (a saved model, an export, a finished run) is built once, not once per worker; and the
+    ``distributed`` tests (two ``torchrun`` ranks each) share one group, so they run one after the other: two of them
+    at once would put four processes on two cores, their gloo ranks spinning while they wait for each other."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "torchrun" if item.get_closest_marker("distributed") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def tiny_bert_config(vocab_size: int = TINY_VOCAB_SIZE, **overrides) -> BertConfig:

@@ -210,3 +210,15 @@ def test_the_token_task_python_example_runs(tmp_path, capsys):
     assert {"eval_intent_accuracy", "eval_slots_f1", "eval_slots_accuracy", "eval_average"} <= set(metrics)
     assert metrics["eval_slots_accuracy"] > 0.5  # three short epochs: well above a uniform guess over 17 tags
     assert "entity_group" in capsys.readouterr().out
+
+
+def test_the_contributing_page_counts_the_test_files_of_each_folder():
+    """docs/contributing.md's table of tests/ stays true: one row per folder holding tests, with its file count, and
+    no test file left at the root of tests/ (it goes into the folder of its level)."""
+    tests = ROOT / "tests"
+    rows = dict(re.findall(r"^\| `tests/(\w+)/` \| (\d+) \|", (DOCS / "contributing.md").read_text(), flags=re.M))
+    folders = {path.parent.name for path in tests.glob("*/test_*.py")}
+    assert set(rows) == folders
+    for folder, count in rows.items():
+        assert len(list((tests / folder).glob("test_*.py"))) == int(count), f"tests/{folder}/"
+    assert not list(tests.glob("test_*.py")), "a test file at the root of tests/: move it into its folder"

@@ -49,3 +49,17 @@ def test_readme_test_command_and_ci_use_the_pins():
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"-c requirements/constraints-test\.txt -e \"\.\[dev\]\"", ci)
     assert "MTBERT_CI_NEWEST" in ci  # the deliberate newest-releases mode
+
+
+def test_readme_docs_and_ci_run_the_suite_with_the_same_pytest_arguments():
+    """One test command: the README's, the getting-started page's, the contributing page's and the one CI runs
+    (two pytest-xdist workers, the tests of a file and the torchrun tests grouped: tests/conftest.py)."""
+
+    def pytest_args(text: str) -> set[str]:
+        commands = [line for line in text.splitlines() if line.startswith(("pip install", "python -m pytest"))]
+        return {line.split("python -m pytest", 1)[1].strip() for line in commands if "python -m pytest" in line}
+
+    pages = ["README.md", "docs/getting-started.md", "docs/contributing.md", ".ci/run"]
+    found = {page: pytest_args((ROOT / page).read_text()) for page in pages}
+    assert found[".ci/run"] == {"-q -p no:cacheprovider -n 2 --dist loadgroup"}
+    assert all(args == found[".ci/run"] for args in found.values()), found
