@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES_DIR, tiny_bert_config
+from conftest import EXAMPLES_DIR, tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -133,18 +133,11 @@ def test_every_python_block_is_run_or_said_not_to_be():
 
 def test_the_readme_python_example_runs(tokenizer, tmp_path, monkeypatch, capsys):
     """The README's example on a saved tiny random model standing in for the quickstart's."""
-    import torch
-
-    from mtbert import MultitaskBertConfig, MultitaskBertModel
 
     saved = tmp_path / "quickstart"
-    torch.manual_seed(0)
-    config = MultitaskBertConfig(
-        encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(),
-        tasks={"sst": {}, "qqp": {}, "sts": {}},
-        max_seq_length=32,
+    tiny_model(["sst", "qqp", "sts"], vocab_size=tokenizer.vocab_size, seed=0, max_seq_length=32).save_pretrained(
+        saved
     )
-    MultitaskBertModel(config).save_pretrained(saved)
     tokenizer.save_pretrained(saved)
     code = block("README.md", "In Python")
     assert code.count('"outputs/quickstart"') == 2

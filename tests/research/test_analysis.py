@@ -25,7 +25,7 @@ from mtbert_research.analysis import (
     summary,
 )
 
-from conftest import SHARED_DATA_DIR, tiny_bert_config
+from conftest import SHARED_DATA_DIR, tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -161,16 +161,13 @@ def spread_logits(model, tokenizer, data_dir: Path, task: str) -> None:
 def workspace(tokenizer, tmp_path_factory):
     if not SHARED_DATA_DIR.is_dir():
         pytest.skip(f"the shared minBERT data folder {SHARED_DATA_DIR} is not available")
-    from mtbert import MultitaskBertConfig, MultitaskBertModel
 
     root = tmp_path_factory.mktemp("analysis")
-    encoder = tiny_bert_config(len(tokenizer)).to_dict()
 
     data = cut_data(root / "data")
 
     def save(name, tasks):
-        torch.manual_seed(0)
-        model = MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=tasks))
+        model = tiny_model(tasks, vocab_size=len(tokenizer), seed=0)
         if "qqp" in model.heads and hasattr(model.heads["qqp"], "out_proj"):  # spread the random paraphrase
             # logits around 0: false positives *and* negatives (a cosine head has no output layer)
             spread_logits(model, tokenizer, data, "qqp")

@@ -216,18 +216,13 @@ def test_a_checkpoint_missing_a_weight_cannot_be_loaded(make_model, tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tokenizer, data, tmp_path_factory):
     """Three checkpoints (steps 1, 2, 3) of a tiny MultitaskTrainer run, one encoder per task."""
-    from mtbert import MultitaskBertConfig
     from mtbert.trainer import MultitaskTrainer
     from mtbert.training_args import MultitaskTrainingArguments
 
-    from conftest import tiny_bert_config
+    from conftest import tiny_model
 
     output_dir = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    config = MultitaskBertConfig(
-        encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(), tasks=TASKS, shared_encoder=False
-    )
-    model = MultitaskBertModel(config)
+    model = tiny_model(TASKS, shared_encoder=False, vocab_size=tokenizer.vocab_size, seed=0)
     args = MultitaskTrainingArguments(
         output_dir=str(output_dir),
         report_to="none",

@@ -240,17 +240,12 @@ def small_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def saved(tokenizer, tmp_path_factory):
     """Saved tiny models with the MiniLM tokenizer: ``linear`` and ``cosine`` (different heads and layouts)."""
-    from mtbert import MultitaskBertConfig, MultitaskBertModel
-
-    from conftest import tiny_bert_config
+    from conftest import save_tiny_model
 
     root = tmp_path_factory.mktemp("models")
     out = {}
     for seed, (name, tasks) in enumerate([("linear", LINEAR), ("cosine", COSINE | {"qqp": JOINED["qqp"]})]):
-        torch.manual_seed(seed)
-        config = MultitaskBertConfig(encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(), tasks=tasks)
-        MultitaskBertModel(config).save_pretrained(root / name)
-        tokenizer.save_pretrained(root / name)
+        save_tiny_model(root / name, tasks, tokenizer, seed=seed)
         out[name] = root / name
     return out
 

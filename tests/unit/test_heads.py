@@ -12,7 +12,7 @@ from mtbert import MultitaskBertConfig, MultitaskBertModel
 from mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
 from mtbert.heads_mtbert import HEADS, Binary, Classes, CosineThreshold, Score, head_class, objective
 
-from conftest import tiny_bert_config
+from conftest import tiny_bert_config, tiny_model
 
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
 OLD_CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "mtbert_0_1_checkpoint"
@@ -127,9 +127,7 @@ def test_a_three_label_pair_task_learns_with_the_trainer(tokenizer, tmp_path):
     )  # fmt: skip
     spec = normalize_task_spec("nli", nli_spec("concat_sep"))
     tokenized = tokenize_task(ds, tokenizer, spec, max_length=32)
-    torch.manual_seed(0)
-    encoder = tiny_bert_config(vocab_size=tokenizer.vocab_size)
-    model = MultitaskBertModel(MultitaskBertConfig(encoder=encoder.to_dict(), tasks={"nli": spec}))
+    model = tiny_model({"nli": spec}, vocab_size=tokenizer.vocab_size, seed=0)
     args = TrainingArguments(
         output_dir=str(tmp_path), num_train_epochs=6, per_device_train_batch_size=16, learning_rate=3e-3,
         report_to="none", save_strategy="no", logging_strategy="no", seed=0, use_cpu=True,

@@ -126,13 +126,9 @@ def test_cosent_on_a_cross_encoder_ranks_its_scores_on_the_cosine_scale(make_mod
 
 def dropout_model(make_model, tasks, dropout):
     """A tiny model whose encoder has dropout ``dropout`` (the shared fixture's encoder has none)."""
-    from mtbert import MultitaskBertConfig, MultitaskBertModel
-
-    from conftest import tiny_bert_config
-
-    encoder = tiny_bert_config(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout).to_dict()
-    torch.manual_seed(0)
-    return MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=tasks))
+    return make_model(
+        tasks, encoder_overrides={"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    )
 
 
 @pytest.mark.parametrize(
