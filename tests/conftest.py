@@ -61,6 +61,7 @@ if int(_threads) > 0:
     torch.set_num_threads(int(_threads))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``-n 2 --dist loadgroup``) the tests of one file stay on one worker, so that a
     module-scoped fixture (a saved model, an export, a finished run) is built once, not once per worker; and the
