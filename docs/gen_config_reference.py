@@ -4,8 +4,9 @@ The settings of a run are the fields of ``mtbert.arguments.ModelArguments`` and 
 fields of ``mtbert.training_args.MultitaskTrainingArguments`` (the stock ``TrainingArguments`` fields are linked,
 not listed), and the settings of one task (``mtbert.kinds_mtbert.TaskSpec``, the keys ``normalize_task_spec`` of
 ``mtbert.configuration_mtbert`` accepts). The meaning of a field is its ``help=`` metadata; the task settings, which
-are a plain dataclass in remote code, take theirs from ``TASK_SETTING_HELP`` below. ``tests/test_docs.py`` fails
-when a field has no help text or when docs/configuration.md is not what this script writes::
+are a plain dataclass in remote code, take theirs from ``TASK_SETTING_HELP`` below.
+``tests/project/test_docs.py`` fails when a field has no help text or when docs/configuration.md is not what this
+script writes::
 
     python docs/gen_config_reference.py           # rewrite docs/configuration.md
     python docs/gen_config_reference.py --check   # exit 1 if it is out of date

@@ -86,7 +86,7 @@ class _OneLineParser(DashValueMixin, argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser of this script (tests/test_property_validation.py fuzzes every flag it has)."""
+    """The command-line parser of this script (tests/cli/test_settings_properties.py fuzzes every flag it has)."""
     parser = _OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_argument_with_aliases(
         parser,

@@ -454,7 +454,7 @@ class MultitaskTrainingArguments(TrainingArguments):
                     f"{self.average_checkpoints} (got {self.save_total_limit}): older checkpoints would be deleted"
                 )
 
-    # -- checks added for the property tests of issue 28 (tests/test_property_validation.py) --------------------
+    # -- checks added for the property tests of issue 28 (tests/cli/test_settings_properties.py) --------------------
 
     def _check_distributed(self) -> None:
         """ddp_backend sets up the process group of a distributed run; in a single process the stock code fails on

