@@ -662,7 +662,7 @@ class MultitaskTrainer(Trainer):
 
     def _training_step(self, model, inputs) -> torch.Tensor:
         model.train()
-        optimizer: Any = self.optimizer  # schedule-free optimizers have train()/eval() modes
+        optimizer: Any = self.optimizer  # schedule-free optimizers have a train and an eval mode
         if hasattr(optimizer, "train") and callable(optimizer.train):
             optimizer.train()
         inputs = {task: _to_device(batch, self.args.device) for task, batch in inputs.items()}

@@ -293,7 +293,7 @@ class MultitaskTrainingArguments(TrainingArguments):
         checked before anything is loaded: each one would otherwise fail minutes later or be silently ignored."""
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # True is an int to Python
                 raise MultitaskConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         for name in ("learning_rate", "head_learning_rate", "weight_decay"):
             value = getattr(self, name)

@@ -444,6 +444,20 @@ TRAIN_FLAGS: dict[str, Flag] = {
     "--gradient_telemetry": Flag(BOOL),
     "--max_nonfinite_steps": Flag(INT),
     "--overwrite_output_dir": Flag(BOOL),
+    "--share_rows": Flag(BOOL),
+    "--no_share_rows": Flag(NO_VALUE),
+    "--static_shapes": Flag(BOOL),
+    "--packed_batches": Flag(BOOL, also=("static_shapes", "cuda_graphs", "model")),
+    "--length_buckets": Flag(
+        st.one_of(st.sampled_from(["auto", "32,64,128", "64", "0", "128,32", "16,16", "x"]), TEXT),
+        anything,  # its normal form (a sorted list, or "auto") is checked in tests/unit/test_static_shapes.py
+        also=("static_shapes", "max_seq_length"),
+    ),
+    "--cuda_graphs": Flag(
+        choice("auto", "true", "false", "on"),
+        anything,  # "auto" resolves per device: tests/unit/test_cuda_graphs.py checks the decisions
+        also=("device", "use_cpu"),
+    ),
     "--distill": Flag(
         st.one_of(
             as_json(
@@ -489,6 +503,7 @@ PREDICT_FLAGS: dict[str, Flag] = {
     "--quantize": Flag(choice("none", "int8", "int4")),
     "--backend": Flag(choice("torch", "onnx", "openvino", "tensorrt")),
     "--export_dir": Flag(PATH),
+    "--weights": Flag(choice("float32", "bf16", "fp16"), also=("quantize", "backend", "device")),
     "--input_file": Flag(st.one_of(st.sampled_from(["@INPUTS@", "@PAIR_INPUTS@"]), PATH)),
     "--tasks": Flag(st.one_of(st.sampled_from(["all", "sst", "qqp", "sst sts", "sst sst", "all sst", "nli"]), TEXT)),
 }
@@ -939,9 +954,10 @@ def predict_stops(scripts):
     predict = scripts["predict"]
 
     def single(got):
-        def reached(model_path, data_args, output_dir, batch_size=128, device=None, quantize=None, backend=None,
-                    export_dir=None):  # fmt: skip
+        def reached(model_path, data_args, output_dir, batch_size=128, device=None, quantize=None, weights="float32",
+                    backend=None, export_dir=None):  # fmt: skip
             got["args"] = {
+                "weights": weights,
                 "models": [model_path],
                 "data_args": data_args,
                 "output_dir": output_dir,
@@ -971,8 +987,9 @@ def predict_stops(scripts):
 
     def inputs(got):
         def reached(model_path, input_file, output_dir, tasks=None, batch_size=128, device=None, quantize=None,
-                    max_seq_length=128, backend=None, export_dir=None):  # fmt: skip
+                    max_seq_length=128, weights="float32", backend=None, export_dir=None):  # fmt: skip
             got["args"] = {
+                "weights": weights,
                 "backend": backend,
                 "export_dir": export_dir,
                 "models": [model_path],
@@ -1045,6 +1062,8 @@ def predict_honoured(flag: str, raw: str, got: dict, place: Place) -> None:
         assert got["backend"] == (None if raw == "torch" else raw)
     elif flag == "--export_dir":
         assert got["export_dir"] == raw and got["backend"] is not None
+    elif flag == "--weights":
+        assert got["weights"] == raw, got["weights"]
     elif flag in ("--data_dir", "--data_source"):
         assert getattr(data_args, flag[2:]) == raw
     elif flag == "--task_data":
@@ -1354,6 +1373,11 @@ ARGUMENT_FIELDS = {
     "gradient_telemetry": FLAG,
     "max_nonfinite_steps": NUMBER,
     "overwrite_output_dir": FLAG,
+    "share_rows": FLAG,
+    "static_shapes": FLAG,
+    "packed_batches": FLAG,
+    "length_buckets": st.sampled_from(["auto", "32,64,128", "64", "0", "128,32", "x"]),
+    "cuda_graphs": st.sampled_from(["auto", "true", "false", "on"]),
     "distill": st.one_of(
         st.none(),
         st.sampled_from(
@@ -1412,7 +1436,10 @@ def test_training_arguments_are_honoured_or_refused(kwargs, tmp_path_factory):
         got = getattr(args, name)
         if isinstance(value, float):
             assert math.isfinite(value), f"{name}={value!r} accepted"
-        if name in ("group_by_length", "cudnn_attention", "eval_only", "gradient_telemetry", "overwrite_output_dir"):
+        if name in (
+            *("group_by_length", "cudnn_attention", "eval_only", "gradient_telemetry", "overwrite_output_dir"),
+            *("share_rows", "static_shapes", "packed_batches"),
+        ):
             assert isinstance(value, bool) and got is value, f"{name}={value!r} accepted as {got!r}"
         elif name in ("aggregator_options", "weighting_options"):  # a mapping, or its JSON text, read as one
             assert isinstance(value, (dict, str, type(None))) and isinstance(got, (dict, type(None))), (
