@@ -73,16 +73,6 @@ def pytest_collection_modifyitems(config, items):
         group = "torchrun" if item.get_closest_marker("distributed") else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
 
-    # Longest first: the torchrun group (one after the other, on one worker) and the other whole runs start at once,
-    # while the second worker takes the short files; collected last, they would leave one worker idle at the end.
-    # The sort is stable: the tests of a file keep their order.
-    def weight(item) -> int:
-        if item.get_closest_marker("distributed"):
-            return 0
-        return 1 if item.nodeid.startswith("tests/e2e/") or item.get_closest_marker("integration") else 2
-
-    items.sort(key=weight)
-
 
 def tiny_bert_config(vocab_size: int = TINY_VOCAB_SIZE, **overrides) -> BertConfig:
     """A 2-layer, 32-wide random BERT: fast enough to build dozens of times per test run.
