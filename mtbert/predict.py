@@ -511,7 +511,7 @@ def prediction_value(spec: dict[str, Any], value: Any) -> Any:
     """A row's prediction as a predictions file holds it: a label name, a score, or a token task's tags."""
     names = spec.get("label_names")
     if get_kind(spec).label_is_sequence:
-        return [names[int(i)] for i in value] if names else [int(i) for i in value]
+        return [names[int(i)] for i in value]  # type: ignore[index]  # a token kind always names its tags
     return names[int(value)] if names else float(value)
 
 

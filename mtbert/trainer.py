@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -684,7 +684,7 @@ class MultitaskTrainer(Trainer):
         same set of parameters must hold gradients on every rank."""
         if not params:
             return
-        flat = self._all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None]))
+        flat = self._all_reduce_mean(torch.cat([cast(torch.Tensor, p.grad).reshape(-1) for p in params]))
         offset = 0
         for p in params:
             p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype)
