@@ -183,7 +183,7 @@ class DataArguments:
 
         Raises ``DataFileError`` for a missing file or folder, an unknown key or split name, or a task without data.
         """
-        from ..data import task_source  # datasets is heavy: imported only when data is resolved
+        from ..data.sources import task_source  # datasets is heavy: imported only when data is resolved
 
         entries: dict[str, Any] = dict(self.task_data or {})  # type: ignore[arg-type]
         unknown = set(entries) - set(tasks)

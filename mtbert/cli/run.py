@@ -18,7 +18,9 @@ import torch
 import transformers
 from transformers import AutoTokenizer
 
-from ..data import DataFileError, load_task_data, shared_sources, tokenize_task
+from ..data.sources import load_task_data, shared_sources
+from ..data.tokenization import tokenize_task
+from ..data.validation import DataFileError
 from ..inference.loading import is_mtbert_checkpoint, load_config, load_model, load_model_and_tokenizer, load_tokenizer
 from ..inference.predict import TaskSplits, cap_splits, predict_file, write_predictions
 from ..inference.prediction_speed import WEIGHT_DTYPES, cast_weights

@@ -45,7 +45,7 @@ def prepare_dataset(
     """
     from ..models.mtbert.heads_mtbert import head_class
     from ..models.mtbert.kinds_mtbert import get_kind
-    from . import tokenize_task
+    from .tokenization import tokenize_task
 
     spec = _task_spec(config, task)
     if get_kind(spec).input == "tokens":
@@ -77,7 +77,7 @@ def prepare_dataset(
 def _prepare_tokens(dataset, tokenizer, spec, task, max_length, tokens_column, tags_column) -> datasets.Dataset:
     """A token task's rows (words and tags) checked and tokenized with sub-word label alignment."""
     from ..tasks.token_data import token_rows
-    from . import tokenize_task
+    from .tokenization import tokenize_task
 
     if tokens_column not in dataset.column_names:
         raise ValueError(

@@ -231,7 +231,9 @@ def task_datasets(tasks: Mapping[str, dict], data_args=None) -> dict[str, dict[s
     with an unrecorded source. Only ``on_hub`` entries belong in the card's ``datasets:`` list.
     """
     # datasets is heavy: import only when a card is written
-    from ..data import HUB_SOURCES, MINBERT_FILES, FileSource, HubSource, MinbertSource
+    from ..data.sources.files import FileSource
+    from ..data.sources.hub import HUB_SOURCES, HubSource
+    from ..data.sources.minbert import MINBERT_FILES, MinbertSource
 
     try:
         sources = data_args.task_sources(tasks) if data_args is not None else dict(HUB_SOURCES)

@@ -315,7 +315,7 @@ def _training_rows(model, task: str, calibration, data_dir: str | None) -> tuple
             return [], None
         rows = calibration[task]
     else:
-        from ..data import load_task_splits
+        from ..data.sources import load_task_splits
 
         rows = load_task_splits(task, model.config.tasks[task], "minbert", data_dir, splits=("train",))["train"]
     texts = list(rows["text"])

@@ -322,7 +322,7 @@ class InputRows:
 
 def _input_records(path: str, fmt: str) -> list[dict[str, Any]]:
     """The file's rows as mappings: CSV/TSV rows by their header, JSON Lines objects."""
-    from ..data import DataFileError
+    from ..data.validation import DataFileError
 
     with open(path, encoding="utf-8", newline="") as handle:
         if fmt != "jsonl":
@@ -347,8 +347,9 @@ def _input_records(path: str, fmt: str) -> list[dict[str, Any]]:
 
 def read_inputs(path: str) -> InputRows:
     """The rows of a CSV, TSV or JSON Lines file of inputs, checked: a ``text`` column (and ``text_pair`` for
-    sentence pairs), no empty text; one :class:`~mtbert.data.DataFileError` line naming ``input_file`` otherwise."""
-    from ..data import DataFileError, clean_text
+    sentence pairs), no empty text; one :class:`~mtbert.data.validation.DataFileError` line naming ``input_file``
+    otherwise."""
+    from ..data.validation import DataFileError, clean_text
 
     if not isinstance(path, str) or not path.strip():
         raise DataFileError("input_file is empty: name a .csv, .tsv or .jsonl file of inputs")
@@ -425,7 +426,7 @@ def tokenize_inputs(rows: InputRows, tokenizer, specs: dict[str, dict[str, Any]]
     """``{task: tokenized dataset}`` of the rows, tokenized once per input layout (tasks of one layout share it)."""
     import datasets
 
-    from ..data import tokenize_task
+    from ..data.tokenization import tokenize_task
 
     columns: dict[str, list] = {"id": rows.ids, "text": rows.text}
     if rows.text_pair is not None:

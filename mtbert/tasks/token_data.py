@@ -30,7 +30,7 @@ TOKEN_KEYS = ("tokens_column", "tags_column")
 
 def read_conll(path: str) -> list[dict[str, Any]]:
     """Sentences of a CoNLL-style file as ``{"id", "tokens", "tags"}`` records (tags as written: names)."""
-    from ..data import DataFileError
+    from ..data.validation import DataFileError
 
     if not os.path.isfile(path):
         raise DataFileError(f"{path}: file not found")
@@ -129,7 +129,7 @@ def token_rows(
     the word count, are skipped and counted; a tag the task does not know stops the run with one clear line.
     ``keep_unlabelled``: a sentence without tags (none given) is kept with label ``None`` (no loss for this task;
     a row shared with other tasks)."""
-    from ..data import DataFileError, LoadReport
+    from ..data.validation import DataFileError, LoadReport
 
     kind = get_kind(spec)
     report = LoadReport(f"{task} {where}")

@@ -238,7 +238,7 @@ def check_teacher_task(
 def _member_outputs(model, tokenizer, task: str, dataset, indices: np.ndarray, batch_size: int, device,
                     autocast, progress: bool) -> list:  # fmt: skip
     """One teacher's probabilities (classes), scores, or per-word probabilities (tags) for the rows ``indices``."""
-    from ..data import tokenize_task
+    from ..data.tokenization import tokenize_task
     from ..inference.predict import task_logits
     from ..models.mtbert.heads_mtbert import first_token_positions
 
