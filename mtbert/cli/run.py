@@ -270,7 +270,7 @@ def write_model_card(
     (``mtbert.hub.render_model_card``), written locally beside the saved model with the final dev ``metrics``;
     ``examples`` are each task's widget and usage inputs (``mtbert.hub.examples_from_data``). Main process only;
     nothing is pushed."""
-    from ..hub import render_model_card
+    from ..hub.card import render_model_card
 
     args = trainer.args
     repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id
@@ -290,7 +290,7 @@ def write_model_card(
 def push_final_model(trainer, metrics: dict[str, float], data_args: DataArguments, examples=None):
     """One Hub commit with the final model, tokenizer, code and model card (``mtbert.hub.push_to_hub``), after any
     checkpoint upload (``hub_strategy``) still running has finished. Main process only."""
-    from ..hub import push_to_hub
+    from ..hub.push import push_to_hub
 
     args = trainer.args
     pending = getattr(trainer, "push_in_progress", None)

@@ -88,7 +88,7 @@ def _check_weights(path: str) -> None:
 
     files = _weight_files(path)
     if not files:
-        from ..hub import is_pickle_file
+        from ..hub.push import is_pickle_file
 
         pickles = [name for name in PICKLE_WEIGHTS if os.path.isfile(os.path.join(path, name))]
         pickles += sorted(name for name in os.listdir(path) if is_pickle_file(name) and name not in pickles)

@@ -104,7 +104,7 @@ class ModelCardCallback(TrainerCallback):
         return control
 
     def write(self, model, args, state, repo_id: str | None = None, folder: str | None = None, **overrides) -> str:
-        from ..hub import eval_metrics_from_log_history, render_model_card
+        from ..hub.card import eval_metrics_from_log_history, render_model_card
 
         options = {**self.card_kwargs, **{k: v for k, v in overrides.items() if v is not None}}
         data_args = options.pop("data_args", self.data_args)
