@@ -12,7 +12,7 @@ from transformers import HfArgumentParser
 
 import mtbert.inference.predict
 import mtbert.models.mtbert.modeling_mtbert
-import mtbert.training.trainer
+import mtbert.training.steps
 from mtbert.models.mtbert.modeling_mtbert import sdpa_kernels
 from mtbert.models.mtbert.pipeline_mtbert import MultitaskTextPipeline
 from mtbert.training.training_args import MultitaskTrainingArguments
@@ -99,7 +99,7 @@ def one_step(trainer, model):
 def test_a_training_step_runs_its_attention_in_the_context(
     tokenizer, tmp_path, monkeypatch, strategy, cudnn_attention
 ):
-    calls = forcing_cuda(monkeypatch, mtbert.training.trainer)
+    calls = forcing_cuda(monkeypatch, mtbert.training.steps)
     model = make_model(tokenizer)
     seen = attention_sees(model)
     trainer = trainer_for(
@@ -114,7 +114,7 @@ def test_a_training_step_runs_its_attention_in_the_context(
 @pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
 def test_gradient_checkpointing_recomputes_in_the_context_too(tokenizer, tmp_path, monkeypatch, strategy):
     """The recompute runs during backward, after every forward context has closed: the whole step is inside."""
-    forcing_cuda(monkeypatch, mtbert.training.trainer)
+    forcing_cuda(monkeypatch, mtbert.training.steps)
     model = make_model(tokenizer)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     seen = attention_sees(model)
@@ -127,7 +127,7 @@ def test_gradient_checkpointing_recomputes_in_the_context_too(tokenizer, tmp_pat
 
 
 def test_evaluation_runs_its_attention_in_the_context(tokenizer, tmp_path, monkeypatch):
-    calls = forcing_cuda(monkeypatch, mtbert.training.trainer)
+    calls = forcing_cuda(monkeypatch, mtbert.training.steps)
     model = make_model(tokenizer)
     data = make_data(tokenizer, model)
     trainer = trainer_for(model, data, tmp_path, strategy="round_robin")
@@ -157,9 +157,8 @@ def test_the_runs_leaderboard_files_follow_its_cudnn_attention(monkeypatch):
 
 
 def test_the_pipeline_runs_its_attention_in_the_context(tokenizer, monkeypatch):
-    calls = forcing_cuda(
-        monkeypatch, mtbert.models.mtbert.modeling_mtbert
-    )  # the pipeline imports it from there at call time
+    # the pipeline imports it from there at call time
+    calls = forcing_cuda(monkeypatch, mtbert.models.mtbert.modeling_mtbert)
     model = make_model(tokenizer).eval()
     seen = attention_sees(model)
     pipe = MultitaskTextPipeline(model=model, tokenizer=tokenizer, device=-1)
