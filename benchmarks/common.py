@@ -1,6 +1,7 @@
 """What the benchmarks share: the quickstart heads, stock label counts, data folder, CPU line, ratio report.
 
-The bf16 rule is mtbert's own (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs), re-exported here."""
+The bf16 rule is mtbert's own (``mtbert.training.precision.choose_bf16``, what ``--bf16 auto`` runs), re-exported
+here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import statistics
 
 import torch
 
-from mtbert.precision import choose_bf16, cpu_flags, measure_bf16_speedup  # the rule mtbert uses
+from mtbert.training.precision import choose_bf16, cpu_flags, measure_bf16_speedup  # the rule mtbert uses
 
 # The quickstart heads (SST mean pooling, QQP joined with [SEP], STS cosine of separately encoded sentences).
 TASKS = {

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Does ``torch.compile`` pay for mtbert on this machine? Prediction and training steps, eager vs compiled.
 
-prediction: ``mtbert.predict.task_logits`` over the first ``--rows`` rows of each test file (length-sorted batches,
+prediction: ``mtbert.inference.predict.task_logits`` over the first ``--rows`` rows of each test file (length-sorted
+batches,
         padded to a multiple of ``--bucket`` tokens so that few shapes reach the compiler), the encoder eager vs
         ``torch.compile(encoder)`` (inductor, automatic dynamic shapes). Pass 1 includes compilation; passes 2.. are
-        the steady state. Both sides use the bf16 rule's choice (``mtbert.precision.choose_bf16``).
+        the steady state. Both sides use the bf16 rule's choice (``mtbert.training.precision.choose_bf16``).
 training: forward + backward + AdamW of one MultitaskBertModel on fixed batches of one length, eager vs compiled:
         the compile time of one shape, the steady-state step time, and the steps it takes to earn the compile back.
 
@@ -24,9 +25,9 @@ import torch
 from common import DEFAULT_DATA_DIR, TASKS, choose_bf16, machine_line
 
 from mtbert import MultitaskBertModel
-from mtbert.arguments import resolve_model_path
+from mtbert.cli.arguments import resolve_model_path
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.predict import task_logits
+from mtbert.inference.predict import task_logits
 
 
 def timed(fn) -> float:

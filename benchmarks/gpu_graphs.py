@@ -39,10 +39,10 @@ from common import DEFAULT_DATA_DIR, TASKS, machine_line
 from gpu_step import matmul_ceiling, sync
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel
-from mtbert.arguments import resolve_model_path
+from mtbert.cli.arguments import resolve_model_path
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 
 def trainer_args(batch_size: int, device: str, **settings) -> MultitaskTrainingArguments:
@@ -122,7 +122,7 @@ def base_size_step(args, ceiling: float) -> float:
     ids = torch.randint(1000 if vocab > 2000 else 5, vocab, (rows, args.length), generator=generator)
     ids[:, 0], ids[:, -1] = 101 % vocab, 102 % vocab
     data = {"sst": [{"input_ids": row.tolist(), "label": i % 5} for i, row in enumerate(ids)]}
-    from mtbert.sampling import MultitaskDataset
+    from mtbert.data.sampling import MultitaskDataset
 
     dataset = MultitaskDataset(data)
     share_on = 0.0
@@ -163,12 +163,12 @@ def forward_backward(model, batch, task="sst") -> tuple[torch.Tensor, dict]:
 
 def exactness_checks(args, path, tokenizer, data) -> None:
     """Part 1: packed vs padded, graphs vs eager, on this device."""
-    from mtbert.cuda_graphs import GraphPolicy, TrainingGraphs
-    from mtbert.packing import enable_packing, uses_varlen_kernel
+    from mtbert.data.packing import enable_packing, uses_varlen_kernel
+    from mtbert.training.cuda_graphs import GraphPolicy, TrainingGraphs
 
     device = torch.device(args.device)
     rows = [data["sst"][i] for i in range(8)]
-    from mtbert.collators import TaskCollator
+    from mtbert.data.collators import TaskCollator
 
     batch = TaskCollator(tokenizer.pad_token_id or 0)([{k: r[k] for k in ("input_ids", "label")} for r in rows])
     batch = {k: v.to(device) for k, v in batch.items()}

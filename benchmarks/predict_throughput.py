@@ -8,7 +8,8 @@ stock-at-best: the same pipelines with what the stock path allows: rows sorted b
         text_pair) before the call, so each batch pads little, and the outputs put back in file order (sorting and
         unsorting timed); bf16 autocast around the call if and only if the bf16 rule picks it (``--best_bf16``,
         default auto: the same rule as mtbert's).
-mtbert: ``mtbert.predict.predict_task`` for each task of one MultitaskBertModel (the quickstart heads): rows sorted
+mtbert: ``mtbert.inference.predict.predict_task`` for each task of one MultitaskBertModel (the quickstart heads): rows
+sorted
         by token length so batches pad little, one model for all three tasks, bf16 autocast by the bf16 rule
         (``--mtbert_bf16``); ``--mtbert_quantize int8`` predicts with int8 dynamic quantization instead (opt-in in
         mtbert, as ``predict.py --quantize int8``: float32 inputs, so no bf16; its dev-metric cost is in
@@ -16,8 +17,8 @@ mtbert: ``mtbert.predict.predict_task`` for each task of one MultitaskBertModel 
         settings (``weights: bf16`` cast once instead of autocast, ``length_buckets``, ``packed``), each with its
         ratios printed before the last lines.
 
-bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
-CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
+bf16 rule (``mtbert.training.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on
+for CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
 /proc/cpuinfo); on CPUs with AVX512-BF16 but no AMX the start-up measurement decides; off otherwise.
 ``measure`` = that start-up measurement (forward+backward of two MiniLM-sized layers, on if bf16 is >= 10% faster)
 on any device; ``true``/``false`` = forced. The choice and its reason are printed first.
@@ -49,12 +50,12 @@ from common import (
 )
 
 from mtbert import MultitaskBertModel
-from mtbert.arguments import resolve_model_path
+from mtbert.cli.arguments import resolve_model_path
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.packing import enable_packing
-from mtbert.predict import task_logits, task_results
-from mtbert.prediction_speed import cast_weights
-from mtbert.static_shapes import choose_buckets, parse_buckets
+from mtbert.data.packing import enable_packing
+from mtbert.data.static_shapes import choose_buckets, parse_buckets
+from mtbert.inference.predict import task_logits, task_results
+from mtbert.inference.prediction_speed import cast_weights
 
 
 def main():
@@ -106,7 +107,7 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS).to(args.device).eval()
     if args.mtbert_quantize == "int8":  # int8 kernels take float32 inputs: bf16 autocast is dropped for mtbert
-        from mtbert.modeling_mtbert import quantize_int8
+        from mtbert.models.mtbert.modeling_mtbert import quantize_int8
 
         model = quantize_int8(model, device=args.device, inplace=True)
         bf16, why = False, "int8 quantized: float32 inputs"

@@ -15,10 +15,10 @@ from common import DEFAULT_DATA_DIR, TASKS
 from torch.profiler import ProfilerActivity, profile
 
 from mtbert import MultitaskBertModel
-from mtbert.arguments import resolve_model_path
+from mtbert.cli.arguments import resolve_model_path
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 
 def main():

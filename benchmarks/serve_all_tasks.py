@@ -7,9 +7,9 @@ Rows: the SST dev sentences (answered for sst) and the QQP and STS dev pairs (ea
 Pearson (STS rows).
 
 mtbert routes (one saved model, ``--model``; a backbone is given the quickstart heads instead):
-  torch          ``mtbert.predict``: rows sorted by length, ``forward_tasks`` (one encoder pass per distinct
+  torch          ``mtbert.inference.predict``: rows sorted by length, ``forward_tasks`` (one encoder pass per distinct
                  encoding: qqp and sts share the joined pair), float32.
-  onnx, openvino the same code, the passes run by ONNX Runtime / OpenVINO on an export (``mtbert.serving``).
+  onnx, openvino the same code, the passes run by ONNX Runtime / OpenVINO on an export (``mtbert.inference.serving``).
   onnx-int8, openvino-int8  the same on a static int8 export (``export_model(int8="static")``: ONNX Runtime's
                  quantize_static / NNCF, calibrated on ``--calibration_rows`` training rows, heads in float).
 stock routes (one AutoModelForSequenceClassification per task, on mtbert's own encoder weights; their heads are
@@ -73,9 +73,9 @@ def metrics(answers: dict[str, dict[str, np.ndarray]], dev) -> dict[str, float]:
 
 def run_mtbert(plan: dict) -> tuple:
     from mtbert.data import tokenize_task
-    from mtbert.loading import load_model_and_tokenizer
-    from mtbert.predict import task_results, tasks_logits
-    from mtbert.serving import load_runtime_model
+    from mtbert.inference.loading import load_model_and_tokenizer
+    from mtbert.inference.predict import task_results, tasks_logits
+    from mtbert.inference.serving import load_runtime_model
 
     route = plan["route"]
     if route == "torch":
@@ -104,7 +104,7 @@ def run_mtbert(plan: dict) -> tuple:
 def run_stock(plan: dict) -> tuple:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from mtbert.loading import load_config
+    from mtbert.inference.loading import load_config
 
     config = load_config(plan["model"])
     tokenizer = AutoTokenizer.from_pretrained(plan["model"])
@@ -187,7 +187,7 @@ def mtbert_model(path: str, scratch: str) -> str:
     from transformers import AutoTokenizer
 
     from mtbert import MultitaskBertModel
-    from mtbert.arguments import resolve_model_path
+    from mtbert.cli.arguments import resolve_model_path
 
     path = resolve_model_path(path)
     if os.path.isfile(os.path.join(path, "config.json")):
@@ -207,7 +207,7 @@ def stock_models(model_path: str, scratch: str, onnx: bool) -> dict[str, str]:
     with ``model.onnx`` (torch.onnx, dynamic batch and length) when the stock ONNX route runs."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from mtbert.loading import load_model
+    from mtbert.inference.loading import load_model
 
     model = load_model(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -264,7 +264,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         root = args.export_root or scratch
         model_path = mtbert_model(args.model, scratch)
-        from mtbert.export import export_model
+        from mtbert.inference.export import export_model
 
         exports = {}
         for route in routes:

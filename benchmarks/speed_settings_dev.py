@@ -19,12 +19,12 @@ import time
 import torch
 from common import DEFAULT_DATA_DIR, machine_line
 
-from mtbert.arguments import DataArguments
-from mtbert.loading import load_model_and_tokenizer
+from mtbert.cli.arguments import DataArguments
+from mtbert.cli.run import load_tokenized
+from mtbert.inference.loading import load_model_and_tokenizer
+from mtbert.inference.predict import predict_task
 from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics
-from mtbert.modeling_mtbert import quantize_int8
-from mtbert.predict import predict_task
-from mtbert.run import load_tokenized
+from mtbert.models.mtbert.modeling_mtbert import quantize_int8
 
 
 def main():

@@ -3,7 +3,8 @@
 
 Both are saved mtbert models (e.g. outputs/minilm_distilled and outputs/mpnet_best). Each reads the three test files
 (SST, QQP, STS: the rows of the leaderboard files) tokenized once with its own tokenizer in its own heads' layouts
-(not timed: the same one-off ``datasets.map`` for both), then predicts every task with ``mtbert.predict.predict_task``
+(not timed: the same one-off ``datasets.map`` for both), then predicts every task with
+``mtbert.inference.predict.predict_task``
 (rows sorted by length, batches of ``--batch_size``) in the same precision (``--bf16``: autocast for both, or
 neither). Repeats alternate which model goes first; min/median/max of the rows per second are printed, then the
 per-repeat ratios, and last ``student/teacher prediction speed ratio: X`` (the ratio of the median rows per second).
@@ -20,8 +21,8 @@ import torch
 from common import DEFAULT_DATA_DIR, machine_line
 
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.loading import load_model_and_tokenizer
-from mtbert.predict import predict_task
+from mtbert.inference.loading import load_model_and_tokenizer
+from mtbert.inference.predict import predict_task
 
 
 def prepared(path: str, data_dir: str, rows: int | None):

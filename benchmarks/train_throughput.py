@@ -14,8 +14,8 @@ mtbert: one MultitaskTrainer run over the same rows (strategy round_robin, the q
         ``--mtbert_variant NAME=key:value,...`` adds mtbert sides with other training settings (e.g.
         ``static_shapes``, ``cuda_graphs``, ``packed_batches``), each with its ratios printed before the last lines.
 
-bf16 rule (``mtbert.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on for
-CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
+bf16 rule (``mtbert.training.precision.choose_bf16``, what ``--bf16 auto`` runs in examples/train.py): ``auto`` = on
+for CUDA with bf16 support and for CPUs with AMX (``amx_bf16`` in
 /proc/cpuinfo); on CPUs with AVX512-BF16 but no AMX the start-up measurement decides; off otherwise.
 ``measure`` = that start-up measurement (forward+backward of two MiniLM-sized layers, on if bf16 is >= 10% faster)
 on any device; ``true``/``false`` = forced. The choice and its reason are printed first.
@@ -47,10 +47,10 @@ from common import (
 )
 
 from mtbert import MultitaskBertModel
-from mtbert.arguments import resolve_model_path
+from mtbert.cli.arguments import resolve_model_path
 from mtbert.data import load_task_splits, tokenize_task
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 
 def raw_rows(data_dir: str, rows: int):

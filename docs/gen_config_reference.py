@@ -1,10 +1,11 @@
 """Write docs/configuration.md, the configuration reference, from the code: one source of truth for every setting.
 
-The settings of a run are the fields of ``mtbert.arguments.ModelArguments`` and ``DataArguments``, mtbert's own
-fields of ``mtbert.training_args.MultitaskTrainingArguments`` (the stock ``TrainingArguments`` fields are linked,
-not listed), and the settings of one task (``mtbert.kinds_mtbert.TaskSpec``, the keys ``normalize_task_spec`` of
-``mtbert.configuration_mtbert`` accepts). The meaning of a field is its ``help=`` metadata; the task settings, which
-are a plain dataclass in remote code, take theirs from ``TASK_SETTING_HELP`` below.
+The settings of a run are the fields of ``mtbert.cli.arguments.ModelArguments`` and ``DataArguments``, mtbert's own
+fields of ``mtbert.training.training_args.MultitaskTrainingArguments`` (the stock ``TrainingArguments`` fields are
+linked, not listed), and the settings of one task (``mtbert.models.mtbert.kinds_mtbert.TaskSpec``, the keys
+``normalize_task_spec`` of
+``mtbert.models.mtbert.configuration_mtbert`` accepts). The meaning of a field is its ``help=`` metadata; the task
+settings, which are a plain dataclass in remote code, take theirs from ``TASK_SETTING_HELP`` below.
 ``tests/project/test_docs.py`` fails when a field has no help text or when docs/configuration.md is not what this
 script writes::
 
@@ -205,8 +206,10 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
 
 def _meaning(name: str, help_text: str, choices=None) -> str:
     meaning = _one_line(help_text)
-    if name == "aggregator":  # the registered aggregators (mtbert.aggregators.AGGREGATORS), not a list kept here
-        from mtbert.aggregators import AGGREGATORS
+    if (
+        name == "aggregator"
+    ):  # the registered aggregators (mtbert.training.aggregators.AGGREGATORS), not a list kept here
+        from mtbert.training.aggregators import AGGREGATORS
 
         choices = list(AGGREGATORS)
     if choices:
@@ -220,7 +223,7 @@ def own_training_fields() -> list[dataclasses.Field]:
     """The fields of MultitaskTrainingArguments that are mtbert's: new ones, and stock ones it redefines."""
     from transformers import TrainingArguments
 
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     stock = {f.name: f for f in dataclasses.fields(TrainingArguments)}
     own = []
@@ -233,18 +236,18 @@ def own_training_fields() -> list[dataclasses.Field]:
 
 def argument_sections() -> list[tuple[str, str, list[dataclasses.Field]]]:
     """(section title, class path, fields) of the argument dataclasses, in page order."""
-    from mtbert.arguments import DataArguments, ModelArguments
+    from mtbert.cli.arguments import DataArguments, ModelArguments
 
     return [
-        ("Model", "mtbert.arguments.ModelArguments", list(dataclasses.fields(ModelArguments))),
-        ("Data", "mtbert.arguments.DataArguments", list(dataclasses.fields(DataArguments))),
-        ("Training", "mtbert.training_args.MultitaskTrainingArguments", own_training_fields()),
+        ("Model", "mtbert.cli.arguments.ModelArguments", list(dataclasses.fields(ModelArguments))),
+        ("Data", "mtbert.cli.arguments.DataArguments", list(dataclasses.fields(DataArguments))),
+        ("Training", "mtbert.training.training_args.MultitaskTrainingArguments", own_training_fields()),
     ]
 
 
 def task_settings() -> dict[str, Any]:
     """Every key a task may carry, with its default: what ``normalize_task_spec`` accepts."""
-    from mtbert.configuration_mtbert import TASK_DEFAULTS
+    from mtbert.models.mtbert.configuration_mtbert import TASK_DEFAULTS
 
     return dict(TASK_DEFAULTS)
 
@@ -271,7 +274,7 @@ def _field_rows(fields: list[dataclasses.Field]) -> list[tuple[str, str, str]]:
 
 def render() -> str:
     """The text of docs/configuration.md."""
-    from mtbert.configuration_mtbert import DEFAULT_TASKS
+    from mtbert.models.mtbert.configuration_mtbert import DEFAULT_TASKS
 
     sections = {title: (owner, fields) for title, owner, fields in argument_sections()}
     parts = [INTRO]
@@ -281,8 +284,9 @@ def render() -> str:
             parts.append(
                 "## Task settings\n\n"
                 "Keys of one task under `tasks.<name>` (`--tasks.<name>.<key> VALUE`): the fields of "
-                "`mtbert.kinds_mtbert.TaskSpec`, completed and checked by "
-                "`mtbert.configuration_mtbert.normalize_task_spec`. Known task names bring their kind and labels: "
+                "`mtbert.models.mtbert.kinds_mtbert.TaskSpec`, completed and checked by "
+                "`mtbert.models.mtbert.configuration_mtbert.normalize_task_spec`. "
+                "Known task names bring their kind and labels: "
                 f"{known}; any other name needs `kind`. See [Tasks, heads and kinds](concepts/tasks.md).\n"
             )
             settings = task_settings().items()

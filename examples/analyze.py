@@ -18,9 +18,9 @@ import sys
 import datasets
 import transformers
 
-from mtbert.arguments import add_argument_with_aliases
-from mtbert.loading import load_config
-from mtbert.run import main_guard
+from mtbert.cli.arguments import add_argument_with_aliases
+from mtbert.cli.run import main_guard
+from mtbert.inference.loading import load_config
 from mtbert_research.analysis import analyze, summary
 
 

@@ -15,12 +15,12 @@ import json
 import os
 import sys
 
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.run import main_guard
+from mtbert.cli.run import main_guard
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
 
 
 def choose_checkpoints(args) -> list[str]:
-    from mtbert.averaging import find_checkpoints
+    from mtbert.inference.averaging import find_checkpoints
 
     if args.checkpoints:
         return list(args.checkpoints)
@@ -50,7 +50,7 @@ def choose_checkpoints(args) -> list[str]:
 def average(args) -> list[str]:
     from transformers import AutoTokenizer
 
-    from mtbert.averaging import load_averaged_model
+    from mtbert.inference.averaging import load_averaged_model
 
     checkpoints = choose_checkpoints(args)
     model = load_averaged_model(checkpoints)  # checks every folder and its weights first

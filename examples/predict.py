@@ -43,14 +43,14 @@ import logging
 import os
 import sys
 
-from mtbert.arguments import DashValueMixin, DataArguments, add_argument_with_aliases, check_max_seq_length
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.loading import load_config
-from mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
-from mtbert.predict import PARTIAL_NOTE, input_tasks, read_inputs
-from mtbert.publish import discard, fresh_staging_dir, publish
-from mtbert.run import check_device, check_output_folder, check_weights, main_guard, predict, predict_inputs
-from mtbert.serving import resolve_backend
+from mtbert.cli.arguments import DashValueMixin, DataArguments, add_argument_with_aliases, check_max_seq_length
+from mtbert.cli.run import check_device, check_output_folder, check_weights, main_guard, predict, predict_inputs
+from mtbert.hub.publish import discard, fresh_staging_dir, publish
+from mtbert.inference.loading import load_config
+from mtbert.inference.predict import PARTIAL_NOTE, input_tasks, read_inputs
+from mtbert.inference.serving import resolve_backend
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.models.mtbert.modeling_mtbert import QUANTIZE_CHOICES, resolve_quantize
 
 
 def check_models(models: list[str]) -> None:
@@ -246,7 +246,7 @@ def main(argv=None):
         )
         metrics = None
     else:
-        from mtbert.ensemble import predict_ensemble
+        from mtbert.inference.ensemble import predict_ensemble
 
         # all the ensemble's files or none: written beside output_dir, moved in together
         staging = fresh_staging_dir(args.output_dir)

@@ -29,11 +29,11 @@ import sys
 
 from transformers import set_seed
 
-from mtbert.arguments import parse_args
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.run import build_model, load_tokenized, load_tokenizer_and_tasks, main_guard, setup_logging
-from mtbert.search import SearchRecorder, multitask_search_space
-from mtbert.trainer import MultitaskTrainer
+from mtbert.cli.arguments import parse_args
+from mtbert.cli.run import build_model, load_tokenized, load_tokenizer_and_tasks, main_guard, setup_logging
+from mtbert.cli.search import SearchRecorder, multitask_search_space
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.training.trainer import MultitaskTrainer
 
 logger = logging.getLogger("mtbert")
 
@@ -78,7 +78,7 @@ def _range(flag: str, text: str) -> tuple[float, float] | None:
 
 
 def search_space(given: dict[str, str], strategy: str):
-    from mtbert.weighting import WEIGHTINGS
+    from mtbert.training.weighting import WEIGHTINGS
 
     try:
         n_trials = int(given["--n_trials"])

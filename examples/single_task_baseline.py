@@ -43,10 +43,10 @@ from transformers import (
     set_seed,
 )
 
-from mtbert.arguments import OFFLINE_MINILM, add_argument_with_aliases, resolve_model_path
-from mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
+from mtbert.cli.arguments import OFFLINE_MINILM, add_argument_with_aliases, resolve_model_path
 from mtbert.data import DataFileError, load_task_splits
 from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
 
 logger = logging.getLogger("single_task_baseline")
 

@@ -26,12 +26,8 @@ import os
 import torch
 from transformers import set_seed
 
-from mtbert.arguments import parse_args
-from mtbert.callbacks import ModelCardCallback
-from mtbert.checkpoints import resolve_resume
-from mtbert.hub import examples_from_data
-from mtbert.publish import discard, fresh_staging_dir, publish, staging_dir
-from mtbert.run import (
+from mtbert.cli.arguments import parse_args
+from mtbert.cli.run import (
     build_model,
     check_output_dir,
     count_parameters,
@@ -48,7 +44,11 @@ from mtbert.run import (
     write_metrics,
     write_model_card,
 )
-from mtbert.trainer import MultitaskTrainer
+from mtbert.hub import examples_from_data
+from mtbert.hub.publish import discard, fresh_staging_dir, publish, staging_dir
+from mtbert.training.callbacks import ModelCardCallback
+from mtbert.training.checkpoints import resolve_resume
+from mtbert.training.trainer import MultitaskTrainer
 
 logger = logging.getLogger("mtbert")
 

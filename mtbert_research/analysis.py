@@ -243,11 +243,11 @@ class AnalysisReport:
 
 
 def load_model(model_dir: str, device: str | None = None):
-    """``(model, tokenizer)`` of a saved mtbert model folder (``mtbert.loading``: safetensors only, float32), in
-    eval mode on ``device`` (default: cuda if any)."""
+    """``(model, tokenizer)`` of a saved mtbert model folder (``mtbert.inference.loading``: safetensors only,
+    float32), in eval mode on ``device`` (default: cuda if any)."""
     import torch
 
-    from mtbert.loading import load_model_and_tokenizer
+    from mtbert.inference.loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer(model_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -256,9 +256,9 @@ def load_dev_sets(
     model, tokenizer, data_dir: str, tasks: Sequence[str] | None = None, max_seq_length: int = 128
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``({task: tokenized dev Dataset}, {task: why it was skipped})`` for the model's tasks (or ``tasks``)."""
-    from mtbert.arguments import DataArguments
+    from mtbert.cli.arguments import DataArguments
+    from mtbert.cli.run import load_tokenized
     from mtbert.data import DataFileError
-    from mtbert.run import load_tokenized
 
     data_args = DataArguments(data_source="minbert", data_dir=data_dir, max_seq_length=max_seq_length)
     model_tasks = model.config.tasks
@@ -317,7 +317,7 @@ def analyze(
     tokenizer=None,
 ) -> AnalysisReport:
     """Predict the dev sets of a saved model and write ``analysis.md`` and the PNGs into ``output_dir``."""
-    from mtbert.predict import predict_task
+    from mtbert.inference.predict import predict_task
 
     if model is None or tokenizer is None:
         model, tokenizer = load_model(model_dir, device)

@@ -117,7 +117,7 @@ def train_arguments(
     data_dir: str | None = None,
     overrides: Iterable[str] = (),
 ) -> list[str]:
-    """The arguments of ``examples/train.py`` for one run (what ``mtbert.arguments.parse_args`` reads).
+    """The arguments of ``examples/train.py`` for one run (what ``mtbert.cli.arguments.parse_args`` reads).
 
     Later flags win: the profile's overrides, then the backbone, the data folder and the user's ``--override``s.
     """

@@ -79,7 +79,7 @@ def _recorded_backbone(folder: Path) -> str | None:
             backbone = value
     if backbone is None:
         try:
-            from mtbert.arguments import load_config_file
+            from mtbert.cli.arguments import load_config_file
 
             backbone = load_config_file(arguments[0]).get("model_name_or_path")
         except Exception:  # a moved or edited config only loses the note

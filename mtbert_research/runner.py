@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtbert.checkpoints import last_good_checkpoint
+from mtbert.training.checkpoints import last_good_checkpoint
 
 from .paths import DEFAULT_TRAIN_SCRIPT, LOG_FILE, METRICS_FILE, RUN_RECORD, ExperimentError, run_dir
 from .tables import Table

@@ -241,14 +241,14 @@ def leaderboard_predictions_kwargs(monkeypatch, **run_args) -> dict:
     arguments are ``run_args`` (a stand-in trainer: only what the function reads)."""
     from types import SimpleNamespace
 
-    import mtbert.run
+    import mtbert.cli.run
 
     seen = {}
-    monkeypatch.setattr(mtbert.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
+    monkeypatch.setattr(mtbert.cli.run, "write_predictions", lambda *a, **kw: seen.update(kw) or [])
     args = {"per_device_eval_batch_size": 4, "disable_tqdm": True, "cudnn_attention": False, **run_args}
     trainer = SimpleNamespace(
         accelerator=SimpleNamespace(unwrap_model=lambda m: m), model=object(), last_eval_predictions={},
         processing_class=None, args=SimpleNamespace(**args),
     )  # fmt: skip
-    mtbert.run.write_leaderboard_files(trainer, {}, "unused")
+    mtbert.cli.run.write_leaderboard_files(trainer, {}, "unused")
     return seen

@@ -7,8 +7,8 @@ import datasets
 import torch
 
 from mtbert.data import tokenize_task
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from conftest import tiny_model
 

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mtbert import MultitaskBertModel  # noqa: E402
-from mtbert.trainer import MultitaskTrainer  # noqa: E402
-from mtbert.training_args import MultitaskTrainingArguments  # noqa: E402
+from mtbert.training.trainer import MultitaskTrainer  # noqa: E402
+from mtbert.training.training_args import MultitaskTrainingArguments  # noqa: E402
 
 from random_tasks import TASKS  # noqa: E402  (the random sst/qqp/sts tasks of the trainer-step tests)
 

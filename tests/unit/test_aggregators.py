@@ -1,4 +1,4 @@
-"""Tests for mtbert.aggregators: Gram-matrix weightings checked against explicit-vector references."""
+"""Tests for mtbert.training.aggregators: Gram-matrix weightings checked against explicit-vector references."""
 
 import importlib.util
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from mtbert.aggregators import (
+from mtbert.training.aggregators import (
     AGGREGATORS,
     AggregatorResult,
     cagrad_weights,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mtbert import MultitaskTextPipeline
-from mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
 
 from conftest import load_example_script
 
@@ -195,7 +195,7 @@ def test_a_task_named_all_is_still_that_task(make_model, tokenizer):
 
 
 def task_batches(model, tokenizer, tasks, pairs):
-    from mtbert.pipeline_mtbert import collate_rows, encode_texts
+    from mtbert.models.mtbert.pipeline_mtbert import collate_rows, encode_texts
 
     batches = {}
     for task in tasks:
@@ -236,12 +236,12 @@ def test_forward_tasks_refuses_labels_and_wrong_layouts(make_model, tokenizer):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# mtbert.predict and examples/predict.py --input_file ... --tasks all
+# mtbert.inference.predict and examples/predict.py --input_file ... --tasks all
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def test_predict_tasks_equals_predict_task_in_fewer_passes(model, tokenizer, tmp_path):
-    from mtbert.predict import input_tasks, predict_task, predict_tasks, read_inputs, tokenize_inputs
+    from mtbert.inference.predict import input_tasks, predict_task, predict_tasks, read_inputs, tokenize_inputs
 
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))

@@ -1,4 +1,4 @@
-"""Tests for mtbert.arguments: YAML config + command-line overrides, validated before anything is loaded."""
+"""Tests for mtbert.cli.arguments: YAML config + command-line overrides, validated before anything is loaded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mtbert import MultitaskConfigError
-from mtbert.arguments import parse_args, resolve_model_path
+from mtbert.cli.arguments import parse_args, resolve_model_path
 
 
 @pytest.fixture
@@ -266,7 +266,7 @@ def test_eval_only_on_a_backbone_needs_the_explicit_flag(write_config):
 def test_max_seq_length_is_checked_against_the_backbones_positions(write_config, tmp_path):
     from transformers import BertConfig, RobertaConfig
 
-    from mtbert.arguments import backbone_positions
+    from mtbert.cli.arguments import backbone_positions
 
     BertConfig(max_position_embeddings=64).save_pretrained(tmp_path / "bert")
     RobertaConfig(max_position_embeddings=66, pad_token_id=1).save_pretrained(tmp_path / "roberta")

@@ -10,12 +10,12 @@ import pytest
 import torch
 from transformers import HfArgumentParser
 
-import mtbert.modeling_mtbert
-import mtbert.predict
-import mtbert.trainer
-from mtbert.modeling_mtbert import sdpa_kernels
-from mtbert.pipeline_mtbert import MultitaskTextPipeline
-from mtbert.training_args import MultitaskTrainingArguments
+import mtbert.inference.predict
+import mtbert.models.mtbert.modeling_mtbert
+import mtbert.training.steps
+from mtbert.models.mtbert.modeling_mtbert import sdpa_kernels
+from mtbert.models.mtbert.pipeline_mtbert import MultitaskTextPipeline
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from conftest import leaderboard_predictions_kwargs
 from random_tasks import first_batch, make_data, make_model, trainer_for
@@ -70,7 +70,7 @@ def forcing_cuda(monkeypatch, module):
     calls = []
 
     def spy(device, cudnn=False):
-        calls.append((mtbert.modeling_mtbert._as_device(device).type, cudnn))
+        calls.append((mtbert.models.mtbert.modeling_mtbert._as_device(device).type, cudnn))
         return sdpa_kernels("cuda", cudnn)
 
     monkeypatch.setattr(module, "sdpa_kernels", spy)
@@ -99,7 +99,7 @@ def one_step(trainer, model):
 def test_a_training_step_runs_its_attention_in_the_context(
     tokenizer, tmp_path, monkeypatch, strategy, cudnn_attention
 ):
-    calls = forcing_cuda(monkeypatch, mtbert.trainer)
+    calls = forcing_cuda(monkeypatch, mtbert.training.steps)
     model = make_model(tokenizer)
     seen = attention_sees(model)
     trainer = trainer_for(
@@ -114,7 +114,7 @@ def test_a_training_step_runs_its_attention_in_the_context(
 @pytest.mark.parametrize("strategy", ["round_robin", "pcgrad"])
 def test_gradient_checkpointing_recomputes_in_the_context_too(tokenizer, tmp_path, monkeypatch, strategy):
     """The recompute runs during backward, after every forward context has closed: the whole step is inside."""
-    forcing_cuda(monkeypatch, mtbert.trainer)
+    forcing_cuda(monkeypatch, mtbert.training.steps)
     model = make_model(tokenizer)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     seen = attention_sees(model)
@@ -127,7 +127,7 @@ def test_gradient_checkpointing_recomputes_in_the_context_too(tokenizer, tmp_pat
 
 
 def test_evaluation_runs_its_attention_in_the_context(tokenizer, tmp_path, monkeypatch):
-    calls = forcing_cuda(monkeypatch, mtbert.trainer)
+    calls = forcing_cuda(monkeypatch, mtbert.training.steps)
     model = make_model(tokenizer)
     data = make_data(tokenizer, model)
     trainer = trainer_for(model, data, tmp_path, strategy="round_robin")
@@ -140,11 +140,11 @@ def test_evaluation_runs_its_attention_in_the_context(tokenizer, tmp_path, monke
 
 @pytest.mark.parametrize("cudnn_attention", [False, True])
 def test_prediction_runs_its_attention_in_the_context(tokenizer, monkeypatch, cudnn_attention):
-    calls = forcing_cuda(monkeypatch, mtbert.predict)
+    calls = forcing_cuda(monkeypatch, mtbert.inference.predict)
     model = make_model(tokenizer)
     seen = attention_sees(model)
     data = make_data(tokenizer, model, n=10)
-    logits = mtbert.predict.task_logits(model, "sst", data["sst"], batch_size=4, progress=False,
+    logits = mtbert.inference.predict.task_logits(model, "sst", data["sst"], batch_size=4, progress=False,
                                         cudnn_attention=cudnn_attention)  # fmt: skip
     assert logits.shape == (10, 5)
     assert calls == [("cpu", cudnn_attention)] * 3  # one per batch of 4, 4, 2 rows
@@ -157,7 +157,8 @@ def test_the_runs_leaderboard_files_follow_its_cudnn_attention(monkeypatch):
 
 
 def test_the_pipeline_runs_its_attention_in_the_context(tokenizer, monkeypatch):
-    calls = forcing_cuda(monkeypatch, mtbert.modeling_mtbert)  # the pipeline imports it from there at call time
+    # the pipeline imports it from there at call time
+    calls = forcing_cuda(monkeypatch, mtbert.models.mtbert.modeling_mtbert)
     model = make_model(tokenizer).eval()
     seen = attention_sees(model)
     pipe = MultitaskTextPipeline(model=model, tokenizer=tokenizer, device=-1)

@@ -1,4 +1,5 @@
-"""Checkpoint weight averaging (mtbert.averaging) and examples/average_checkpoints.py, on tiny random models."""
+"""Checkpoint weight averaging (mtbert.inference.averaging) and examples/average_checkpoints.py, on tiny random
+models."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mtbert import MultitaskBertModel, MultitaskConfigError
-from mtbert.averaging import (
+from mtbert.data import tokenize_task
+from mtbert.inference.averaging import (
     average_checkpoints,
     find_checkpoints,
     load_averaged_model,
     load_state_dict_strictly,
 )
-from mtbert.configuration_mtbert import normalize_task_spec
-from mtbert.data import tokenize_task
-from mtbert.predict import predict_task
+from mtbert.inference.predict import predict_task
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
 from conftest import load_example_script
 
@@ -216,8 +217,8 @@ def test_a_checkpoint_missing_a_weight_cannot_be_loaded(make_model, tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tokenizer, data, tmp_path_factory):
     """Three checkpoints (steps 1, 2, 3) of a tiny MultitaskTrainer run, one encoder per task."""
-    from mtbert.trainer import MultitaskTrainer
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.trainer import MultitaskTrainer
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     from conftest import tiny_model
 

@@ -24,14 +24,14 @@ import torch
 from transformers import AutoTokenizer
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel
-from mtbert.collators import TaskCollator
-from mtbert.configuration_mtbert import MultitaskConfigError
 from mtbert.data import tokenize_batch, tokenize_task
+from mtbert.data.collators import TaskCollator
 from mtbert.hub import load_pipeline
-from mtbert.modeling_mtbert import encoder_class, has_segment_embeddings
-from mtbert.optimization import parameter_learning_rates
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.models.mtbert.modeling_mtbert import encoder_class, has_segment_embeddings
+from mtbert.training.optimization import parameter_learning_rates
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from backbone_fixtures import (
     ALL_HEADS,

@@ -1,4 +1,4 @@
-"""mtbert.backward without any Trainer: per-task gradients on shared parameters, combined by an aggregator."""
+"""mtbert.training.backward without any Trainer: per-task gradients on shared parameters, combined by an aggregator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mtbert import mtl_backward
-from mtbert.backward import TaskGradients, task_gradient_matrix
+from mtbert.training.backward import TaskGradients, task_gradient_matrix
 
 
 class TwoHeads(nn.Module):
@@ -85,7 +85,7 @@ def test_a_list_of_losses_and_an_aggregator_function_work_too():
 
     def first_task_only(gram, generator=None):
         calls.append(gram.shape)
-        from mtbert.aggregators import AggregatorResult
+        from mtbert.training.aggregators import AggregatorResult
 
         return AggregatorResult(torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor(0))
 

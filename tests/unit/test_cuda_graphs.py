@@ -1,4 +1,5 @@
-"""The ``cuda_graphs`` setting (mtbert.cuda_graphs, issue 26): what ``auto``/``true``/``false`` decide on each kind
+"""The ``cuda_graphs`` setting (mtbert.training.cuda_graphs, issue 26): what ``auto``/``true``/``false`` decide on
+each kind
 of run, the per-shape graph keys and the capture policy (rare shapes stay eager), and the trainer's wiring, all on
 the CPU with a stand-in for the capture. The capture itself runs only on a CUDA GPU (tests marked to skip without)."""
 
@@ -7,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.cuda_graphs import GraphPolicy, TrainingGraphs, check_cuda_graphs_setting, decide, graph_key
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.training.cuda_graphs import GraphPolicy, TrainingGraphs, check_cuda_graphs_setting, decide, graph_key
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
 
@@ -72,7 +73,7 @@ def test_training_graphs_replay_what_was_captured_and_fall_back_to_eager(make_mo
     captured = []
 
     def fake_capture(self, model, task, keys, tensors):  # what make_graphed_callables returns, run eagerly
-        from mtbert.cuda_graphs import TaskLoss
+        from mtbert.training.cuda_graphs import TaskLoss
 
         module = TaskLoss(model, task, keys, None)
         captured.append((task, keys, tuple(t.shape for t in tensors)))
@@ -97,7 +98,7 @@ def test_training_graphs_replay_what_was_captured_and_fall_back_to_eager(make_mo
 
 
 def test_the_trainer_has_no_graphs_on_the_cpu(make_model, tmp_path):
-    from mtbert.trainer import MultitaskTrainer
+    from mtbert.training.trainer import MultitaskTrainer
 
     args = MultitaskTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", static_shapes=True)
     assert args.cuda_graphs == "auto"
@@ -136,7 +137,7 @@ def test_a_failed_capture_leaves_that_shape_eager(make_model, monkeypatch, caplo
 
     monkeypatch.setattr(TrainingGraphs, "_capture", failing_capture)
     graphs = TrainingGraphs("on", policy=GraphPolicy(warmup=0))
-    with caplog.at_level("WARNING", logger="mtbert.cuda_graphs"):
+    with caplog.at_level("WARNING", logger="mtbert.training.cuda_graphs"):
         losses = [graphs.loss(model, "sst", batch, lambda: model(task="sst", **batch).loss) for _ in range(3)]
     assert all(torch.isfinite(loss) for loss in losses)
     assert sum("failed" in r.getMessage() for r in caplog.records) == 1
@@ -146,7 +147,7 @@ def test_a_failed_capture_leaves_that_shape_eager(make_model, monkeypatch, caplo
 def test_the_captured_forward_bypasses_accelerates_autocast_wrapper(make_model):
     """Accelerate replaces a prepared model's forward by one inside a cached autocast; the graph must capture the
     forward as defined (kept as ``_original_forward``), under an autocast without a cache."""
-    from mtbert.cuda_graphs import TaskLoss
+    from mtbert.training.cuda_graphs import TaskLoss
 
     model = make_model({"sst": {"classifier_dropout": 0.0}}).eval()
     original = model.forward

@@ -14,8 +14,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtbert.collators import TaskCollator
-from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import (
     MINBERT_FILES,
     DataFileError,
@@ -27,6 +25,8 @@ from mtbert.data import (
     tokenize_batch,
     tokenize_task,
 )
+from mtbert.data.collators import TaskCollator
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
 from conftest import SHARED_DATA_DIR, write_minbert_file
 

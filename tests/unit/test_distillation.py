@@ -1,5 +1,5 @@
-"""Knowledge distillation (mtbert.distillation): the loss is the hand-computed mix for every objective, the teacher
-labels the training rows once and the cache serves every later run, ensembles average, token tasks align to the
+"""Knowledge distillation (mtbert.training.distillation): the loss is the hand-computed mix for every objective, the
+teacher labels the training rows once and the cache serves every later run, ensembles average, token tasks align to the
 student's sub-tokens, and the settings are refused by name when wrong."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import torch
 from test_trainer import RAW, TASKS, tokenized
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec
-from mtbert.distillation import DistillationSettings, align_to_sub_tokens
-from mtbert.heads_mtbert import align_word_labels, tokenize_words
-from mtbert.kinds_mtbert import IGNORE_INDEX
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.models.mtbert.heads_mtbert import align_word_labels, tokenize_words
+from mtbert.models.mtbert.kinds_mtbert import IGNORE_INDEX
+from mtbert.training.distillation import DistillationSettings, align_to_sub_tokens
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from conftest import save_tiny_model, tiny_bert_config, tiny_model
 
@@ -69,7 +69,7 @@ def batch_for(name, spec, tokenizer, model):
         return {"input_ids": ids, "attention_mask": mask, "labels": labels, "teacher_targets": teacher}
     head = model.task_head("t")
     encoded = head.encode_texts(tokenizer, texts, pairs, 32)
-    from mtbert.collators import TaskCollator
+    from mtbert.data.collators import TaskCollator
 
     rows = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
     batch = TaskCollator(tokenizer.pad_token_id)(rows)
@@ -160,12 +160,12 @@ def trainer_for(tokenizer, data, tmp_path, teacher, strategy="round_robin", **di
 
 
 def teacher_log_probs(path, task, texts, pairs=None):
-    from mtbert.loading import load_model_and_tokenizer
+    from mtbert.inference.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(path)
     head = model.task_head(task)
     enc = head.encode_texts(tokenizer, texts, pairs, 16)
-    from mtbert.collators import TaskCollator
+    from mtbert.data.collators import TaskCollator
 
     batch = TaskCollator(tokenizer.pad_token_id)([dict(zip(enc, v)) for v in zip(*enc.values())])
     with torch.no_grad():
@@ -288,7 +288,7 @@ def test_a_teacher_that_predicts_something_else_is_refused(tokenizer, student_da
 
 
 def test_the_config_file_spelling_parses(tmp_path, teachers, small_minbert):
-    from mtbert.arguments import parse_args
+    from mtbert.cli.arguments import parse_args
 
     config = tmp_path / "c.yaml"
     config.write_text(

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from test_modeling import inputs_for
 
 from mtbert import MultitaskBertModel, MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec
-from mtbert.heads_mtbert import input_layout
-from mtbert.modeling_mtbert import cosent_loss, pool
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.models.mtbert.heads_mtbert import input_layout
+from mtbert.models.mtbert.modeling_mtbert import cosent_loss, pool
 
 
 def encode(model, input_ids, attention_mask, pooling):

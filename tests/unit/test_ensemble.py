@@ -1,4 +1,5 @@
-"""Prediction-time ensembles (mtbert.ensemble) and examples/predict.py with several models, on tiny random models."""
+"""Prediction-time ensembles (mtbert.inference.ensemble) and examples/predict.py with several models, on tiny random
+models."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ import pytest
 import torch
 
 from mtbert import MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
-from mtbert.ensemble import check_compatible, combine_logits, ensemble_predict_task, predict_ensemble, task_logits
-from mtbert.predict import predict_task
+from mtbert.inference.ensemble import (
+    check_compatible,
+    combine_logits,
+    ensemble_predict_task,
+    predict_ensemble,
+    task_logits,
+)
+from mtbert.inference.predict import predict_task
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
 from conftest import load_example_script
 
@@ -135,7 +142,7 @@ def test_the_same_model_twice_predicts_like_the_model(model, tokenize, tokenizer
 
 def row_logits(member, task, dataset, tokenizer):
     """Each row's logits from its own unpadded forward pass: independent of the batching under test."""
-    from mtbert.collators import TaskCollator
+    from mtbert.data.collators import TaskCollator
 
     columns = [c for c in ("input_ids", "input_ids_b", "token_type_ids") if c in dataset.column_names]
     out = []
@@ -258,8 +265,8 @@ def read_predictions(path: Path) -> tuple[str, list[str], list[float]]:
 
 def test_predict_ensemble_writes_the_leaderboard_files_and_dev_metrics(saved, small_data, tmp_path, tokenizer):
     from mtbert import MultitaskBertModel
-    from mtbert.arguments import DataArguments
-    from mtbert.run import load_tokenized
+    from mtbert.cli.arguments import DataArguments
+    from mtbert.cli.run import load_tokenized
 
     data_args = DataArguments(data_source="minbert", data_dir=str(small_data), max_seq_length=32)
     paths = [str(saved["linear"]), str(saved["cosine"])]
@@ -372,7 +379,7 @@ def test_members_with_another_tokenizer_are_refused(saved, small_data, tmp_path,
 
     from transformers import BertTokenizerFast
 
-    from mtbert.arguments import DataArguments
+    from mtbert.cli.arguments import DataArguments
 
     other = tmp_path / "other_vocab"
     shutil.copytree(saved["linear"], other)

@@ -1,5 +1,5 @@
-"""Serving exports (``mtbert.export``): ONNX and OpenVINO graphs with one output per task for every head kind, the
-runner without mtbert (or torch), and one task's encoder as a SentenceTransformer folder."""
+"""Serving exports (``mtbert.inference.export``): ONNX and OpenVINO graphs with one output per task for every head
+kind, the runner without mtbert (or torch), and one task's encoder as a SentenceTransformer folder."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError
-from mtbert.export import ExportedModel, export_model, layout_groups, main, save_sentence_transformer
-from mtbert.heads_mtbert import encode_texts
-from mtbert.pipeline_mtbert import collate_rows
+from mtbert.inference.export import ExportedModel, export_model, layout_groups, main, save_sentence_transformer
+from mtbert.models.mtbert.heads_mtbert import encode_texts
+from mtbert.models.mtbert.pipeline_mtbert import collate_rows
 
 from conftest import tiny_bert_config
 from without_mtbert import run_without_mtbert

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel
-from mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
-from mtbert.heads_mtbert import HEADS, Binary, Classes, CosineThreshold, Score, head_class, objective
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
+from mtbert.models.mtbert.heads_mtbert import HEADS, Binary, Classes, CosineThreshold, Score, head_class, objective
 
 from conftest import tiny_bert_config, tiny_model
 

@@ -18,11 +18,11 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import load_file
 from transformers import BertModel
 
-import mtbert
 from mtbert import MultitaskBertModel
-from mtbert.arguments import DataArguments
+from mtbert.cli.arguments import DataArguments
 from mtbert.data import tokenize_task
 from mtbert.hub import (
+    CODE_DIR,
     CODE_FILES,
     MINILM_HUB_ID,
     eval_metrics_from_log_history,
@@ -32,16 +32,16 @@ from mtbert.hub import (
     save_for_hub,
     task_metrics,
 )
-from mtbert.predict import predict_task
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.inference.predict import predict_task
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from conftest import tiny_bert_config
 from conftest import tiny_model as make_tiny_model
 from without_mtbert import run_without_mtbert
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = Path(mtbert.__file__).resolve().parent
+PACKAGE = CODE_DIR  # the remote-code folder in the package
 TASKS = {
     "sst": {"pooling": "cls"},
     "qqp": {"pair_encoding": "concat_sep", "pooling": "cls"},

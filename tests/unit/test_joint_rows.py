@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from mtbert import MultitaskTrainer, MultitaskTrainingArguments, prepare_dataset
-from mtbert.backward import TaskGradients
-from mtbert.collators import MultitaskCollator
-from mtbert.kinds_mtbert import IGNORE_INDEX
-from mtbert.sampling import MultitaskBatchSampler, MultitaskDataset
+from mtbert.data.collators import MultitaskCollator
+from mtbert.data.sampling import MultitaskBatchSampler, MultitaskDataset
+from mtbert.models.mtbert.kinds_mtbert import IGNORE_INDEX
+from mtbert.training.backward import TaskGradients
 
 INTENTS = ["book_flight", "get_weather"]
 TAGS = ["O", "B-city", "I-city"]

@@ -1,4 +1,5 @@
-"""mtbert.loading: the one loader of saved models. A good folder loads (float32, eval mode, no pickle); every broken
+"""mtbert.inference.loading: the one loader of saved models. A good folder loads (float32, eval mode, no pickle);
+every broken
 or foreign folder is refused with one line that names the path and the problem, before any weights are built."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError
-from mtbert.loading import (
+from mtbert.inference.loading import (
     check_model_folder,
     is_mtbert_checkpoint,
     load_config,
@@ -172,7 +173,7 @@ def test_load_config_reads_no_weights(saved, monkeypatch):
 
 
 def test_local_paths_and_hub_ids(tmp_path, monkeypatch):
-    from mtbert.loading import is_local_path
+    from mtbert.inference.loading import is_local_path
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()

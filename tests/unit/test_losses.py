@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
-from mtbert.modeling_mtbert import angle_similarity, cosent_loss
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError, normalize_task_spec
+from mtbert.models.mtbert.modeling_mtbert import angle_similarity, cosent_loss
 
 
 def cosent_by_hand(scores, labels, scale):

@@ -15,7 +15,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from mtbert import MultitaskBertConfig
-from mtbert.arguments import DataArguments
+from mtbert.cli.arguments import DataArguments
 from mtbert.hub import (
     DEFAULT_EXAMPLES,
     NEUTRAL_EXAMPLES,

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec
-from mtbert.modeling_mtbert import pool
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.models.mtbert.modeling_mtbert import pool
 
 BATCH, LENGTH = 3, 7
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.optimization import encoder_depth, parameter_learning_rates
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.training.optimization import encoder_depth, parameter_learning_rates
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 
 def test_encoder_depth_of_bert_parameter_names():

@@ -1,4 +1,4 @@
-"""Packed variable-length batches (mtbert.packing, issue 26): on the CPU reference path (block-diagonal SDPA over
+"""Packed variable-length batches (mtbert.data.packing, issue 26): on the CPU reference path (block-diagonal SDPA over
 the packed row), logits and gradients equal the padded path's for every supported family and every head kind, a
 token head reads the same positions, a row padded to a token budget changes nothing, and unsupported families (or
 masks that are not right-padded) are refused in one line. A negative control shows the comparison can fail."""
@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from test_backbones import batch_of, make_model
 
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.packing import (
+from mtbert.data.packing import (
     PACKED_FAMILIES,
     block_diagonal_mask,
     enable_packing,
@@ -21,6 +20,7 @@ from mtbert.packing import (
     position_offset,
     unpack,
 )
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
 
 from backbone_fixtures import ALL_HEADS, encoder_config_of
 
@@ -93,7 +93,7 @@ def test_a_token_budget_pads_the_row_without_changing_results():
 
 def test_without_restricted_attention_packing_differs():
     """Negative control: one mask over the whole packed row (sequences see each other) moves the logits."""
-    import mtbert.packing as packing
+    import mtbert.data.packing as packing
 
     model = make_model("bert").eval()
     batch = batch_of("bert", ALL_HEADS["sst"])
@@ -114,7 +114,7 @@ def test_without_restricted_attention_packing_differs():
 @pytest.mark.parametrize("name", ["bert", "distilbert", "modernbert"])
 def test_the_block_diagonal_path_is_exact_too(name, monkeypatch):
     """Without the batch's padded layout at hand, attention runs over the packed row with a block-diagonal mask."""
-    import mtbert.packing as packing
+    import mtbert.data.packing as packing
 
     monkeypatch.setattr(packing, "_rows_for", lambda cu: None)
     model = make_model(name).eval()
@@ -182,7 +182,7 @@ def test_the_varlen_kernel_call_is_laid_out_as_the_kernel_expects(name, monkeypa
     the padded path's logits. (The kernel itself is CUDA-only.)"""
     import torch.nn.attention.varlen as varlen
 
-    import mtbert.packing as packing
+    import mtbert.data.packing as packing
 
     calls = []
 

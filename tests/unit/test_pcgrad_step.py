@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtbert.aggregators import sample_pcgrad_permutations
+from mtbert.training.aggregators import sample_pcgrad_permutations
 
 from random_tasks import TASKS, first_batch, make_data, make_model, trainer_for
 
@@ -75,10 +75,10 @@ def test_pcgrad_step_equals_manual_reference(tokenizer, tmp_path):
 def test_the_reference_test_fails_when_pcgrad_is_replaced_by_a_plain_sum(tokenizer, tmp_path, monkeypatch):
     """The check above bites: with the aggregation swapped for a plain sum, the trainer's step is the sum, and it is
     not the PCGrad reference."""
-    import mtbert.trainer
-    from mtbert.aggregators import get_aggregator
+    import mtbert.training.steps
+    from mtbert.training.aggregators import get_aggregator
 
-    monkeypatch.setattr(mtbert.trainer, "get_aggregator", lambda name, **options: get_aggregator("sum"))
+    monkeypatch.setattr(mtbert.training.steps, "get_aggregator", lambda name, **options: get_aggregator("sum"))
     got, expected, plain_sum, *_ = pcgrad_step_and_reference(tokenizer, tmp_path)
     torch.testing.assert_close(got, plain_sum, rtol=1e-4, atol=1e-6)
     with pytest.raises(AssertionError):

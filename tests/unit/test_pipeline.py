@@ -13,16 +13,15 @@ import torch
 import yaml
 from transformers import AutoModel, BertConfig, BertForSequenceClassification, BertModel, pipeline
 
-import mtbert
 from mtbert import PIPELINE_TASK, MultitaskBertConfig, MultitaskBertModel, MultitaskTextPipeline
-from mtbert.arguments import ModelArguments
-from mtbert.configuration_mtbert import SST_LABELS, MultitaskConfigError
+from mtbert.cli.arguments import ModelArguments
+from mtbert.cli.run import build_model
 from mtbert.data import tokenize_batch, tokenize_task
-from mtbert.heads_mtbert import input_layout
-from mtbert.hub import CODE_FILES, load_pipeline
-from mtbert.pipeline_mtbert import collate_rows, encode_texts
-from mtbert.predict import predict_task
-from mtbert.run import build_model
+from mtbert.hub import CODE_DIR, CODE_FILES, load_pipeline
+from mtbert.inference.predict import predict_task
+from mtbert.models.mtbert.configuration_mtbert import SST_LABELS, MultitaskConfigError
+from mtbert.models.mtbert.heads_mtbert import input_layout
+from mtbert.models.mtbert.pipeline_mtbert import collate_rows, encode_texts
 
 from conftest import tiny_model as make_tiny_model
 
@@ -109,7 +108,7 @@ def one(output):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tokenization and collation equal mtbert.data / mtbert.collators
+# Tokenization and collation equal mtbert.data / mtbert.data.collators
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -142,7 +141,7 @@ def test_every_input_format_is_covered(model):
 
 @pytest.mark.parametrize("task", ["sst", "qqp", "sts", "sts_dual"])
 def test_collate_rows_equals_task_collator(tokenizer, model, task):
-    from mtbert.collators import TaskCollator
+    from mtbert.data.collators import TaskCollator
 
     spec = model.config.tasks[task]
     texts = [a for a, _ in PAIRS]
@@ -157,7 +156,7 @@ def test_collate_rows_equals_task_collator(tokenizer, model, task):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Predictions equal mtbert.predict.predict_task, for every task, unbatched and batched
+# Predictions equal mtbert.inference.predict.predict_task, for every task, unbatched and batched
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -472,7 +471,7 @@ def test_saved_quickstart_model_has_real_labels(tokenizer, tmp_path):
 
 
 def test_default_task_from_the_command_line(tmp_path):
-    from mtbert.arguments import parse_args
+    from mtbert.cli.arguments import parse_args
 
     model_args, _, _ = parse_args(
         [
@@ -590,7 +589,7 @@ def test_pipeline_save_pretrained_records_custom_pipelines(pipe, tmp_path):
 
 
 def test_remote_code_files_import_only_relatively():
-    package = os.path.dirname(mtbert.__file__)
+    package = CODE_DIR
     for name in CODE_FILES:
         source = pathlib.Path(package, name).read_text(encoding="utf-8")
         for line in source.splitlines():

@@ -1,4 +1,5 @@
-"""Prediction speed settings (mtbert.prediction_speed, issue 26): batches collated ahead in a thread (same items, same
+"""Prediction speed settings (mtbert.inference.prediction_speed, issue 26): batches collated ahead in a thread (same
+items, same
 order, errors raised), bf16 weights cast once, and length-bucketed prediction giving the same logits as dynamic
 padding."""
 
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import mtbert.predict
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.prediction_speed import cast_weights, prefetched
+import mtbert.inference.predict
+from mtbert.inference.prediction_speed import cast_weights, prefetched
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
 
 from random_tasks import make_data, make_model
 
@@ -49,13 +50,15 @@ def test_cast_weights(tokenizer):
 def test_length_buckets_in_prediction_change_no_logit(tokenizer, task):
     model = make_model(tokenizer)
     data = make_data(tokenizer, model, n=10)
-    dynamic = mtbert.predict.task_logits(model, task, data[task], batch_size=4, progress=False)
-    static = mtbert.predict.task_logits(model, task, data[task], batch_size=4, progress=False, length_buckets=[32, 64])
+    dynamic = mtbert.inference.predict.task_logits(model, task, data[task], batch_size=4, progress=False)
+    static = mtbert.inference.predict.task_logits(
+        model, task, data[task], batch_size=4, progress=False, length_buckets=[32, 64]
+    )
     torch.testing.assert_close(static, dynamic, atol=1e-5, rtol=1e-5)
 
 
 def test_predict_inputs_with_bf16_weights(tokenizer, tmp_path):
-    from mtbert.run import check_weights, predict_inputs
+    from mtbert.cli.run import check_weights, predict_inputs
 
     model = make_model(tokenizer)
     model.save_pretrained(tmp_path / "model")

@@ -18,10 +18,10 @@ from transformers import pipeline
 
 from mtbert import MultitaskConfigError, MultitaskTextPipeline
 from mtbert.hub import load_pipeline
-from mtbert.loading import load_model
-from mtbert.modeling_mtbert import quantize_int8, quantized_linear_count, resolve_quantize
-from mtbert.pipeline_mtbert import collate_rows, encode_texts
-from mtbert.predict import task_logits
+from mtbert.inference.loading import load_model
+from mtbert.inference.predict import task_logits
+from mtbert.models.mtbert.modeling_mtbert import quantize_int8, quantized_linear_count, resolve_quantize
+from mtbert.models.mtbert.pipeline_mtbert import collate_rows, encode_texts
 
 from backbone_fixtures import FAMILIES
 from conftest import load_example_script

@@ -1,4 +1,4 @@
-"""Tests for mtbert.sampling (the per-epoch multitask batch plan) and the multitask dataset/collator."""
+"""Tests for mtbert.data.sampling (the per-epoch multitask batch plan) and the multitask dataset/collator."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import datasets
 import pytest
 import torch
 
-from mtbert.collators import MultitaskCollator
-from mtbert.sampling import MultitaskBatchSampler, MultitaskDataset
+from mtbert.data.collators import MultitaskCollator
+from mtbert.data.sampling import MultitaskBatchSampler, MultitaskDataset
 
 SIZES = {"a": 10, "b": 4, "c": 6}
 OFFSETS = {"a": 0, "b": 10, "c": 14}

@@ -11,8 +11,8 @@ import pathlib
 import pytest
 import torch
 
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from random_tasks import make_data, make_model
 
@@ -53,7 +53,7 @@ def test_model_init_is_accepted_and_called_again_for_each_train(tokenizer, tmp_p
 
 def test_hyperparameter_search_runs_two_optuna_trials(tokenizer, tmp_path):
     pytest.importorskip("optuna")
-    from mtbert.search import SearchRecorder, multitask_search_space
+    from mtbert.cli.search import SearchRecorder, multitask_search_space
 
     data = make_data(tokenizer, make_model(tokenizer))
     trainer = MultitaskTrainer(

@@ -1,6 +1,6 @@
 """Serving a saved model through an export: the pipeline's and predict.py's ``backend="onnx"|"openvino"`` give
-torch's outputs (``mtbert.serving``), and static int8 exports (``export_model(int8="static")``) are calibrated,
-really int8 and close to float32."""
+torch's outputs (``mtbert.inference.serving``), and static int8 exports (``export_model(int8="static")``) are
+calibrated, really int8 and close to float32."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError
-from mtbert.export import export_model
 from mtbert.hub import load_pipeline
-from mtbert.serving import RuntimeMultitaskModel, load_runtime_model
+from mtbert.inference.export import export_model
+from mtbert.inference.serving import RuntimeMultitaskModel, load_runtime_model
 
 from conftest import tiny_bert_config
 
@@ -73,9 +73,9 @@ def _close(a, b, atol=1e-4):
 
 
 def test_runtime_model_gives_torch_logits_for_every_task(runtime, saved, tokenizer):
-    from mtbert.heads_mtbert import encode_texts
-    from mtbert.loading import load_model
-    from mtbert.pipeline_mtbert import collate_rows
+    from mtbert.inference.loading import load_model
+    from mtbert.models.mtbert.heads_mtbert import encode_texts
+    from mtbert.models.mtbert.pipeline_mtbert import collate_rows
 
     backend, export_dir = runtime
     model, _ = load_runtime_model(saved, backend, export_dir=export_dir)
@@ -215,11 +215,11 @@ def test_static_int8_export_is_calibrated_int8_and_close_to_float(fmt, saved, tm
     assert manifest["int8"]["calibration_rows"] == {"single": 12, "joined": 12, "dual": 12}
     assert _int8_ops(tmp_path / "int8", fmt) >= 8  # every linear layer of the two encoder layers, at least
     model, _ = load_runtime_model(saved, fmt, export_dir=tmp_path / "int8", int8="static")
-    from mtbert.loading import load_model
+    from mtbert.inference.loading import load_model
 
     torch_model = load_model(saved)
-    from mtbert.heads_mtbert import encode_texts
-    from mtbert.pipeline_mtbert import collate_rows
+    from mtbert.models.mtbert.heads_mtbert import encode_texts
+    from mtbert.models.mtbert.pipeline_mtbert import collate_rows
 
     for task, spec in TASKS.items():
         pairs = PAIRS if task != "sst" else None

@@ -12,8 +12,8 @@ from test_modeling import inputs_for
 from torch import nn
 
 from mtbert import MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec
-from mtbert.modeling_mtbert import EmbeddingNoise
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.models.mtbert.modeling_mtbert import EmbeddingNoise
 
 HEADS = [
     ("sst", {}),

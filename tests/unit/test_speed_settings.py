@@ -1,5 +1,6 @@
 """Speed settings (issue 18): ``bf16: auto`` decided by the hardware or a start-up measurement, and the word-embedding
-matrix trained densely, sparsely (touched rows only, :class:`~mtbert.optimization.RowSparseAdamW`) or frozen."""
+matrix trained densely, sparsely (touched rows only, :class:`~mtbert.training.optimization.RowSparseAdamW`) or
+frozen."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import yaml
 
 from mtbert import MultitaskConfigError
 from mtbert import precision as precision_module
-from mtbert.arguments import parse_args
-from mtbert.optimization import RowSparseAdamW, word_embedding_weights
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.cli.arguments import parse_args
+from mtbert.training.optimization import RowSparseAdamW, word_embedding_weights
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from conftest import tiny_model as make_tiny_model
 from random_tasks import make_data
@@ -219,7 +220,7 @@ def test_bf16_auto_follows_the_hardware_and_measures_only_without_amx(cpu):
 
 
 def test_training_arguments_decide_bf16_auto_and_keep_the_reason(cpu, tmp_path, monkeypatch):
-    monkeypatch.setattr("mtbert.training_args.has_accelerator", lambda: False)
+    monkeypatch.setattr("mtbert.training.training_args.has_accelerator", lambda: False)
     cpu(avx512_bf16=True, speedup=1.4)
     args = MultitaskTrainingArguments(output_dir=str(tmp_path), report_to="none", bf16="auto")
     assert args.bf16 is True and args.use_cpu is True and "1.40x" in args.bf16_reason

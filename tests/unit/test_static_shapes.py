@@ -1,5 +1,5 @@
-"""Static shapes (mtbert.static_shapes, issue 26): length buckets chosen from the data, batches padded to them without
-changing what the model computes, the padding overhead reported, and with the setting off the training loader's
+"""Static shapes (mtbert.data.static_shapes, issue 26): length buckets chosen from the data, batches padded to them
+without changing what the model computes, the padding overhead reported, and with the setting off the training loader's
 batches are exactly what they were. Also packed batches through the trainer: the same losses and parameters as
 padded batches for round_robin, sum and pcgrad."""
 
@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.kinds_mtbert import IGNORE_INDEX
-from mtbert.static_shapes import (
+from mtbert.data.static_shapes import (
     StaticShapeCollator,
     bucket_for,
     choose_buckets,
@@ -22,8 +20,10 @@ from mtbert.static_shapes import (
     padding_report,
     parse_buckets,
 )
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.models.mtbert.kinds_mtbert import IGNORE_INDEX
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from random_tasks import make_data
 from random_tasks import make_model as make_pcgrad_model
@@ -126,7 +126,7 @@ def test_static_shapes_batches_take_bucket_lengths_and_the_padding_is_logged(tok
     model = make_pcgrad_model(tokenizer)
     data = make_data(tokenizer, model, n=24)
     trainer = _trainer(model, data, tmp_path, static_shapes=True, length_buckets=[16, 32, 48])
-    with caplog.at_level(logging.INFO, logger="mtbert.trainer"):
+    with caplog.at_level(logging.INFO, logger="mtbert.training.trainer"):
         loader = trainer.get_train_dataloader()
     assert isinstance(loader.collate_fn, StaticShapeCollator)
     lines = [r.getMessage() for r in caplog.records if "static shapes" in r.getMessage()]

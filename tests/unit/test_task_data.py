@@ -12,8 +12,7 @@ import datasets
 import pytest
 import yaml
 
-from mtbert.arguments import DataArguments, parse_args
-from mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.cli.arguments import DataArguments, parse_args
 from mtbert.data import (
     DataFileError,
     FileSource,
@@ -23,6 +22,7 @@ from mtbert.data import (
     parse_label,
     task_source,
 )
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
 from conftest import SHARED_DATA_DIR
 
@@ -381,7 +381,7 @@ def test_load_task_splits_keeps_its_old_call_and_takes_an_entry(tmp_path):
 
 @pytest.mark.skipif(not SHARED_DATA_DIR.is_dir(), reason="../shared/data is not available")
 def test_load_tokenized_reads_every_task_from_its_own_source(tokenizer):
-    from mtbert.run import load_tokenized
+    from mtbert.cli.run import load_tokenized
 
     entry = {"source": "files", "data_dir": str(NLI_TOY), "text_columns": ["premise", "hypothesis"]}
     args = DataArguments(

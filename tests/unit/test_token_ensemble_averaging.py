@@ -1,4 +1,5 @@
-"""Token tasks under prediction-time ensembles (mtbert.ensemble) and checkpoint averaging (mtbert.averaging), on tiny
+"""Token tasks under prediction-time ensembles (mtbert.inference.ensemble) and checkpoint averaging
+(mtbert.inference.averaging), on tiny
 random models: an ensemble tags each word with the argmax of its members' mean softmax, as ``predict_task`` tags a
 word for one model, and scores the dev set with entity F1; an averaged model predicts as its weights say."""
 
@@ -12,9 +13,9 @@ import pytest
 import torch
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, prepare_dataset
-from mtbert.averaging import average_checkpoints, load_averaged_model
-from mtbert.ensemble import ensemble_predict_task, predict_ensemble
-from mtbert.predict import predict_task, task_logits
+from mtbert.inference.averaging import average_checkpoints, load_averaged_model
+from mtbert.inference.ensemble import ensemble_predict_task, predict_ensemble
+from mtbert.inference.predict import predict_task, task_logits
 
 from conftest import tiny_bert_config
 
@@ -85,7 +86,7 @@ def test_an_ensemble_tags_each_word_with_the_argmax_of_the_mean_softmax(slots, t
 
 
 def test_predict_ensemble_writes_tag_files_and_entity_f1(tokenizer, tmp_path):
-    from mtbert.arguments import DataArguments
+    from mtbert.cli.arguments import DataArguments
 
     data = tmp_path / "data"
     data.mkdir()

@@ -14,11 +14,11 @@ import torch
 from transformers import BertForTokenClassification, pipeline
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel, MultitaskConfigError, MultitaskTextPipeline
-from mtbert.heads_mtbert import align_word_labels, first_token_positions, tokenize_words
-from mtbert.kinds_mtbert import IGNORE_INDEX, TaskKind, get_kind, register_kind
 from mtbert.metrics import PRIMARY_METRIC, compute_task_metrics
 from mtbert.metrics.entities import entity_scores, spans
-from mtbert.token_data import infer_label_names, read_conll
+from mtbert.models.mtbert.heads_mtbert import align_word_labels, first_token_positions, tokenize_words
+from mtbert.models.mtbert.kinds_mtbert import IGNORE_INDEX, TaskKind, get_kind, register_kind
+from mtbert.tasks.token_data import infer_label_names, read_conll
 
 from conftest import EXAMPLES_DIR, run_example_script, tiny_bert_config
 from without_mtbert import run_without_mtbert
@@ -126,7 +126,7 @@ def test_a_kind_is_one_registered_class():
         assert compute_task_metrics("ordinal_rating_test", [1, 2], [1, 3]) == {"accuracy": 0.5}
         assert isinstance(get_kind("ordinal_rating_test"), TaskKind)
     finally:
-        from mtbert.kinds_mtbert import TASK_KIND_CLASSES
+        from mtbert.models.mtbert.kinds_mtbert import TASK_KIND_CLASSES
 
         TASK_KIND_CLASSES.pop("ordinal_rating_test")
 

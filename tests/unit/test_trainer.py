@@ -10,12 +10,12 @@ import pytest
 import torch
 from scipy import stats
 
-from mtbert.collators import MODEL_COLUMNS, TaskCollator
-from mtbert.configuration_mtbert import normalize_task_spec
 from mtbert.data import tokenize_task
-from mtbert.optimization import parameter_learning_rates
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.data.collators import MODEL_COLUMNS, TaskCollator
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.training.optimization import parameter_learning_rates
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 TASKS = {
     "sst": {"classifier_dropout": 0.0},
@@ -387,7 +387,7 @@ def test_checkpoint_averaging_is_part_of_the_trainer(setup):
     of the last two complete checkpoints' weights, and the metrics say how many were averaged."""
     from safetensors.torch import load_file
 
-    from mtbert.averaging import find_checkpoints
+    from mtbert.inference.averaging import find_checkpoints
 
     trainer, model, _ = setup(
         learning_rate=1e-3, num_train_epochs=3, save_strategy="epoch", save_total_limit=3, average_checkpoints=2

@@ -13,9 +13,9 @@ from transformers.trainer_utils import PredictionOutput
 
 import mtbert
 from mtbert import MultitaskConfigError
-from mtbert.configuration_mtbert import normalize_task_spec
-from mtbert.trainer import MultitaskTrainer
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
+from mtbert.training.trainer import MultitaskTrainer
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 
 @pytest.fixture(scope="module")

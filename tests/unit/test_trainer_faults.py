@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from mtbert.checkpoints import MARKER, CheckpointError, check_checkpoint, last_good_checkpoint, resolve_resume
 from mtbert.data import tokenize_task
-from mtbert.trainer import MultitaskTrainer, NonFiniteLossError
-from mtbert.training_args import MultitaskTrainingArguments
+from mtbert.training.checkpoints import MARKER, CheckpointError, check_checkpoint, last_good_checkpoint, resolve_resume
+from mtbert.training.trainer import MultitaskTrainer, NonFiniteLossError
+from mtbert.training.training_args import MultitaskTrainingArguments
 
 from conftest import tiny_model
 

@@ -1,4 +1,5 @@
-"""Loss-based task weightings (mtbert.weighting) and the UPGrad / Nash-MTL aggregators, each against a step computed by
+"""Loss-based task weightings (mtbert.training.weighting) and the UPGrad / Nash-MTL aggregators, each against a step
+computed by
 hand on fixed numbers; their options; and a trainer run that resumes with the learned weights of its checkpoint."""
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ import math
 import pytest
 import torch
 
-from mtbert.aggregators import check_aggregator_options, get_aggregator, nash_mtl_weights, upgrad_weights
-from mtbert.configuration_mtbert import MultitaskConfigError
-from mtbert.weighting import WEIGHTINGS, build_weighting, check_weighting_options
+from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
+from mtbert.training.aggregators import check_aggregator_options, get_aggregator, nash_mtl_weights, upgrad_weights
+from mtbert.training.weighting import WEIGHTINGS, build_weighting, check_weighting_options
 
 
 def losses(**values):
@@ -205,7 +206,7 @@ def test_aggregator_options_reach_the_aggregator():
 
 
 def args(tmp_path, **kwargs):
-    from mtbert.training_args import MultitaskTrainingArguments
+    from mtbert.training.training_args import MultitaskTrainingArguments
 
     return MultitaskTrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", **kwargs)
 
@@ -250,7 +251,7 @@ def test_resumed_run_continues_with_the_learned_weights(tokenizer, tmp_path):
     run resumed from it ends with the same learned log-variances (and model) as the run never interrupted."""
     from safetensors.torch import load_file
 
-    from mtbert.trainer import MultitaskTrainer
+    from mtbert.training.trainer import MultitaskTrainer
 
     from random_tasks import make_data, make_model
 

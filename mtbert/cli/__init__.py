@@ -1,0 +1,2 @@
+"""What the scripts of ``examples/`` run: arguments (config files, ``extends``, the parser), the training run
+steps, hyperparameter search."""

@@ -1,0 +1,35 @@
+"""Tokenize a task's split the way its head reads it (the head's own encoding, which the pipeline uses too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+
+from ..models.mtbert.heads_mtbert import encode_texts, input_layout
+from ..models.mtbert.kinds_mtbert import get_kind
+from ..tasks.token_data import tokenize_token_batch
+
+
+def tokenize_batch(batch: dict[str, list], tokenizer, spec: dict[str, Any], max_length: int) -> dict[str, list]:
+    """Token ids in the layout the task's head reads, plus each row's ``length``; masks are made by the collator.
+
+    The encoding itself is the head's (``heads_mtbert.encode_texts``, which the pipeline uses too), so training and
+    inference on the Hub
+    tokenize alike by construction.
+    """
+    if "tokens" in batch and get_kind(spec).input == "tokens":
+        return tokenize_token_batch(batch, tokenizer, spec, max_length)
+    out: dict[str, list] = encode_texts(tokenizer, spec, batch["text"], batch.get("text_pair"), max_length)
+    out["length"] = [max(len(a), len(b)) for a, b in zip(out["input_ids"], out.get("input_ids_b", out["input_ids"]))]
+    return out
+
+
+def tokenize_task(dataset: datasets.Dataset, tokenizer, spec: dict[str, Any], max_length: int) -> datasets.Dataset:
+    """Tokenize a split once with ``datasets.map``; the text columns are kept for predictions and analysis."""
+    return dataset.map(
+        tokenize_batch,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "spec": spec, "max_length": max_length},
+        desc=f"Tokenizing ({input_layout(spec)})",
+    )

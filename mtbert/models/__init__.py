@@ -1,0 +1,1 @@
+"""Model code; ``mtbert/`` is the remote code of the ``mtbert`` model type, copied next to every checkpoint."""
