@@ -284,7 +284,9 @@ def test_saved_token_model_serves_entity_groups_with_and_without_mtbert(conll_ru
 
 @pytest.mark.integration
 def test_joint_intent_slots_config_learns(tmp_path):
-    """The shipped joint intent + slots config on MiniLM, its generated data, SST/QQP/STS capped for time."""
+    """The shipped joint intent + slots config on MiniLM, its generated data; SST/QQP/STS capped and two epochs
+    instead of the config's three, for the suite's time budget (measured on a 2-core AMD EPYC: slot F1 0.948 and
+    intent accuracy 1.0 after two epochs, 0.963 and 1.0 after three)."""
     data = tmp_path / "intent_slots"
     subprocess.run(
         [
@@ -306,7 +308,7 @@ def test_joint_intent_slots_config_learns(tmp_path):
     caps = json.dumps({"sst": 160, "qqp": 160, "sts": 160})
     result = run_example_script("train", [
         str(path), "--output_dir", str(tmp_path / "out"), "--max_train_samples", caps, "--max_eval_samples", "300",
-        "--max_predict_samples", "50", "--disable_tqdm", "true",
+        "--max_predict_samples", "50", "--num_train_epochs", "2", "--disable_tqdm", "true",
     ], timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
