@@ -510,3 +510,27 @@ def test_unknown_task_name(make_model):
         model(input_ids=random_ids(BATCH, LENGTH))  # several tasks: task must be named
     single = make_model(["sst"])
     assert single(input_ids=random_ids(BATCH, LENGTH)).logits.shape == (BATCH, 5)
+
+
+def test_task_specs_are_typed_and_round_trip_through_config_json(tmp_path):
+    """``config.task_spec(task)`` is a ``TaskSpec`` whose ``to_dict`` is exactly what ``config.json`` stores, for
+    every kind; a saved and reloaded config gives equal specs; an unknown task is refused by name."""
+    from mtbert.models.mtbert.kinds_mtbert import TaskSpec
+
+    tasks = {
+        "sst": {"pooling": "mean"},
+        "qqp": {"pair_encoding": "concat_sep", "classifier": "mlp"},
+        "sts": {"pair_encoding": "cosine", "pooling": "mean"},
+        "ner": {"kind": "token_classification", "label_names": ["O", "B-PER", "I-PER"], "label_all_tokens": True},
+    }
+    config = MultitaskBertConfig(tasks=tasks)
+    config.save_pretrained(tmp_path)
+    reloaded = MultitaskBertConfig.from_pretrained(tmp_path)
+    for task in tasks:
+        spec = config.task_spec(task)
+        assert isinstance(spec, TaskSpec) and spec.to_dict() == config.tasks[task]
+        assert reloaded.task_spec(task) == spec
+    assert config.task_spec("ner").label_all_tokens and config.task_spec("qqp").classifier == "mlp"
+    assert config.task_spec("sts").kind == "pair_regression"
+    with pytest.raises(MultitaskConfigError, match="no task 'nli'; this model's tasks are sst, qqp, sts, ner"):
+        config.task_spec("nli")

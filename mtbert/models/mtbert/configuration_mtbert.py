@@ -323,6 +323,12 @@ class MultitaskBertConfig(PretrainedConfig):
     def task_names(self) -> list[str]:
         return list(self.tasks)
 
+    def task_spec(self, task: str) -> TaskSpec:
+        """A task's completed settings, typed (``config.json`` holds them as the plain mapping ``to_dict`` gives)."""
+        if task not in self.tasks:
+            raise MultitaskConfigError(f"no task {task!r}; this model's tasks are {', '.join(self.tasks)}")
+        return TaskSpec(**self.tasks[task])
+
 
 # Saving a config copies this file next to it and records ``auto_map`` (AutoConfig → this class).
 MultitaskBertConfig.register_for_auto_class("AutoConfig")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -377,6 +377,10 @@ class TaskSpec:
     def defaults(cls) -> dict[str, Any]:
         """Every key a task may carry, with its default."""
         return {f.name: f.default for f in fields(cls)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain mapping ``config.json`` stores (``TaskSpec(**spec.to_dict()) == spec``)."""
+        return asdict(self)
 
 
 __all__ = [
