@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What issue 26's settings do to a training step on a GPU: CUDA graphs, static shapes and packed rows, on vs off.
 
-1. The ceiling: a bf16 matrix product through torch on random data (``gpu_step.matmul_ceiling``). With
+1. The ceiling: a bf16 matrix product through torch on random data (``gpu_step.start_up``). With
    ``--parts 1``, checks first: packed against padded logits and gradients (MiniLM, eval mode: the varlen kernel in
    bf16 on CUDA, and fp32 through the reference path), and a graph-replayed training loss and gradients against the
    eager ones (fp32), each as the largest absolute difference.
@@ -35,8 +35,8 @@ import tempfile
 import time
 
 import torch
-from common import DEFAULT_DATA_DIR, TASKS, machine_line
-from gpu_step import matmul_ceiling, sync
+from common import DEFAULT_DATA_DIR, TASKS
+from gpu_step import start_up, sync
 
 from mtbert import MultitaskBertConfig, MultitaskBertModel
 from mtbert.cli.arguments import resolve_model_path
@@ -285,17 +285,9 @@ def main():
     parser.add_argument("--dev_steps", type=int, default=300)
     parser.add_argument("--parts", default="1,2,3,4", help="which of parts 1, 2, 3, 4 to run")
     args = parser.parse_args()
-    cuda = args.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise SystemExit("gpu_graphs.py measures a CUDA GPU and none is available here (--device cpu: a dry run)")
+    _, ceiling = start_up("gpu_graphs.py", args.device, cpu_matmul_size=512)
     from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    print(machine_line(args.device), flush=True)
-    n = 8192 if cuda else 512
-    ceiling = matmul_ceiling(args.device, n)
-    print(f"bf16 matmul ceiling ({n}^3, random data): {ceiling:.1f} TFLOP/s", flush=True)
     parts = {int(p) for p in args.parts.split(",")}
     if parts & {1, 3, 4}:
         path = resolve_model_path(args.model)

@@ -64,6 +64,23 @@ def matmul_ceiling(device: str, n: int = 8192) -> float:
     return 2 * n**3 / statistics.median(times) / 1e12
 
 
+def start_up(script: str, device: str, cpu_matmul_size: int) -> tuple[bool, float]:
+    """What both GPU benchmarks print first: the machine and the bf16 matmul ceiling that a step's share is measured
+    against (8192^3 on CUDA; a small product on the CPU, where ``--device cpu`` is only a dry run).
+    Returns (on CUDA, the ceiling in TFLOP/s)."""
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit(f"{script} measures a CUDA GPU and none is available here (--device cpu: a dry run)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    print(machine_line(device), flush=True)
+    n = 8192 if cuda else cpu_matmul_size
+    ceiling = matmul_ceiling(device, n)
+    print(f"bf16 matmul ceiling ({n}^3, random data): {ceiling:.1f} TFLOP/s", flush=True)
+    return cuda, ceiling
+
+
 def build_trainer(path, tokenizer, data, batch_size, device, **settings):
     model = MultitaskBertModel.from_encoder_pretrained(path, tasks=TASKS, encoder_kwargs={"dtype": torch.float32})
     targs = MultitaskTrainingArguments(
@@ -151,17 +168,9 @@ def main():
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--trace", default=None, help="write the profiler's chrome trace here (.json)")
     args = parser.parse_args()
-    cuda = args.device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise SystemExit("gpu_step.py measures a CUDA GPU and none is available here (--device cpu: a dry run)")
+    cuda, ceiling = start_up("gpu_step.py", args.device, cpu_matmul_size=1024)
     from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    print(machine_line(args.device), flush=True)
-    n = 8192 if cuda else 1024
-    ceiling = matmul_ceiling(args.device, n)
-    print(f"bf16 matmul ceiling ({n}^3, random data): {ceiling:.0f} TFLOP/s", flush=True)
     path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     config = MultitaskBertModel.config_class(tasks=TASKS)
