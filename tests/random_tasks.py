@@ -53,7 +53,9 @@ def make_data(tokenizer, model, n=16, seed=0):
     return out
 
 
-def trainer_for(model, data, tmp_path, **args):
+def trainer_for(model, data, tmp_path, prepare_optimizer: bool = True, **args):
+    """A MultitaskTrainer on CPU with quiet defaults (``args`` override them); ``prepare_optimizer`` builds the
+    optimizer and a 2-step schedule at once, for tests that take steps by hand instead of calling ``train()``."""
     settings = dict(
         output_dir=str(tmp_path),
         strategy="pcgrad",
@@ -67,7 +69,8 @@ def trainer_for(model, data, tmp_path, **args):
     )
     settings.update(args)
     trainer = MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**settings), train_dataset=data)
-    trainer.create_optimizer_and_scheduler(num_training_steps=2)
+    if prepare_optimizer:
+        trainer.create_optimizer_and_scheduler(num_training_steps=2)
     return trainer
 
 

@@ -22,10 +22,8 @@ from mtbert.data.static_shapes import (
 )
 from mtbert.models.mtbert.configuration_mtbert import MultitaskConfigError
 from mtbert.models.mtbert.kinds_mtbert import IGNORE_INDEX
-from mtbert.training.trainer import MultitaskTrainer
-from mtbert.training.training_args import MultitaskTrainingArguments
 
-from random_tasks import make_data
+from random_tasks import make_data, trainer_for
 from random_tasks import make_model as make_pcgrad_model
 
 
@@ -98,21 +96,11 @@ def test_padding_report_counts_tokens():
 
 
 def _trainer(model, data, tmp_path, **settings):
-    args = dict(
-        output_dir=str(tmp_path),
-        strategy="sum",
-        per_device_train_batch_size=4,
-        report_to="none",
-        use_cpu=True,
-        seed=3,
-        max_steps=3,
-        disable_tqdm=True,
-        save_strategy="no",
-        learning_rate=1e-3,
-        group_by_length=True,
+    """``random_tasks.trainer_for`` with this file's defaults: the sum strategy, length-grouped batches of 4."""
+    defaults = dict(
+        strategy="sum", per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3, group_by_length=True
     )
-    args.update(settings)
-    return MultitaskTrainer(model=model, args=MultitaskTrainingArguments(**args), train_dataset=data)
+    return trainer_for(model, data, tmp_path, prepare_optimizer=False, **{**defaults, **settings})
 
 
 def test_static_shapes_off_keeps_the_loader_as_it_was(tokenizer, tmp_path):
