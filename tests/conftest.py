@@ -74,6 +74,57 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+# A handful of hand-written rows per task (labels that make sense), for tests that check metrics or predictions
+# against known labels; tests that need another row swap it in (test_ensemble.py lengthens one sentence).
+TOY_ROWS: dict[str, dict[str, list]] = {
+    "sst": {
+        "text": [
+            "a great film",
+            "awful",
+            "fine i guess",
+            "not bad at all",
+            "boring and long",
+            "a masterpiece",
+            "meh",
+            "ok",
+        ],
+        "label": [4, 0, 2, 3, 1, 4, 2, 2],
+    },
+    "qqp": {
+        "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
+        "text_pair": [
+            "how to cook rice",
+            "what color is the sea",
+            "what is love exactly",
+            "why",
+            "paris location",
+            "no",
+        ],
+        "label": [1, 0, 1, 0, 1, 0],
+    },
+    "sts": {
+        "text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
+        "text_pair": [
+            "a man is singing",
+            "a cat sleeps",
+            "two cats sit",
+            "a blue car",
+            "it is night",
+            "children playing",
+        ],
+        "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1],
+    },
+}
+
+
+def toy_dataset(task: str, rows: dict[str, list]):
+    """A task's raw rows as a ``datasets.Dataset`` with string ids (STS labels as float32, as the loaders give)."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(len(rows["text"]))], **rows})
+    return ds.cast_column("label", datasets.Value("float32")) if task == "sts" else ds
+
+
 def tiny_bert_config(vocab_size: int = TINY_VOCAB_SIZE, **overrides) -> BertConfig:
     """A 2-layer, 32-wide random BERT: fast enough to build dozens of times per test run.
 

@@ -24,7 +24,7 @@ from mtbert.inference.averaging import (
 from mtbert.inference.predict import predict_task
 from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
-from conftest import load_example_script
+from conftest import load_example_script, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,10 +58,9 @@ def data(tokenizer):
     try:
         out = {}
         for task, raw in RAW.items():
-            ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(len(raw["text"]))], **raw})
-            if task == "sts":
-                ds = ds.cast_column("label", datasets.Value("float32"))
-            out[task] = tokenize_task(ds, tokenizer, normalize_task_spec(task, TASKS[task]), max_length=16)
+            out[task] = tokenize_task(
+                toy_dataset(task, raw), tokenizer, normalize_task_spec(task, TASKS[task]), max_length=16
+            )
         yield out
     finally:
         datasets.enable_progress_bars()

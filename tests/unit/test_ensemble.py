@@ -23,7 +23,7 @@ from mtbert.inference.ensemble import (
 from mtbert.inference.predict import predict_task
 from mtbert.models.mtbert.configuration_mtbert import normalize_task_spec
 
-from conftest import load_example_script
+from conftest import TOY_ROWS, load_example_script, toy_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,43 +46,12 @@ JOINED = {
     "sts": {"pair_encoding": "concat_sep", "classifier_dropout": 0.0},
 }
 
+# the rows of conftest.TOY_ROWS, with one longer SST sentence (batches of unequal lengths)
 RAW = {
+    **TOY_ROWS,
     "sst": {
-        "text": [
-            "a great film",
-            "awful",
-            "fine i guess",
-            "not bad at all",
-            "boring and long",
-            "a masterpiece",
-            "meh",
-            "ok then, if you insist on a longer sentence here",
-        ],
-        "label": [4, 0, 2, 3, 1, 4, 2, 2],
-    },
-    "qqp": {
-        "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
-        "text_pair": [
-            "how to cook rice",
-            "what color is the sea",
-            "what is love exactly",
-            "why",
-            "paris location",
-            "no",
-        ],
-        "label": [1, 0, 1, 0, 1, 0],
-    },
-    "sts": {
-        "text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
-        "text_pair": [
-            "a man is singing",
-            "a cat sleeps",
-            "two cats sit",
-            "a blue car",
-            "it is night",
-            "children playing",
-        ],
-        "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1],
+        "text": [*TOY_ROWS["sst"]["text"][:-1], "ok then, if you insist on a longer sentence here"],
+        "label": TOY_ROWS["sst"]["label"],
     },
 }
 
@@ -97,11 +66,7 @@ def tokenize(tokenizer):
         spec = normalize_task_spec(task, settings)
         key = (task, spec["pair_encoding"])
         if key not in cache:
-            raw = RAW[task]
-            ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(len(raw["text"]))], **raw})
-            if task == "sts":
-                ds = ds.cast_column("label", datasets.Value("float32"))
-            cache[key] = tokenize_task(ds, tokenizer, spec, max_length=24)
+            cache[key] = tokenize_task(toy_dataset(task, RAW[task]), tokenizer, spec, max_length=24)
         return cache[key]
 
     yield factory

@@ -17,61 +17,21 @@ from mtbert.training.optimization import parameter_learning_rates
 from mtbert.training.trainer import MultitaskTrainer
 from mtbert.training.training_args import MultitaskTrainingArguments
 
+from conftest import TOY_ROWS, toy_dataset
+
 TASKS = {
     "sst": {"classifier_dropout": 0.0},
     "qqp": {"classifier_dropout": 0.0},
     "sts": {"classifier_dropout": 0.0},
 }
 
-RAW = {
-    "sst": {
-        "text": [
-            "a great film",
-            "awful",
-            "fine i guess",
-            "not bad at all",
-            "boring and long",
-            "a masterpiece",
-            "meh",
-            "ok",
-        ],
-        "label": [4, 0, 2, 3, 1, 4, 2, 2],
-    },
-    "qqp": {
-        "text": ["how do i cook rice", "why is the sky blue", "what is love", "who am i", "where is paris", "is it"],
-        "text_pair": [
-            "how to cook rice",
-            "what color is the sea",
-            "what is love exactly",
-            "why",
-            "paris location",
-            "no",
-        ],
-        "label": [1, 0, 1, 0, 1, 0],
-    },
-    "sts": {
-        "text": ["a man sings", "a dog runs", "two cats", "a red car", "the sun is up", "kids play"],
-        "text_pair": [
-            "a man is singing",
-            "a cat sleeps",
-            "two cats sit",
-            "a blue car",
-            "it is night",
-            "children playing",
-        ],
-        "label": [4.8, 0.5, 3.9, 2.5, 0.2, 4.1],
-    },
-}
+RAW = TOY_ROWS
 
 
 def tokenized(tokenizer, specs, tasks=None):
     out = {}
     for task in tasks or RAW:
-        raw = RAW[task]
-        ds = datasets.Dataset.from_dict({"id": [str(i) for i in range(len(raw["text"]))], **raw})
-        if task == "sts":
-            ds = ds.cast_column("label", datasets.Value("float32"))
-        out[task] = tokenize_task(ds, tokenizer, specs[task], max_length=16)
+        out[task] = tokenize_task(toy_dataset(task, RAW[task]), tokenizer, specs[task], max_length=16)
     return out
 
 
