@@ -34,6 +34,7 @@ import itertools
 import tempfile
 import time
 
+import gpu_step
 import torch
 from common import DEFAULT_DATA_DIR, TASKS
 from gpu_step import start_up, sync
@@ -82,15 +83,10 @@ def prepared(model, data, batch_size, device, tokenizer=None, **settings):
 
 
 def run_steps(trainer, model, batches, device) -> float:
+    """Seconds for ``gpu_step.run_steps`` (the training loop's step, clip, optimizer and schedule) over ``batches``."""
     sync(device)
     start = time.perf_counter()
-    for batch in batches:
-        trainer.training_step(model, batch)
-        trainer.accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        model.zero_grad(set_to_none=True)
-    sync(device)
+    gpu_step.run_steps(trainer, model, batches, device)  # ends with a sync
     return time.perf_counter() - start
 
 
