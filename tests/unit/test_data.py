@@ -316,6 +316,34 @@ def test_tokenize_single(tokenizer):
     assert out["length"] == [len(out["input_ids"][0]), 6]
 
 
+def test_tokenize_task_fingerprint_follows_what_changes_the_tokens(tokenizer, monkeypatch):
+    """The fingerprint (which picks a ``datasets`` cache file) changes with the rows, the spec, the length limit and
+    added tokens, not otherwise; and the tokenizer is hashed once per object, not on every call."""
+    from mtbert.data import tokenization
+
+    rows = datasets.Dataset.from_dict({"text": ["Hello world", "Another one"], "label": [0, 1]})
+    calls = []
+    real_hash = tokenization.Hasher.hash
+    def counting_hash(cls, value):
+        calls.append(type(value).__name__)
+        return real_hash(value)
+
+    monkeypatch.setattr(tokenization.Hasher, "hash", classmethod(counting_hash))
+    fresh = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    first = tokenize_task(rows, fresh, SPECS["sst"], 16)
+    assert first._fingerprint == tokenize_task(rows, fresh, SPECS["sst"], 16)._fingerprint
+    assert calls.count(type(fresh).__name__) == 1  # hashed once, then remembered
+    assert first["input_ids"][0] == fresh("Hello world")["input_ids"]
+    others = {
+        tokenize_task(rows.select([0]), fresh, SPECS["sst"], 16)._fingerprint,
+        tokenize_task(rows, fresh, spec_with("sst", pooling="mean"), 16)._fingerprint,
+        tokenize_task(rows, fresh, SPECS["sst"], 8)._fingerprint,
+    }
+    fresh.add_tokens(["zzqqxx"])
+    others.add(tokenize_task(rows, fresh, SPECS["sst"], 16)._fingerprint)
+    assert len(others) == 4 and first._fingerprint not in others
+
+
 def test_tokenize_pair_separate(tokenizer):
     batch = {"text": ["How do I cook rice?"], "text_pair": ["Rice?"]}
     for encoding in ("separate", "cosine"):
