@@ -324,6 +324,7 @@ def test_tokenize_task_fingerprint_follows_what_changes_the_tokens(tokenizer, mo
     rows = datasets.Dataset.from_dict({"text": ["Hello world", "Another one"], "label": [0, 1]})
     calls = []
     real_hash = tokenization.Hasher.hash
+
     def counting_hash(cls, value):
         calls.append(type(value).__name__)
         return real_hash(value)
