@@ -77,6 +77,24 @@ class RuntimeMultitaskModel(MultitaskBertModel):
             raise MultitaskConfigError(f"the exported graph {graph!r} takes {', '.join(names)}; missing {missing}")
         return {name: batch[name].detach().cpu().numpy() for name in names}
 
+    def _rides(self, graph: str, dual_batch: dict[str, Any], task: str, batch: dict[str, Any]) -> bool:
+        """Whether ``task`` (a rider of the ``graph`` export, see ``export.dual_riders``) can be answered by running
+        ``graph`` on ``dual_batch``: its own batch holds the same ids as the dual inputs it would read there."""
+        if task not in self.exported.graphs[graph].get("riders", ()):
+            return False
+        if self.exported.tasks[task]["graph"] == "pair":
+            pairs = [("input_ids", "pair_input_ids"), ("attention_mask", "pair_attention_mask")]
+        else:
+            pairs = [(name, name) for name in ("input_ids", "attention_mask", "token_type_ids")]
+            pairs = [(a, b) for a, b in pairs if a in self.exported.graphs[graph]["inputs"]]
+        return all(
+            isinstance(batch.get(own), torch.Tensor)
+            and isinstance(dual_batch.get(dual), torch.Tensor)
+            and batch[own].shape == dual_batch[dual].shape
+            and torch.equal(batch[own], dual_batch[dual])
+            for own, dual in pairs
+        )
+
     def _run(self, graph: str, tasks: list[str], batch: dict[str, Any]) -> dict[str, MultitaskOutput]:
         specs = self.exported.tasks
         names = [specs[t][what] for t in tasks for what in ("logits", "embeddings")]
@@ -102,7 +120,8 @@ class RuntimeMultitaskModel(MultitaskBertModel):
         return output if return_dict else (output.logits, output.embeddings)
 
     def forward_tasks(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, MultitaskOutput]:
-        """One run per exported graph: the tasks of one graph (one input layout) share it."""
+        """One run per exported graph: the tasks of one graph (one input layout) share it, and ``joined`` or
+        ``pair`` tasks whose rows a ``dual`` task's batch already holds are answered by the dual graph's run."""
         if not isinstance(batches, dict) or not batches:
             raise MultitaskConfigError("forward_tasks takes {task: batch}, one entry per task to predict")
         by_graph: dict[str, list[str]] = {}
@@ -112,6 +131,11 @@ class RuntimeMultitaskModel(MultitaskBertModel):
             if unknown:
                 raise MultitaskConfigError(f"forward_tasks: the batch of task {task!r} has {', '.join(unknown)}")
             by_graph.setdefault(self.exported.tasks[task]["graph"], []).append(task)
+        dual = by_graph.get("dual")
+        if dual:
+            for graph in [g for g in by_graph if g != "dual"]:
+                if all(self._rides("dual", batches[dual[0]], task, batches[task]) for task in by_graph[graph]):
+                    dual += by_graph.pop(graph)
         outputs = {}
         for graph, tasks in by_graph.items():
             outputs.update(self._run(graph, tasks, batches[tasks[0]]))

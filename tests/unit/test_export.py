@@ -103,8 +103,12 @@ def test_one_graph_per_layout_with_one_output_per_task(exported, model_and_token
     assert graphs["joined"]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]  # concat_sep uses them
     assert graphs["joined_nosep"]["inputs"] == ["input_ids", "attention_mask"]
     assert graphs["dual"]["inputs"] == ["input_ids", "attention_mask", "pair_input_ids", "pair_attention_mask"]
+    # the pair tasks read the dual head's two sentences; concat_sep uses segments, the dual tasks do not: no rider
+    assert graphs["dual"]["riders"] == ["separate", "cosine", "sts_cosine"]
+    assert all("riders" not in graph for layout, graph in graphs.items() if layout != "dual")
     for _layout, graph in graphs.items():
-        assert graph["outputs"] == [f"{t}_{what}" for t in graph["tasks"] for what in ("logits", "embeddings")]
+        answered = graph["tasks"] + graph.get("riders", [])
+        assert graph["outputs"] == [f"{t}_{what}" for t in answered for what in ("logits", "embeddings")]
         assert (folder / graph["file"]).is_file()
     files = {p.name for p in folder.iterdir()}
     assert {"mtbert_export.json", "runtime_mtbert.py", "tokenizer.json"} <= files

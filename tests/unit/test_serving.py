@@ -97,6 +97,40 @@ def test_runtime_model_gives_torch_logits_for_every_task(runtime, saved, tokeniz
                 torch.testing.assert_close(got.embeddings, expected[task].embeddings, atol=1e-4, rtol=0)
 
 
+def test_joined_and_dual_tasks_asked_together_run_one_graph(runtime, saved, tokenizer, monkeypatch):
+    """QQP (``concat_sep``) rides along in the ``dual`` graph of STS: asked together on the same pairs, one graph
+    runs (the joined pair is encoded once, as in torch); asked alone, QQP runs its own ``joined`` graph."""
+    from mtbert.inference.loading import load_model
+    from mtbert.models.mtbert.heads_mtbert import encode_texts
+    from mtbert.models.mtbert.pipeline_mtbert import collate_rows
+
+    backend, export_dir = runtime
+    model, _ = load_runtime_model(saved, backend, export_dir=export_dir)
+    assert model.exported.graphs["dual"]["riders"] == ["qqp"]
+    runs = []
+    real = model.exported.run_graph
+    monkeypatch.setattr(model.exported, "run_graph", lambda graph, *a, **k: runs.append(graph) or real(graph, *a, **k))
+    torch_model = load_model(saved)
+    batches = {}
+    for task in ("qqp", "sts"):
+        encoded = encode_texts(tokenizer, torch_model.config.tasks[task], TEXTS, PAIRS, 64)
+        batches[task] = collate_rows([{k: v[i] for k, v in encoded.items()} for i in range(len(TEXTS))], 0)
+    with torch.no_grad():
+        got, expected = model.forward_tasks(batches), torch_model.forward_tasks(batches)
+        assert runs == ["dual"]
+        for task in batches:
+            torch.testing.assert_close(got[task].logits, expected[task].logits, atol=1e-4, rtol=0)
+            torch.testing.assert_close(got[task].embeddings, expected[task].embeddings, atol=1e-4, rtol=0)
+        runs.clear()
+        model.forward_tasks({"qqp": batches["qqp"]})
+        assert runs == ["joined"]
+        runs.clear()  # other rows for QQP than the dual batch holds: each task its own graph
+        other = encode_texts(tokenizer, torch_model.config.tasks["qqp"], PAIRS, TEXTS, 64)
+        shifted = collate_rows([{k: v[i] for k, v in other.items()} for i in range(len(TEXTS))], 0)
+        model.forward_tasks({"qqp": shifted, "sts": batches["sts"]})
+        assert sorted(runs) == ["dual", "joined"]
+
+
 def test_pipeline_backend_answers_as_torch(runtime, saved):
     backend, export_dir = runtime
     pipe = load_pipeline(str(saved), backend=backend, export_dir=export_dir)
