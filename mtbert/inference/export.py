@@ -724,7 +724,7 @@ def _verify(folder: str, checks: dict[str, tuple[dict, dict]], atol: float) -> d
     """Run each saved graph with the format's runtime and compare its outputs with torch's."""
     try:
         exported = ExportedModel(folder)
-        differences = {}
+        differences: dict[str, float] = {}
         for layout, (inputs, expected) in checks.items():
             got = exported.run_graph(layout, **inputs)
             for name, value in expected.items():
