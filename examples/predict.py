@@ -44,7 +44,15 @@ import os
 import sys
 
 from mtbert.cli.arguments import DashValueMixin, DataArguments, add_argument_with_aliases, check_max_seq_length
-from mtbert.cli.run import check_device, check_output_folder, check_weights, main_guard, predict, predict_inputs
+from mtbert.cli.run import (
+    check_device,
+    check_output_folder,
+    check_prediction_route,
+    check_weights,
+    main_guard,
+    predict,
+    predict_inputs,
+)
 from mtbert.hub.publish import discard, fresh_staging_dir, publish
 from mtbert.inference.loading import load_config
 from mtbert.inference.predict import PARTIAL_NOTE, input_tasks, read_inputs
@@ -183,12 +191,7 @@ def main(argv=None):
     backend = main_guard(resolve_backend, args.backend)  # a runtime that is installed: refused before any work
     if backend is not None and len(models) > 1:
         parser.error(f"--backend {backend} predicts with one model; pass one --model_name_or_path")
-    if backend is None and args.export_dir is not None:
-        parser.error("--export_dir goes with --backend onnx or openvino")
-    if backend is not None and quantize is not None:
-        parser.error(f"--quantize int8 is torch's dynamic int8; --backend {backend} runs an export instead")
-    if backend is not None and args.weights != "float32":
-        parser.error(f"--weights {args.weights} casts torch weights; --backend {backend} runs an export instead")
+    main_guard(check_prediction_route, backend, quantize, args.weights, args.export_dir, args.device, flag="--")
     main_guard(check_device, args.device)  # a device this machine has: refused before any model loads
     capped = args.max_eval_samples is not None or args.max_predict_samples is not None
     if len(models) > 1 and capped:

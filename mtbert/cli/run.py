@@ -312,6 +312,28 @@ def push_final_model(trainer, metrics: dict[str, float], data_args: DataArgument
     )
 
 
+def check_prediction_route(backend: str | None, quantize: str | None, weights: str, export_dir: str | None,
+                           device=None, flag: str = "") -> None:  # fmt: skip
+    """The refusals that :func:`load_for_prediction` and ``examples/predict.py`` share (``flag="--"`` names the
+    command-line flags): an export (``backend``, resolved) runs instead of torch's int8 or bf16 weights, on the CPU,
+    and ``export_dir`` needs a backend."""
+    if backend is None:
+        if export_dir is not None:
+            raise MultitaskConfigError(f"{flag}export_dir goes with {flag}backend onnx or openvino")
+        return
+    if quantize is not None:
+        raise MultitaskConfigError(
+            f"{flag}quantize int8 is torch's dynamic int8; {flag}backend {backend} runs an export instead "
+            "(export it with --int8 static for int8)"
+        )
+    if weights != "float32":
+        raise MultitaskConfigError(
+            f"{flag}weights {weights} casts torch weights; {flag}backend {backend} runs an export instead"
+        )
+    if device is not None and torch.device(device).type != "cpu":
+        raise MultitaskConfigError(f"{flag}backend {backend} runs on the CPU, not on device {device!r}")
+
+
 def load_for_prediction(model_path: str, device=None, quantize: str | None = None, backend: str | None = None,
                         export_dir: str | None = None, weights: str = "float32"):  # fmt: skip
     """``(model, tokenizer)`` to predict with: the saved model (``quantize="int8"``: its linear layers int8, CPU
@@ -321,19 +343,10 @@ def load_for_prediction(model_path: str, device=None, quantize: str | None = Non
 
     quantize = resolve_quantize(quantize, device)
     check_weights(weights, quantize)
-    if backend not in (None, "torch") and weights != "float32":
-        raise MultitaskConfigError(f"weights: {weights} casts torch weights; backend {backend} runs an export instead")
     backend = resolve_backend(backend)
+    check_prediction_route(backend, quantize, weights, export_dir, device)
     if backend is not None:
-        if quantize is not None:
-            raise MultitaskConfigError(
-                f"quantize: int8 is torch's dynamic int8; backend {backend} runs an export (export it with --int8)"
-            )
-        if device is not None and torch.device(device).type != "cpu":
-            raise MultitaskConfigError(f"backend {backend} runs on the CPU, not on device {device!r}")
         return load_runtime_model(model_path, backend, export_dir=export_dir)
-    if export_dir is not None:
-        raise MultitaskConfigError("export_dir goes with backend onnx or openvino")
     model, tokenizer = load_model_and_tokenizer(model_path, device=device)
     if quantize == "int8":
         model = quantize_int8(model, device=device, inplace=True)
@@ -440,6 +453,7 @@ __all__ = [
     "check_device",
     "check_output_dir",
     "check_output_folder",
+    "check_prediction_route",
     "count_parameters",
     "earlier_results",
     "finished_run_files",

@@ -195,6 +195,26 @@ def test_backend_mistakes_are_one_line_errors(saved, runtime, tmp_path):
     assert done.stderr.strip().splitlines()[-1] == "mtbert: error: --export_dir goes with --backend onnx or openvino"
 
 
+@pytest.mark.parametrize("flag", ["", "--"])
+def test_prediction_route_refusals_are_shared_by_the_api_and_the_script(flag):
+    """One set of refusals (``check_prediction_route``) for ``load_for_prediction`` and ``predict.py``, naming the
+    settings the way the caller spells them."""
+    from mtbert.cli.run import check_prediction_route
+
+    check_prediction_route(None, "int8", "float32", None, flag=flag)  # torch's own routes: nothing to refuse
+    check_prediction_route("onnx", None, "float32", "some/export", "cpu", flag=flag)
+    cases = [
+        ((None, None, "float32", "some/export"), f"{flag}export_dir goes with {flag}backend onnx or openvino"),
+        (("onnx", "int8", "float32", None), f"{flag}quantize int8 is torch's dynamic int8; {flag}backend onnx"),
+        (("openvino", None, "bf16", None), f"{flag}weights bf16 casts torch weights; {flag}backend openvino"),
+        (("onnx", None, "float32", None, "cuda"), f"{flag}backend onnx runs on the CPU, not on device 'cuda'"),
+    ]
+    for args, message in cases:
+        with pytest.raises(MultitaskConfigError) as caught:
+            check_prediction_route(*args, flag=flag)
+        assert str(caught.value).startswith(message)
+
+
 def test_a_missing_runtime_is_one_line(monkeypatch, saved):
     import builtins
 
