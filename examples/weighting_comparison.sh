@@ -7,14 +7,20 @@
 #
 #   SEEDS="1 2" RUNS=runs/weighting JOBS=1 bash examples/weighting_comparison.sh
 #
+# Only dev metrics are compared, so the runs write no test-set predictions (write_predictions=false). With JOBS > 1
+# on a CPU, each run gets (cores / JOBS) threads unless OMP_NUM_THREADS is set.
+#
 # One run (one config, one seed) takes about the quickstart's time: under 10 minutes on 2 CPU cores for
 # round_robin; strategies sum/pcgrad read one batch of every task per step (about 3x the work per step, a third
 # of the steps). UPGrad needs `pip install 'mtbert[torchjd]'`. On a GPU, JOBS=4..8 runs several at once.
 set -euo pipefail
 SEEDS=${SEEDS:-1 2}; RUNS=${RUNS:-runs/weighting}; JOBS=${JOBS:-1}; PY=${PYTHON:-python}
 read -r -a SEED_LIST <<< "$SEEDS"
+if [ "$JOBS" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
+  OMP_NUM_THREADS=$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 )); export OMP_NUM_THREADS
+fi
 "$PY" examples/run_experiments.py examples/configs/weighting/*.yaml --profile paper --seeds "${SEED_LIST[@]}" \
-  --runs_dir "$RUNS" --jobs "$JOBS" --no_progress
+  --runs_dir "$RUNS" --jobs "$JOBS" --no_progress --override write_predictions=false
 "$PY" - "$RUNS/paper" <<'PY'
 import json, pathlib, statistics, sys
 root = pathlib.Path(sys.argv[1])
