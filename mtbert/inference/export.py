@@ -38,9 +38,10 @@ sentence-transformers folder: ``SentenceTransformer(out_dir).encode(texts)`` equ
 embeddings (see its docstring for the pooling and why no ``Normalize`` module is added by default).
 
 Static int8 (``int8="static"``, ``--int8 static --data_dir DATA``): the graphs quantized after calibration on
-training rows (``calibration_rows`` per graph, one row per sample), the heads and pooling kept in float: NNCF's
-``nncf.quantize`` (``ModelType.TRANSFORMER``, the heads in ``ignored_scope``) for OpenVINO, ONNX Runtime's
-``quantize_static`` (QDQ, per-channel int8 weights, the heads in ``nodes_to_exclude``) for ONNX. The manifest's
+training rows (``calibration_rows`` per graph, one row per sample), the heads, pooling and (by default,
+``int8_float="heads+ffn_output"``) every layer's FFN down projection kept in float: NNCF's ``nncf.quantize``
+(``ModelType.TRANSFORMER``, those nodes in ``ignored_scope``) for OpenVINO, ONNX Runtime's ``quantize_static`` (QDQ,
+per-channel int8 weights, those nodes in ``nodes_to_exclude``) for ONNX. The manifest's
 ``int8`` entry records it; ``mtbert.inference.serving`` and ``ExportedModel`` run it like any export.
 
 Command line: ``mtbert-export --format onnx|openvino|sentence-transformers MODEL OUT`` (or ``python -m
@@ -50,11 +51,13 @@ mtbert.inference.export``).
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -76,6 +79,12 @@ logger = logging.getLogger("mtbert.inference.export")  # the same name when run 
 EXPORT_FORMATS = ("onnx", "openvino")
 #: ``int8=`` of ``export_model``: static (calibrated) int8 through NNCF (OpenVINO) or ONNX Runtime's quantize_static
 INT8_MODES = ("static",)
+#: what static int8 leaves in float32: the heads and pooling only, or also every layer's FFN down projection
+#: (measured on the distilled MiniLM: heads only cost 0.010 SST accuracy, heads+ffn_output at most 0.0015 on a task)
+INT8_FLOAT_CHOICES = ("heads", "heads+ffn_output")
+#: module paths of FFN down projections (the linear layer after the activation, where BERT's activation outliers
+#: are): BERT/RoBERTa/MPNet/DeBERTa ``layer.N.output``, DistilBERT ``ffn.lin2``, ModernBERT ``mlp.Wo``, others' fc2
+FFN_OUTPUT_SCOPES = re.compile(r"\.layers?\.\d+\.(output|ffn\.lin2|mlp\.Wo|mlp\.fc2|mlp\.down_proj)$")
 #: training rows a static int8 export is calibrated on, by default
 CALIBRATION_ROWS = 300
 CLI_FORMATS = (*EXPORT_FORMATS, "sentence-transformers")
@@ -392,14 +401,27 @@ def calibration_feeds(model, tokenizer, groups, graphs, max_length, pad_token_id
     return feeds
 
 
-def _head_nodes(proto) -> list[str]:
-    """The names of the graph's nodes outside the encoder (heads, pooling): what static int8 keeps in float."""
-    kept = []
-    for node in proto.graph.node:
-        scopes = next((e.value for e in node.metadata_props if e.key == "pkg.torch.onnx.name_scopes"), "")
-        if "encoder" not in scopes:
-            kept.append(node.name)
-    return kept
+def _scopes(node) -> list[str]:
+    """The module paths the exporter recorded for a node, outermost first (``[]`` when it recorded none)."""
+    value = next((e.value for e in node.metadata_props if e.key == "pkg.torch.onnx.name_scopes"), "")
+    try:
+        scopes = ast.literal_eval(value) if value else []
+    except (ValueError, SyntaxError):
+        return [value]
+    return [str(scope) for scope in scopes] if isinstance(scopes, (list, tuple)) else [str(scopes)]
+
+
+def _float_nodes(proto, keep: str = "heads+ffn_output") -> list[str]:
+    """The names of the nodes static int8 leaves in float32: those outside the encoder (heads, pooling), and with
+    ``keep="heads+ffn_output"`` every node of a layer's FFN down projection (:data:`FFN_OUTPUT_SCOPES`: its matmul,
+    bias and residual add)."""
+
+    def float_node(scopes: list[str]) -> bool:
+        outside_encoder = not any("encoder" in scope for scope in scopes)
+        ffn_output = keep == "heads+ffn_output" and any(FFN_OUTPUT_SCOPES.search(scope) for scope in scopes)
+        return outside_encoder or ffn_output
+
+    return [node.name for node in proto.graph.node if float_node(_scopes(node))]
 
 
 def _fold_weight_transposes(proto):
@@ -555,6 +577,7 @@ def export_model(
     calibration: dict[str, Any] | None = None,
     calibration_rows: int = CALIBRATION_ROWS,
     data_dir: str | None = None,
+    int8_float: str = "heads+ffn_output",
 ) -> dict[str, Any]:
     """Export a multitask BERT (a ``MultitaskBertModel`` or a saved model folder) for ONNX Runtime / OpenVINO.
 
@@ -575,7 +598,10 @@ def export_model(
     - ``int8="static"``: calibrated int8 (see :func:`quantize_static_graphs`): ``calibration`` is ``{task: rows}``
       (a ``datasets.Dataset`` or a dict with ``text`` and, for pairs, ``text_pair`` lists: training rows), else the
       minBERT training files in ``data_dir``; ``calibration_rows`` rows per graph. ``verify`` then records the
-      differences from torch without refusing them (int8 moves logits by more than ``atol``).
+      differences from torch without refusing them (int8 moves logits by more than ``atol``). ``int8_float``: what
+      stays float32 (:data:`INT8_FLOAT_CHOICES`): ``"heads+ffn_output"`` (default: the heads, pooling and every
+      layer's FFN down projection, the setting that kept every dev metric within 0.005 of float32 in
+      docs/performance.md) or ``"heads"`` (more int8, faster, less accurate).
 
     Returns the manifest (a dict). The model itself is left as it was (exported in eval mode, float32, on the CPU:
     a copy when it was not). Without a tokenizer the export runs on token ids only (``ExportedModel.run``).
@@ -584,6 +610,8 @@ def export_model(
         raise MultitaskConfigError(f"format: {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
     if int8 is not None and int8 not in INT8_MODES:
         raise MultitaskConfigError(f"int8: {int8!r} is not one of {', '.join(INT8_MODES)} (or None: float32)")
+    if int8_float not in INT8_FLOAT_CHOICES:
+        raise MultitaskConfigError(f"int8_float: {int8_float!r} is not one of {', '.join(INT8_FLOAT_CHOICES)}")
     if int8 is not None and calibration is None and data_dir is None:
         raise MultitaskConfigError("int8='static' calibrates on training rows: pass data_dir=... (or calibration=)")
     if int8 is not None and (isinstance(calibration_rows, bool) or int(calibration_rows) < 1):
@@ -644,7 +672,7 @@ def export_model(
             feeds = calibration_feeds(
                 model, tokenizer, groups, graphs, max_length, pad_token_id, calibration, calibration_rows, data_dir
             )
-        keep_float = {layout: _head_nodes(proto) for layout, proto in protos.items()}
+        keep_float = {layout: _float_nodes(proto, int8_float) for layout, proto in protos.items()}
         if format == "onnx" and int8 is not None:
             protos = {layout: _fold_weight_transposes(proto) for layout, proto in protos.items()}
         if format == "onnx" and int8 is None:
@@ -695,7 +723,7 @@ def export_model(
                 "mode": int8,
                 "tool": "nncf" if format == "openvino" else "onnxruntime.quantization",
                 "calibration_rows": {layout: len(rows) for layout, rows in feeds.items()},
-                "kept_float": "heads",
+                "kept_float": int8_float,
             },
             "exported_with": {"torch": torch.__version__, "opset": _opset(next(iter(protos.values())))},
         }
@@ -891,9 +919,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace what out_dir holds")
     parser.add_argument(
         "--int8", choices=INT8_MODES, default=None,
-        help="static: calibrated int8 (NNCF for openvino, ONNX Runtime quantize_static for onnx), heads in float",
+        help="static: calibrated int8 (NNCF for openvino, ONNX Runtime quantize_static for onnx); see --int8_float",
     )  # fmt: skip
     parser.add_argument("--calibration_rows", type=int, default=CALIBRATION_ROWS, help="--int8: rows per graph")
+    parser.add_argument(
+        "--int8_float", choices=INT8_FLOAT_CHOICES, default="heads+ffn_output",
+        help="--int8: what stays float32 (default: the heads and every FFN down projection, which keeps accuracy)",
+    )  # fmt: skip
     parser.add_argument("--data_dir", default=None, help="--int8: the minBERT data folder (its train files)")
     return parser
 
@@ -912,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = export_model(
             args.model, args.out_dir, format=args.format, max_length=args.max_length, opset=args.opset,
             verify=not args.no_verify, overwrite=args.overwrite, int8=args.int8, data_dir=args.data_dir,
-            calibration_rows=args.calibration_rows,
+            calibration_rows=args.calibration_rows, int8_float=args.int8_float,
         )  # fmt: skip
     except (MultitaskConfigError, ExportError) as error:
         print(f"mtbert-export: error: {error}", file=sys.stderr)
@@ -931,6 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "EXPORT_FORMATS",
+    "INT8_FLOAT_CHOICES",
     "INT8_MODES",
     "ExportError",
     "ExportedModel",

@@ -34,6 +34,8 @@ BACKENDS = ("torch", "onnx", "openvino")
 #: the export format each backend runs, and the package it needs (and the extra that installs it)
 RUNTIMES = {"onnx": ("onnx", "onnxruntime", "onnx"), "openvino": ("openvino", "openvino", "openvino")}
 CACHE_ENV = "MTBERT_CACHE"
+#: bumped when what ``export_model`` writes by default changes (2: dual-graph riders, int8 FFN outputs in float)
+EXPORT_VERSION = 2
 
 
 def resolve_backend(backend: str | None) -> str | None:
@@ -57,6 +59,7 @@ def default_export_dir(model_path: str, backend: str, int8: str | None = None) -
     path = os.path.abspath(model_path)
     weights = os.path.join(path, "model.safetensors")
     stamp = f"{path}|{os.path.getsize(weights)}|{os.stat(weights).st_mtime_ns}" if os.path.isfile(weights) else path
+    stamp += f"|{EXPORT_VERSION}"  # an export made by an earlier mtbert (other graphs or int8 settings) is redone
     key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
     root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "mtbert", "exports")
     name = f"{os.path.basename(path.rstrip(os.sep)) or 'model'}-{key}-{backend}" + (f"-int8{int8}" if int8 else "")

@@ -289,6 +289,43 @@ def test_static_int8_export_is_calibrated_int8_and_close_to_float(fmt, saved, tm
         load_runtime_model(saved, fmt, export_dir=tmp_path / "int8")
 
 
+def _ffn_output_matmuls_int8(export_dir: Path) -> tuple[int, int]:
+    """``(int8, all)``: the ONNX export's FFN down-projection matmuls (``FFN_OUTPUT_SCOPES``) fed by a
+    ``DequantizeLinear`` (quantized), and all of them."""
+    import onnx
+
+    from mtbert.inference.export import FFN_OUTPUT_SCOPES, _scopes
+
+    quantized = total = 0
+    for name in os.listdir(export_dir):
+        if name.endswith(".onnx"):
+            graph = onnx.load(str(export_dir / name)).graph
+            made_by = {output: node.op_type for node in graph.node for output in node.output}
+            for node in graph.node:
+                if node.op_type == "MatMul" and any(FFN_OUTPUT_SCOPES.search(s) for s in _scopes(node)):
+                    total += 1
+                    quantized += any(made_by.get(i) == "DequantizeLinear" for i in node.input)
+    return quantized, total
+
+
+def test_static_int8_keeps_the_ffn_down_projections_float_by_default(saved, tmp_path):
+    """``int8_float="heads+ffn_output"`` (the default, which kept every dev metric within 0.005) leaves every
+    layer's FFN down projection in float; ``"heads"`` quantizes them too."""
+    rows = {"sst": {"text": TEXTS * 2}, "qqp": {"text": TEXTS * 2, "text_pair": PAIRS * 2}}
+    rows["sts"] = rows["qqp"]
+    default = export_model(saved, tmp_path / "default", format="onnx", int8="static", calibration=rows,
+                           calibration_rows=4)  # fmt: skip
+    assert default["int8"]["kept_float"] == "heads+ffn_output"
+    quantized, total = _ffn_output_matmuls_int8(tmp_path / "default")
+    assert total >= 2 and quantized == 0  # one per encoder layer in each graph, none quantized
+    heads = export_model(saved, tmp_path / "heads", format="onnx", int8="static", calibration=rows,
+                         calibration_rows=4, int8_float="heads")  # fmt: skip
+    assert heads["int8"]["kept_float"] == "heads"
+    assert _ffn_output_matmuls_int8(tmp_path / "heads") == (total, total)
+    with pytest.raises(MultitaskConfigError, match="int8_float: 'all' is not one of heads, heads\\+ffn_output"):
+        export_model(saved, tmp_path / "bad", format="onnx", int8="static", calibration=rows, int8_float="all")
+
+
 def test_static_int8_needs_calibration_rows(saved, tmp_path):
     with pytest.raises(MultitaskConfigError, match="calibrates on training rows: pass data_dir"):
         export_model(saved, tmp_path / "x", format="openvino", int8="static")
