@@ -27,7 +27,7 @@ GENERATED_DATA = {"joint_intent_slots.yaml": ("outputs/data/intent_slots", "exam
 # configs whose backbone is assembled by a script first (../shared/backbones/all-mpnet-base-v2.sh), not in a clone
 DOWNLOADED_BACKBONES = {"mpnet_best.yaml": ".backbones/all-mpnet-base-v2"}
 # configs that distil from a model trained first (mpnet_best.yaml writes outputs/mpnet_best), not in a clone
-TRAINED_TEACHERS = {"minilm_distilled.yaml": "outputs/mpnet_best"}
+TRAINED_TEACHERS = {"minilm_distilled.yaml": "outputs/mpnet_best", "distilled_strong.yaml": "outputs/mpnet_best"}
 
 
 def tiny_teacher(folder) -> str:
